@@ -28,26 +28,37 @@ Simulator::NodeState& Simulator::node_state(NodeId node) {
   return nodes_[node];
 }
 
-EventId Simulator::Insert(int64_t at_ns, Event event) {
-  const EventId id = next_seq_++;
-  queue_.emplace(std::make_pair(at_ns, id), std::move(event));
-  time_of_.emplace(id, at_ns);
-  return id;
+void Simulator::Insert(int64_t at_ns, Event event) {
+  const QueueKey key(at_ns, next_seq_++);
+  const EventId id = event.id;
+  const bool fresh = key_of_.emplace(id, key).second;
+  E2D_CHECK(fresh, "event %llu queued twice", static_cast<unsigned long long>(id));
+  queue_.emplace(key, std::move(event));
 }
 
 EventId Simulator::Schedule(int64_t at_ns, NodeId node, std::string_view kind, uint64_t detail,
                             std::function<void()> fn) {
   const NodeState& state = node_state(node);
-  return Insert(std::max(at_ns, now_ns_),
-                Event{node, state.incarnation, kind, detail, std::move(fn)});
+  const EventId id = next_id_++;
+  Insert(std::max(at_ns, now_ns_), Event{id, node, state.incarnation, kind, detail, std::move(fn)});
+  return id;
 }
 
 bool Simulator::Cancel(EventId id) {
-  auto it = time_of_.find(id);
-  if (it == time_of_.end()) return false;
-  const size_t erased = queue_.erase(std::make_pair(it->second, id));
+  if (auto d = deferred_owner_.find(id); d != deferred_owner_.end()) {
+    auto& deferred = node_state(d->second).deferred;
+    const size_t erased =
+        std::erase_if(deferred, [id](const Event& event) { return event.id == id; });
+    E2D_CHECK(erased == 1, "deferred event %llu indexed but not held",
+              static_cast<unsigned long long>(id));
+    deferred_owner_.erase(d);
+    return true;
+  }
+  auto it = key_of_.find(id);
+  if (it == key_of_.end()) return false;
+  const size_t erased = queue_.erase(it->second);
   E2D_CHECK(erased == 1, "event %llu indexed but not queued", static_cast<unsigned long long>(id));
-  time_of_.erase(it);
+  key_of_.erase(it);
   return true;
 }
 
@@ -69,16 +80,17 @@ bool Simulator::Step() {
   while (!queue_.empty()) {
     auto it = queue_.begin();
     const int64_t at_ns = it->first.first;
-    const EventId id = it->first.second;
     Event event = std::move(it->second);
+    const EventId id = event.id;
     queue_.erase(it);
-    time_of_.erase(id);
+    key_of_.erase(id);
     E2D_CHECK(at_ns >= now_ns_, "time went backwards: %lld < %lld", static_cast<long long>(at_ns),
               static_cast<long long>(now_ns_));
     now_ns_ = at_ns;
     NodeState& state = node_state(event.node);
     if (event.incarnation != state.incarnation) continue;  // owner crashed since scheduling
     if (state.paused) {
+      deferred_owner_.emplace(id, event.node);
       state.deferred.push_back(std::move(event));
       continue;
     }
@@ -109,6 +121,7 @@ void Simulator::Crash(NodeId node) {
   NodeState& state = node_state(node);
   ++state.incarnation;  // queued events of the old incarnation are skipped when they come up
   state.paused = false;
+  for (const Event& event : state.deferred) deferred_owner_.erase(event.id);
   state.deferred.clear();
   Record(node, "crash", state.incarnation);
 }
@@ -126,7 +139,11 @@ void Simulator::Resume(NodeId node) {
   Record(node, "resume", state.deferred.size());
   std::vector<Event> deferred = std::move(state.deferred);
   state.deferred.clear();
-  for (Event& event : deferred) Insert(now_ns_, std::move(event));
+  // Same ids (timers and others can still cancel them), new queue positions in due order.
+  for (Event& event : deferred) {
+    deferred_owner_.erase(event.id);
+    Insert(now_ns_, std::move(event));
+  }
 }
 
 }  // namespace e2d::sim

@@ -60,7 +60,8 @@ class Simulator {
   EventId Schedule(int64_t at_ns, NodeId node, std::string_view kind, uint64_t detail,
                    std::function<void()> fn);
 
-  // Removes a pending event. False if it already ran, was cancelled, or was dropped.
+  // Removes a pending event (queued, or deferred by a pause). False if it already ran, was
+  // cancelled, or was dropped.
   bool Cancel(EventId id);
 
   // Runs the earliest event. False if none is pending.
@@ -94,7 +95,9 @@ class Simulator {
   void set_trace(std::vector<TraceEntry>* trace) { trace_ = trace; }
 
  private:
+  using QueueKey = std::pair<int64_t, uint64_t>;  // (time, sequence)
   struct Event {
+    EventId id;  // stable for the event's life; its queue position may change (Resume)
     NodeId node;
     uint64_t incarnation;
     std::string_view kind;  // points at a string literal
@@ -104,23 +107,26 @@ class Simulator {
   struct NodeState {
     uint64_t incarnation = 1;
     bool paused = false;
-    std::vector<Event> deferred;  // events held while paused, in their original order
+    std::vector<Event> deferred;  // events held while paused, in the order they came due
   };
 
   const NodeState& node_state(NodeId node) const;
   NodeState& node_state(NodeId node);
   void Fold(int64_t time_ns, NodeId node, std::string_view kind, uint64_t detail);
-  EventId Insert(int64_t at_ns, Event event);
+  // Queues `event` at `at_ns` behind everything already queued for that time.
+  void Insert(int64_t at_ns, Event event);
 
   const uint64_t seed_;
   const env::Random root_random_;
   int64_t now_ns_ = 0;
-  uint64_t next_seq_ = 1;
+  uint64_t next_seq_ = 1;  // queue order among events of equal time
+  EventId next_id_ = 1;
   uint64_t digest_;
   uint64_t events_run_ = 0;
-  // Keyed by (time, sequence): iteration order is the execution order.
-  absl::btree_map<std::pair<int64_t, uint64_t>, Event> queue_;
-  absl::btree_map<EventId, int64_t> time_of_;  // pending event id -> its time, for Cancel
+  // Iteration order is the execution order.
+  absl::btree_map<QueueKey, Event> queue_;
+  absl::btree_map<EventId, QueueKey> key_of_;      // queued event id -> its queue key, for Cancel
+  absl::btree_map<EventId, NodeId> deferred_owner_;  // deferred event id -> its paused node
   std::vector<NodeState> nodes_;               // index 0 is kNoNode
   std::vector<TraceEntry>* trace_ = nullptr;
 };

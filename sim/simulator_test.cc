@@ -75,6 +75,22 @@ TEST(SimulatorTest, PauseDefersEventsUntilResumeInOriginalOrder) {
   EXPECT_EQ(order, (std::vector<int>{0, 1, 2}));
 }
 
+TEST(SimulatorTest, DeferredEventsCanBeCancelledAndKeepTheirDueOrder) {
+  Simulator sim(1);
+  NodeId n = sim.AddNode();
+  std::vector<int> order;
+  sim.Schedule(30, n, "t", 0, [&] { order.push_back(30); });  // inserted first, due last
+  EventId cancelled = sim.Schedule(20, n, "t", 0, [&] { order.push_back(20); });
+  sim.Schedule(10, n, "t", 0, [&] { order.push_back(10); });
+  sim.Pause(n);
+  sim.RunUntil(50);
+  EXPECT_TRUE(sim.Cancel(cancelled));
+  EXPECT_FALSE(sim.Cancel(cancelled));
+  sim.Resume(n);
+  sim.RunUntil(50);
+  EXPECT_EQ(order, (std::vector<int>{10, 30}));
+}
+
 TEST(SimulatorTest, CrashWhilePausedDropsDeferredEvents) {
   Simulator sim(1);
   NodeId n = sim.AddNode();

@@ -1,0 +1,22 @@
+// Copyright e2d authors.
+
+#include "scenarios/registry.h"
+
+namespace e2d::scenarios {
+
+std::vector<sim::Scenario> AllScenarios() {
+  return {CounterSwarm(), CounterPartitions(), CounterCrashes(), CounterDiskErrors(),
+          CounterClocks()};
+}
+
+bool FindScenario(std::string_view name, sim::Scenario* out) {
+  for (sim::Scenario& s : AllScenarios()) {
+    if (s.name == name) {
+      *out = std::move(s);
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace e2d::scenarios

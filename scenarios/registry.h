@@ -1,0 +1,31 @@
+// Copyright e2d authors.
+//
+// Every scenario, by name. Each is defined in its own file in this folder; adding one means a
+// new file, a line in AllScenarios() and a scenario_test() line in BUILD.bazel.
+
+#ifndef E2D_SCENARIOS_REGISTRY_H_
+#define E2D_SCENARIOS_REGISTRY_H_
+
+#include <string_view>
+#include <vector>
+
+#include "scenarios/counter_harness.h"
+#include "sim/scenario.h"
+
+namespace e2d::scenarios {
+
+sim::Scenario CounterSwarm();
+sim::Scenario CounterPartitions();
+sim::Scenario CounterCrashes();
+sim::Scenario CounterDiskErrors();
+sim::Scenario CounterClocks();
+
+// In a fixed order (the order `sim --list` prints).
+std::vector<sim::Scenario> AllScenarios();
+
+// The scenario called `name`, or false.
+bool FindScenario(std::string_view name, sim::Scenario* out);
+
+}  // namespace e2d::scenarios
+
+#endif  // E2D_SCENARIOS_REGISTRY_H_

@@ -1,0 +1,72 @@
+// Copyright e2d authors.
+//
+// A fault schedule: every fault of one simulated run, as text that can be printed, saved,
+// edited and replayed without the generator that made it. Format (one item per line, '#'
+// starts a comment):
+//
+//   scenario counter_swarm
+//   seed 42               # seeds the run's own randomness (latency draws, loss coin flips...)
+//   nodes 5
+//   duration_ms 30000     # faults happen before this; then the harness heals everything
+//   @0 link * * latency_us=200 jitter_us=100 loss=0.01
+//   @1200 isolate 2
+//   @5000 heal
+//
+// Verbs (nodes are 1-based ids; lists are comma-separated; `*` means every node):
+//   link FROM TO [latency_us= jitter_us= tail=P tail_ms= loss=P dup=P]
+//   isolate N | split A,B C,D | oneway FROM TO | bridge A,B C,D BRIDGE | clog FROM TO MS
+//   heal | break A B                       (break: every stream between A and B)
+//   crash N | restart N | pause N | resume N | lose N
+//   disk N [latency_us= jitter_us= spike=P spike_ms= eio=P syncfail=P capacity=BYTES tear=0|1]
+//   stall N MS | readerr N PATH OFFSET LENGTH | bitflip N PATH OFFSET BIT
+//   drift N PPM | jump N MS
+
+#ifndef E2D_SIM_FAULT_SCHEDULE_H_
+#define E2D_SIM_FAULT_SCHEDULE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace e2d::sim {
+
+class Cluster;
+
+struct FaultAction {
+  int64_t at_ms = 0;
+  std::string verb;
+  std::vector<std::string> args;
+
+  friend bool operator==(const FaultAction&, const FaultAction&) = default;
+};
+
+struct FaultSchedule {
+  std::string scenario;
+  uint64_t seed = 0;
+  int nodes = 0;
+  int64_t duration_ms = 0;
+  std::vector<FaultAction> actions;  // in time order; equal times keep file order
+
+  friend bool operator==(const FaultSchedule&, const FaultSchedule&) = default;
+
+  // The text form above. Parse(ToText()) gives back an equal schedule.
+  std::string ToText() const;
+
+  // Parses and validates (verbs, argument counts and values, node ids within `nodes`, times in
+  // [0, duration_ms], time order). Errors name the line number and what is wrong.
+  static absl::StatusOr<FaultSchedule> Parse(std::string_view text);
+};
+
+// Checks one action against a cluster of `nodes` nodes without applying it.
+absl::Status ValidateFault(const FaultAction& action, int nodes);
+
+// Applies one action to `cluster` now. Errors as ValidateFault (nothing is applied then).
+absl::Status ApplyFault(const FaultAction& action, Cluster& cluster);
+
+}  // namespace e2d::sim
+
+#endif  // E2D_SIM_FAULT_SCHEDULE_H_
