@@ -1,0 +1,692 @@
+// Copyright e2d authors.
+
+#include "raft/raft.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "env/check.h"
+
+namespace e2d::raft {
+namespace {
+
+using raftpb::Message;
+using raftpb::MessageType;
+using ull = unsigned long long;
+
+bool IsLocal(MessageType t) {
+  return t == raftpb::MSG_HUP || t == raftpb::MSG_BEAT || t == raftpb::MSG_CHECK_QUORUM;
+}
+
+// Messages that acknowledge or promise something this node must not forget across a crash:
+// they may leave only after the Ready that produced them is durable.
+bool NeedsPersist(MessageType t) {
+  return t == raftpb::MSG_APP_RESP || t == raftpb::MSG_VOTE || t == raftpb::MSG_VOTE_RESP;
+}
+
+bool SameHardState(const raftpb::HardState& a, const raftpb::HardState& b) {
+  return a.term() == b.term() && a.vote() == b.vote() && a.commit() == b.commit();
+}
+
+absl::Status ValidateConfig(const Config& c) {
+  if (c.id == kNone) return absl::InvalidArgumentError("raft config: id must be non-zero");
+  if (std::find(c.voters.begin(), c.voters.end(), c.id) == c.voters.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("raft config: id ", c.id, " is not a voter"));
+  }
+  if (c.election_ticks <= 0 || c.heartbeat_ticks <= 0 || c.heartbeat_ticks >= c.election_ticks) {
+    return absl::InvalidArgumentError(
+        "raft config: need 0 < heartbeat_ticks < election_ticks");
+  }
+  if (c.inflight_msgs_max == 0 || c.msg_bytes_max == 0) {
+    return absl::InvalidArgumentError("raft config: inflight and message bounds must be > 0");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateState(const DurableState& s) {
+  uint64_t expect = s.snapshot_index + 1;
+  for (const raftpb::Entry& e : s.entries) {
+    if (e.index() != expect) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("raft state: entry index ", e.index(), " where ", expect, " was expected"));
+    }
+    ++expect;
+  }
+  const uint64_t last = s.snapshot_index + s.entries.size();
+  if (s.hard_state.commit() > last) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "raft state: commit ", s.hard_state.commit(), " beyond the last index ", last,
+        " (log lost or truncated)"));
+  }
+  if (s.hard_state.vote() != kNone && s.hard_state.term() == 0) {
+    return absl::InvalidArgumentError("raft state: vote without a term");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const char* RoleName(Role role) {
+  switch (role) {
+    case Role::kFollower:
+      return "follower";
+    case Role::kPreCandidate:
+      return "pre-candidate";
+    case Role::kCandidate:
+      return "candidate";
+    case Role::kLeader:
+      return "leader";
+  }
+  return "?";
+}
+
+absl::StatusOr<std::unique_ptr<Raft>> Raft::Create(const Config& config, DurableState state) {
+  if (absl::Status s = ValidateConfig(config); !s.ok()) return s;
+  if (absl::Status s = ValidateState(state); !s.ok()) return s;
+  return std::unique_ptr<Raft>(new Raft(config, std::move(state)));
+}
+
+Raft::Raft(const Config& config, DurableState state)
+    : config_(config),
+      random_(config.random_seed),
+      term_(state.hard_state.term()),
+      vote_(state.hard_state.vote()),
+      log_(state.snapshot_index, state.snapshot_term, std::move(state.entries),
+           state.hard_state.commit()),
+      persisted_hard_state_(state.hard_state) {
+  BecomeFollower(term_, kNone);
+}
+
+const Progress* Raft::progress(uint64_t id) const {
+  auto it = progress_.find(id);
+  return it == progress_.end() ? nullptr : &it->second;
+}
+
+raftpb::HardState Raft::hard_state() const {
+  raftpb::HardState hs;
+  hs.set_term(term_);
+  hs.set_vote(vote_);
+  hs.set_commit(log_.committed());
+  return hs;
+}
+
+std::string Raft::ToString() const {
+  return absl::StrFormat("raft[%d %s term=%d vote=%d lead=%d %s]", config_.id, RoleName(role_),
+                         term_, vote_, lead_, log_.ToString());
+}
+
+// ---- Roles ----------------------------------------------------------------------------------
+
+void Raft::Reset(uint64_t term) {
+  if (term != term_) {
+    term_ = term;
+    vote_ = kNone;
+  }
+  lead_ = kNone;
+  election_elapsed_ = 0;
+  heartbeat_elapsed_ = 0;
+  ResetRandomizedElectionTimeout();
+  votes_.clear();
+  progress_.clear();
+  uncommitted_bytes_ = 0;
+}
+
+void Raft::ResetRandomizedElectionTimeout() {
+  randomized_election_timeout_ =
+      config_.election_ticks + static_cast<int>(random_.Uniform(config_.election_ticks));
+}
+
+void Raft::BecomeFollower(uint64_t term, uint64_t lead) {
+  Reset(term);
+  lead_ = lead;
+  role_ = Role::kFollower;
+}
+
+void Raft::BecomePreCandidate() {
+  E2D_CHECK(role_ != Role::kLeader, "leader cannot become pre-candidate");
+  // Pre-vote changes neither term nor vote: a node that cannot win disturbs nobody.
+  votes_.clear();
+  lead_ = kNone;
+  role_ = Role::kPreCandidate;
+}
+
+void Raft::BecomeCandidate() {
+  E2D_CHECK(role_ != Role::kLeader, "leader cannot become candidate");
+  Reset(term_ + 1);
+  vote_ = config_.id;
+  role_ = Role::kCandidate;
+}
+
+void Raft::BecomeLeader() {
+  E2D_CHECK(role_ == Role::kCandidate, "only a candidate becomes leader (was %s)",
+            RoleName(role_));
+  Reset(term_);
+  lead_ = config_.id;
+  role_ = Role::kLeader;
+  for (uint64_t v : config_.voters) {
+    Progress pr(log_.last_index() + 1, config_.inflight_msgs_max, config_.inflight_bytes_max);
+    if (v == config_.id) {
+      pr.match = log_.stable_index();  // our own copy counts once it is durable
+      pr.BecomeReplicate();
+    }
+    progress_.emplace(v, std::move(pr));
+  }
+  // §5.4.2: an entry of the new term lets earlier entries commit (and tells followers).
+  raftpb::Entry noop;
+  noop.set_term(term_);
+  noop.set_index(log_.last_index() + 1);
+  log_.Append({noop});
+}
+
+bool Raft::promotable() const {
+  return std::find(config_.voters.begin(), config_.voters.end(), config_.id) !=
+         config_.voters.end();
+}
+
+// ---- Elections (§5.2, pre-vote) ---------------------------------------------------------------
+
+void Raft::Campaign() {
+  if (role_ == Role::kLeader || !promotable()) return;
+  CampaignInternal(config_.pre_vote);
+}
+
+void Raft::CampaignInternal(bool pre_vote) {
+  uint64_t term;
+  MessageType type;
+  if (pre_vote) {
+    BecomePreCandidate();
+    type = raftpb::MSG_PRE_VOTE;
+    term = term_ + 1;  // the term we would campaign in; ours stays
+  } else {
+    BecomeCandidate();
+    type = raftpb::MSG_VOTE;
+    term = term_;
+  }
+  if (RecordVote(config_.id, true) == Poll::kWon) {  // a single-voter cluster
+    if (pre_vote) {
+      CampaignInternal(false);
+    } else {
+      BecomeLeader();
+    }
+    return;
+  }
+  for (uint64_t v : config_.voters) {
+    if (v == config_.id) continue;
+    Message m;
+    m.set_type(type);
+    m.set_to(v);
+    m.set_term(term);
+    m.set_index(log_.last_index());
+    m.set_log_term(log_.last_term());
+    Send(std::move(m));
+  }
+}
+
+Raft::Poll Raft::RecordVote(uint64_t from, bool granted) {
+  votes_.emplace(from, granted);  // the first answer of a voter counts
+  size_t yes = 0, no = 0;
+  for (const auto& [id, g] : votes_) (g ? yes : no)++;
+  if (yes >= quorum()) return Poll::kWon;
+  if (no > config_.voters.size() - quorum()) return Poll::kLost;
+  return Poll::kPending;
+}
+
+void Raft::Tick() {
+  if (role_ == Role::kLeader) {
+    ++heartbeat_elapsed_;
+    ++election_elapsed_;
+    if (election_elapsed_ >= config_.election_ticks) {
+      election_elapsed_ = 0;
+      if (config_.check_quorum) {
+        Message m;
+        m.set_type(raftpb::MSG_CHECK_QUORUM);
+        Step(m).IgnoreError();
+      }
+    }
+    if (role_ == Role::kLeader && heartbeat_elapsed_ >= config_.heartbeat_ticks) {
+      heartbeat_elapsed_ = 0;
+      BroadcastHeartbeat();
+    }
+    return;
+  }
+  ++election_elapsed_;
+  if (promotable() && election_elapsed_ >= randomized_election_timeout_) {
+    election_elapsed_ = 0;
+    Campaign();
+  }
+}
+
+// ---- Step -------------------------------------------------------------------------------------
+
+absl::Status Raft::Propose(std::string data) {
+  Message m;
+  m.set_type(raftpb::MSG_PROP);
+  m.set_from(config_.id);
+  m.add_entries()->set_data(std::move(data));
+  return Step(m);
+}
+
+absl::Status Raft::Step(const Message& m) {
+  if (!IsLocal(m.type()) && m.type() != raftpb::MSG_PROP && m.from() == kNone) {
+    ++ignored_messages_;
+    return absl::OkStatus();
+  }
+  if (!StepTerm(m)) return absl::OkStatus();
+  switch (m.type()) {
+    case raftpb::MSG_HUP:
+      Campaign();
+      return absl::OkStatus();
+    case raftpb::MSG_VOTE:
+    case raftpb::MSG_PRE_VOTE:
+      StepVoteRequest(m);
+      return absl::OkStatus();
+    default:
+      break;
+  }
+  switch (role_) {
+    case Role::kLeader:
+      return StepLeader(m);
+    case Role::kCandidate:
+    case Role::kPreCandidate:
+      return StepCandidate(m);
+    case Role::kFollower:
+      return StepFollower(m);
+  }
+  return absl::OkStatus();
+}
+
+// Compares the message's term with ours (§5.1). Returns false if the message is stale or
+// otherwise finished with here.
+bool Raft::StepTerm(const Message& m) {
+  if (m.term() == 0 || m.term() == term_) return true;  // local, or our term
+  const bool vote_request = m.type() == raftpb::MSG_VOTE || m.type() == raftpb::MSG_PRE_VOTE;
+  if (m.term() > term_) {
+    if (vote_request && config_.check_quorum && lead_ != kNone &&
+        election_elapsed_ < config_.election_ticks) {
+      // We heard from a live leader within the election timeout: this candidate cannot be
+      // needed, and must not depose it (check-quorum's leader lease).
+      ++ignored_messages_;
+      return false;
+    }
+    if (m.type() == raftpb::MSG_PRE_VOTE) return true;  // a pre-vote never changes our term
+    if (m.type() == raftpb::MSG_PRE_VOTE_RESP && !m.reject()) return true;  // counted below
+    const bool from_leader = m.type() == raftpb::MSG_APP || m.type() == raftpb::MSG_HEARTBEAT ||
+                             m.type() == raftpb::MSG_SNAP;
+    BecomeFollower(m.term(), from_leader ? m.from() : kNone);
+    return true;
+  }
+  // m.term() < term_.
+  if ((config_.check_quorum || config_.pre_vote) &&
+      (m.type() == raftpb::MSG_HEARTBEAT || m.type() == raftpb::MSG_APP)) {
+    // A leader cut off from us during our (pre-)elections: tell it our term so it steps down,
+    // otherwise it could never learn of it (we do not bump terms on pre-vote).
+    Message resp;
+    resp.set_type(raftpb::MSG_APP_RESP);
+    resp.set_to(m.from());
+    Send(std::move(resp));
+  } else if (m.type() == raftpb::MSG_PRE_VOTE) {
+    Message resp;
+    resp.set_type(raftpb::MSG_PRE_VOTE_RESP);
+    resp.set_to(m.from());
+    resp.set_term(term_);
+    resp.set_reject(true);
+    Send(std::move(resp));
+  } else {
+    ++ignored_messages_;
+  }
+  return false;
+}
+
+void Raft::StepVoteRequest(const Message& m) {
+  const bool pre = m.type() == raftpb::MSG_PRE_VOTE;
+  // We may vote for whom we already voted for, or if we have no vote and no leader in this
+  // term; a pre-vote for a later term is granted on the log alone.
+  const bool can_vote = vote_ == m.from() || (vote_ == kNone && lead_ == kNone) ||
+                        (pre && m.term() > term_);
+  Message resp;
+  resp.set_type(pre ? raftpb::MSG_PRE_VOTE_RESP : raftpb::MSG_VOTE_RESP);
+  resp.set_to(m.from());
+  if (can_vote && log_.IsUpToDate(m.index(), m.log_term())) {  // §5.4.1
+    resp.set_term(m.term());
+    if (!pre) {
+      election_elapsed_ = 0;
+      vote_ = m.from();
+    }
+  } else {
+    resp.set_term(term_);
+    resp.set_reject(true);
+  }
+  Send(std::move(resp));
+}
+
+absl::Status Raft::StepLeader(const Message& m) {
+  switch (m.type()) {
+    case raftpb::MSG_BEAT:
+      BroadcastHeartbeat();
+      return absl::OkStatus();
+    case raftpb::MSG_CHECK_QUORUM:
+      if (!QuorumActive()) {
+        BecomeFollower(term_, kNone);  // §6.2: a leader that cannot reach a quorum steps down
+        return absl::OkStatus();
+      }
+      for (auto& [id, pr] : progress_) {
+        if (id != config_.id) pr.recent_active = false;
+      }
+      return absl::OkStatus();
+    case raftpb::MSG_PROP:
+      return AppendProposal(m);
+    default:
+      break;
+  }
+  auto it = progress_.find(m.from());
+  if (it == progress_.end()) {
+    ++ignored_messages_;
+    return absl::OkStatus();
+  }
+  Progress& pr = it->second;
+  switch (m.type()) {
+    case raftpb::MSG_APP_RESP:
+      StepAppendResponse(m, pr);
+      break;
+    case raftpb::MSG_HEARTBEAT_RESP:
+      StepHeartbeatResponse(m, pr);
+      break;
+    case raftpb::MSG_UNREACHABLE:
+      if (pr.state == ProgressState::kReplicate) pr.BecomeProbe();
+      break;
+    default:
+      ++ignored_messages_;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Raft::AppendProposal(const Message& m) {
+  if (m.entries_size() == 0) return absl::InvalidArgumentError("empty proposal");
+  uint64_t bytes = 0;
+  for (const raftpb::Entry& e : m.entries()) bytes += e.data().size();
+  if (uncommitted_bytes_ > 0 && uncommitted_bytes_ + bytes > config_.uncommitted_bytes_max) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "proposal dropped: ", uncommitted_bytes_, " bytes already uncommitted (bound ",
+        config_.uncommitted_bytes_max, ")"));
+  }
+  std::vector<raftpb::Entry> entries(m.entries().begin(), m.entries().end());
+  uint64_t index = log_.last_index();
+  for (raftpb::Entry& e : entries) {
+    e.set_term(term_);
+    e.set_index(++index);
+  }
+  log_.Append(entries);
+  uncommitted_bytes_ += bytes;
+  BroadcastAppend();
+  return absl::OkStatus();
+}
+
+void Raft::StepAppendResponse(const Message& m, Progress& pr) {
+  pr.recent_active = true;
+  if (m.reject()) {
+    uint64_t next_probe = m.reject_hint();
+    if (m.log_term() > 0) next_probe = log_.FindConflictByTerm(m.reject_hint(), m.log_term()).first;
+    if (pr.MaybeDecrTo(m.index(), next_probe)) {
+      if (pr.state == ProgressState::kReplicate) pr.BecomeProbe();
+      SendAppend(m.from(), true);
+    }
+    return;
+  }
+  const bool was_paused = pr.paused();
+  if (!pr.MaybeUpdate(m.index())) return;
+  if (pr.state == ProgressState::kProbe) {
+    pr.BecomeReplicate();
+  } else if (pr.state == ProgressState::kReplicate) {
+    pr.inflights.FreeLE(m.index());
+  }
+  if (MaybeCommit()) {
+    BroadcastAppend();
+  } else if (was_paused) {
+    SendAppend(m.from(), true);
+  }
+  // Fill the window with whatever is left (bounded by the inflight limits).
+  while (SendAppend(m.from(), false)) {
+  }
+}
+
+void Raft::StepHeartbeatResponse(const Message& m, Progress& pr) {
+  pr.recent_active = true;
+  pr.probe_sent = false;
+  // A full window with no acks may mean lost appends: let one more through per heartbeat.
+  if (pr.state == ProgressState::kReplicate && pr.inflights.full()) pr.inflights.FreeFirstOne();
+  if (pr.match < log_.last_index()) SendAppend(m.from(), true);
+}
+
+absl::Status Raft::StepCandidate(const Message& m) {
+  const MessageType my_response =
+      role_ == Role::kPreCandidate ? raftpb::MSG_PRE_VOTE_RESP : raftpb::MSG_VOTE_RESP;
+  switch (m.type()) {
+    case raftpb::MSG_PROP:
+      return absl::FailedPreconditionError("proposal dropped: no leader (election in progress)");
+    case raftpb::MSG_APP:
+      BecomeFollower(m.term(), m.from());
+      HandleAppend(m);
+      return absl::OkStatus();
+    case raftpb::MSG_HEARTBEAT:
+      BecomeFollower(m.term(), m.from());
+      HandleHeartbeat(m);
+      return absl::OkStatus();
+    default:
+      break;
+  }
+  if (m.type() != my_response) {
+    ++ignored_messages_;
+    return absl::OkStatus();
+  }
+  switch (RecordVote(m.from(), !m.reject())) {
+    case Poll::kWon:
+      if (role_ == Role::kPreCandidate) {
+        CampaignInternal(false);
+      } else {
+        BecomeLeader();
+        BroadcastAppend();
+      }
+      break;
+    case Poll::kLost:
+      BecomeFollower(term_, kNone);
+      break;
+    case Poll::kPending:
+      break;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Raft::StepFollower(const Message& m) {
+  switch (m.type()) {
+    case raftpb::MSG_PROP: {
+      if (lead_ == kNone) return absl::FailedPreconditionError("proposal dropped: no leader");
+      Message fwd = m;
+      fwd.set_to(lead_);
+      Send(std::move(fwd));
+      return absl::OkStatus();
+    }
+    case raftpb::MSG_APP:
+      election_elapsed_ = 0;
+      lead_ = m.from();
+      HandleAppend(m);
+      return absl::OkStatus();
+    case raftpb::MSG_HEARTBEAT:
+      election_elapsed_ = 0;
+      lead_ = m.from();
+      HandleHeartbeat(m);
+      return absl::OkStatus();
+    default:
+      ++ignored_messages_;
+      return absl::OkStatus();
+  }
+}
+
+void Raft::HandleAppend(const Message& m) {
+  Message resp;
+  resp.set_type(raftpb::MSG_APP_RESP);
+  resp.set_to(m.from());
+  if (m.index() < log_.committed()) {  // everything up to commit is ours already
+    resp.set_index(log_.committed());
+    Send(std::move(resp));
+    return;
+  }
+  std::vector<raftpb::Entry> entries(m.entries().begin(), m.entries().end());
+  if (std::optional<uint64_t> last = log_.MaybeAppend(m.index(), m.log_term(), m.commit(), entries)) {
+    resp.set_index(*last);
+    Send(std::move(resp));
+    return;
+  }
+  // §5.3 with fast backtracking: point the leader at the last entry that could match.
+  auto [hint_index, hint_term] =
+      log_.FindConflictByTerm(std::min(m.index(), log_.last_index()), m.log_term());
+  resp.set_index(m.index());
+  resp.set_reject(true);
+  resp.set_reject_hint(hint_index);
+  resp.set_log_term(hint_term);
+  Send(std::move(resp));
+}
+
+void Raft::HandleHeartbeat(const Message& m) {
+  log_.CommitTo(std::min(m.commit(), log_.last_index()));
+  Message resp;
+  resp.set_type(raftpb::MSG_HEARTBEAT_RESP);
+  resp.set_to(m.from());
+  resp.set_context(m.context());
+  Send(std::move(resp));
+}
+
+// ---- Sending ----------------------------------------------------------------------------------
+
+void Raft::Send(Message m) {
+  m.set_from(config_.id);
+  const MessageType t = m.type();
+  if (t == raftpb::MSG_VOTE || t == raftpb::MSG_VOTE_RESP || t == raftpb::MSG_PRE_VOTE ||
+      t == raftpb::MSG_PRE_VOTE_RESP) {
+    E2D_CHECK(m.term() != 0, "vote message without a term");  // set by the caller
+  } else if (t != raftpb::MSG_PROP) {
+    m.set_term(term_);  // proposals are forwarded without a term (local to the leader)
+  }
+  (NeedsPersist(t) ? msgs_after_persist_ : msgs_).push_back(std::move(m));
+}
+
+bool Raft::SendAppend(uint64_t to, bool send_if_empty) {
+  Progress& pr = progress_.at(to);
+  if (pr.paused()) return false;
+  const uint64_t prev_index = pr.next - 1;
+  E2D_CHECK(prev_index >= log_.snapshot_index(),
+            "follower %llu needs entries before the snapshot (snapshots not supported yet)",
+            (ull)to);
+  std::vector<raftpb::Entry> entries;
+  if (pr.next <= log_.last_index()) {
+    entries = log_.Slice(pr.next, log_.last_index() + 1, config_.msg_bytes_max);
+  }
+  if (entries.empty() && !send_if_empty) return false;
+  Message m;
+  m.set_type(raftpb::MSG_APP);
+  m.set_to(to);
+  m.set_index(prev_index);
+  m.set_log_term(log_.TermOr0(prev_index));
+  m.set_commit(log_.committed());
+  uint64_t bytes = 0;
+  for (raftpb::Entry& e : entries) {
+    bytes += e.ByteSizeLong();
+    *m.add_entries() = std::move(e);
+  }
+  pr.SentEntries(m.entries_size() > 0 ? m.entries(m.entries_size() - 1).index() : prev_index,
+                 bytes);
+  Send(std::move(m));
+  return true;
+}
+
+void Raft::BroadcastAppend() {
+  for (auto& [id, pr] : progress_) {
+    if (id != config_.id) SendAppend(id, true);
+  }
+}
+
+void Raft::BroadcastHeartbeat() {
+  for (auto& [id, pr] : progress_) {
+    if (id == config_.id) continue;
+    Message m;
+    m.set_type(raftpb::MSG_HEARTBEAT);
+    m.set_to(id);
+    // Never tell a follower to commit past what it is known to hold.
+    m.set_commit(std::min(pr.match, log_.committed()));
+    Send(std::move(m));
+  }
+}
+
+bool Raft::MaybeCommit() {
+  std::vector<uint64_t> matches;
+  for (const auto& [id, pr] : progress_) {
+    if (!pr.is_learner) matches.push_back(pr.match);
+  }
+  std::sort(matches.begin(), matches.end(), std::greater<uint64_t>());
+  const uint64_t quorum_index = matches[quorum() - 1];
+  return log_.MaybeCommit(quorum_index, term_);  // §5.4.2: only current-term entries by count
+}
+
+bool Raft::QuorumActive() const {
+  size_t active = 0;
+  for (const auto& [id, pr] : progress_) {
+    if (id == config_.id || pr.recent_active) ++active;
+  }
+  return active >= quorum();
+}
+
+// ---- Ready ------------------------------------------------------------------------------------
+
+// Committed entries may be applied once durable here too: up to the stable index, or up to the
+// last entry the Ready being built persists.
+uint64_t Raft::ApplyLimit(uint64_t pending_last) const {
+  return std::min(log_.committed(), std::max(log_.stable_index(), pending_last));
+}
+
+bool Raft::HasReady() const {
+  if (ready_outstanding_) return false;
+  if (!SameHardState(hard_state(), persisted_hard_state_)) return true;
+  if (log_.HasUnpersisted() || !msgs_.empty() || !msgs_after_persist_.empty()) return true;
+  return ApplyLimit(0) > log_.applied();
+}
+
+Ready Raft::GetReady() {
+  E2D_CHECK(!ready_outstanding_, "GetReady before Advance of the previous Ready");
+  Ready r;
+  const raftpb::HardState hs = hard_state();
+  if (!SameHardState(hs, persisted_hard_state_)) r.hard_state = hs;
+  r.entries = log_.TakeUnpersisted();
+  const uint64_t apply_to = ApplyLimit(r.entries.empty() ? 0 : r.entries.back().index());
+  if (apply_to > log_.applied()) {
+    r.committed_entries = log_.Slice(log_.applied() + 1, apply_to + 1, config_.apply_bytes_max);
+  }
+  r.messages = std::move(msgs_);
+  r.messages_after_persist = std::move(msgs_after_persist_);
+  msgs_.clear();
+  msgs_after_persist_.clear();
+  ready_outstanding_ = true;
+  return r;
+}
+
+void Raft::Advance(const Ready& r) {
+  E2D_CHECK(ready_outstanding_, "Advance without an outstanding Ready");
+  ready_outstanding_ = false;
+  if (r.hard_state) persisted_hard_state_ = *r.hard_state;
+  log_.StableTo(r.entries);
+  if (!r.committed_entries.empty()) {
+    log_.AppliedTo(r.committed_entries.back().index());
+    if (role_ == Role::kLeader) {
+      for (const raftpb::Entry& e : r.committed_entries) {
+        if (e.term() == term_) uncommitted_bytes_ -= std::min<uint64_t>(uncommitted_bytes_, e.data().size());
+      }
+    }
+  }
+  if (role_ == Role::kLeader) {
+    // Our own durable entries count towards the quorum only now (the leader's disk may be slow).
+    Progress& self = progress_.at(config_.id);
+    if (self.MaybeUpdate(log_.stable_index()) && MaybeCommit()) BroadcastAppend();
+  }
+}
+
+}  // namespace e2d::raft

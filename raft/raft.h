@@ -1,0 +1,169 @@
+// Copyright e2d authors.
+//
+// The Raft consensus core, a value you step (in the design of etcd-io/raft's RawNode): no I/O,
+// no clock, no threads. The driver feeds it ticks, messages and proposals, then takes a Ready
+// that says what to persist, what to send (and which messages must wait for that persist),
+// and which committed entries to apply, and calls Advance once it has done all that.
+//
+// Implemented here: leader election with randomised timeouts (§5.2), the election restriction
+// (§5.4.1), pre-vote and check-quorum (thesis §9.6, §6.2), log replication with fast conflict
+// backtracking and per-follower probe/replicate states within bounded inflight windows (§5.3),
+// commit only by counting replicas of current-term entries (§5.4.2), and a bound on uncommitted
+// proposal bytes. Not yet: membership changes, snapshots, ReadIndex, leadership transfer.
+//
+// Persistence contract: the driver persists Ready.hard_state and Ready.entries (entries may
+// overwrite a suffix of what it persisted before), may send Ready.messages at once, and sends
+// Ready.messages_after_persist only once that persist is durable. It applies
+// Ready.committed_entries in order after the persist, then calls Advance(ready). At most one
+// Ready is outstanding; Step/Tick/Propose may be called while it is.
+
+#ifndef E2D_RAFT_RAFT_H_
+#define E2D_RAFT_RAFT_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "env/random.h"
+#include "raft/progress.h"
+#include "raft/raft_log.h"
+#include "raft/raftpb.pb.h"
+
+namespace e2d::raft {
+
+inline constexpr uint64_t kNone = 0;
+
+struct Config {
+  uint64_t id = kNone;
+  std::vector<uint64_t> voters;  // the membership (fixed until membership changes land)
+  int election_ticks = 10;       // election timeout is random in [election, 2 * election)
+  int heartbeat_ticks = 1;
+  bool pre_vote = true;
+  bool check_quorum = true;
+  uint64_t msg_bytes_max = 1 << 20;             // entry bytes in one append
+  size_t inflight_msgs_max = 256;               // appends in flight per follower
+  uint64_t inflight_bytes_max = 32ull << 20;    // entry bytes in flight per follower
+  uint64_t uncommitted_bytes_max = 64ull << 20; // proposals beyond are refused
+  uint64_t apply_bytes_max = 64ull << 20;       // committed entry bytes in one Ready
+  uint64_t random_seed = 0;                     // the randomised election timeout's stream
+};
+
+// What the node recovered from disk.
+struct DurableState {
+  raftpb::HardState hard_state;
+  uint64_t snapshot_index = 0;
+  uint64_t snapshot_term = 0;
+  std::vector<raftpb::Entry> entries;  // contiguous after the snapshot
+};
+
+enum class Role { kFollower, kPreCandidate, kCandidate, kLeader };
+const char* RoleName(Role role);
+
+struct Ready {
+  std::optional<raftpb::HardState> hard_state;          // persist if set
+  std::vector<raftpb::Entry> entries;                   // persist (may overwrite a suffix)
+  std::vector<raftpb::Message> messages;                // may be sent at once
+  std::vector<raftpb::Message> messages_after_persist;  // only once the above is durable
+  std::vector<raftpb::Entry> committed_entries;         // apply, in order, after the persist
+};
+
+class Raft {
+ public:
+  // InvalidArgument for a bad config (no id, id not a voter, ticks <= 0) or a durable state
+  // that contradicts itself (commit beyond the log, gap in entries, vote without term).
+  static absl::StatusOr<std::unique_ptr<Raft>> Create(const Config& config, DurableState state);
+
+  // One unit of logical time (the driver calls it every heartbeat interval / heartbeat_ticks).
+  void Tick();
+
+  // Handles a message from a peer (or a local one: MSG_HUP, MSG_BEAT, MSG_PROP).
+  // Errors: FailedPrecondition "proposal dropped" when a proposal cannot be accepted (no leader,
+  // or this leader is over its uncommitted bound: ResourceExhausted). Malformed messages
+  // (unknown sender for a response, zero `from`) are ignored and counted.
+  absl::Status Step(const raftpb::Message& m);
+
+  // Proposes `data` as a normal entry (forwarded to the leader when this node follows one).
+  absl::Status Propose(std::string data);
+
+  // Starts an election now (as if the election timeout fired).
+  void Campaign();
+
+  bool HasReady() const;
+  Ready GetReady();  // REQUIRES: no Ready outstanding (crashes otherwise)
+  void Advance(const Ready& ready);
+
+  uint64_t id() const { return config_.id; }
+  uint64_t term() const { return term_; }
+  uint64_t vote() const { return vote_; }
+  uint64_t lead() const { return lead_; }
+  Role role() const { return role_; }
+  const RaftLog& log() const { return log_; }
+  const Progress* progress(uint64_t id) const;
+  raftpb::HardState hard_state() const;
+  uint64_t ignored_messages() const { return ignored_messages_; }
+  std::string ToString() const;
+
+ private:
+  Raft(const Config& config, DurableState state);
+
+  void BecomeFollower(uint64_t term, uint64_t lead);
+  void BecomePreCandidate();
+  void BecomeCandidate();
+  void BecomeLeader();
+  void Reset(uint64_t term);
+  void ResetRandomizedElectionTimeout();
+
+  enum class Poll { kPending, kWon, kLost };
+  void CampaignInternal(bool pre_vote);
+  Poll RecordVote(uint64_t from, bool granted);
+
+  bool StepTerm(const raftpb::Message& m);  // false: the message is done with
+  void StepVoteRequest(const raftpb::Message& m);
+  absl::Status StepLeader(const raftpb::Message& m);
+  absl::Status StepCandidate(const raftpb::Message& m);
+  absl::Status StepFollower(const raftpb::Message& m);
+  void StepAppendResponse(const raftpb::Message& m, Progress& pr);
+  void StepHeartbeatResponse(const raftpb::Message& m, Progress& pr);
+
+  void HandleAppend(const raftpb::Message& m);
+  void HandleHeartbeat(const raftpb::Message& m);
+  absl::Status AppendProposal(const raftpb::Message& m);
+
+  void Send(raftpb::Message m);
+  bool SendAppend(uint64_t to, bool send_if_empty);
+  void BroadcastAppend();
+  void BroadcastHeartbeat();
+  bool MaybeCommit();
+  bool QuorumActive() const;
+  size_t quorum() const { return config_.voters.size() / 2 + 1; }
+  bool promotable() const;
+  uint64_t ApplyLimit(uint64_t pending_last) const;
+
+  const Config config_;
+  env::Random random_;
+  uint64_t term_ = 0;
+  uint64_t vote_ = kNone;
+  uint64_t lead_ = kNone;
+  Role role_ = Role::kFollower;
+  RaftLog log_;
+  absl::btree_map<uint64_t, Progress> progress_;  // leader only: every voter, self included
+  absl::btree_map<uint64_t, bool> votes_;          // candidate: who granted / rejected
+  int election_elapsed_ = 0;
+  int heartbeat_elapsed_ = 0;
+  int randomized_election_timeout_ = 0;
+  uint64_t uncommitted_bytes_ = 0;  // leader: payload bytes proposed and not yet committed
+  std::vector<raftpb::Message> msgs_;
+  std::vector<raftpb::Message> msgs_after_persist_;
+  raftpb::HardState persisted_hard_state_;
+  bool ready_outstanding_ = false;
+  uint64_t ignored_messages_ = 0;
+};
+
+}  // namespace e2d::raft
+
+#endif  // E2D_RAFT_RAFT_H_

@@ -1,0 +1,504 @@
+// Copyright e2d authors.
+//
+// Unit tests of the Raft core, named after the section of the Raft paper (Ongaro & Ousterhout,
+// "In Search of an Understandable Consensus Algorithm") or of Ongaro's thesis they check.
+// A tiny in-memory harness persists each Ready instantly and delivers messages on request, so
+// every test decides exactly which messages arrive.
+
+#include "raft/raft.h"
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
+#include "gtest/gtest.h"
+
+namespace e2d::raft {
+namespace {
+
+using raftpb::Entry;
+using raftpb::Message;
+
+Entry E(uint64_t index, uint64_t term, std::string data = "") {
+  Entry e;
+  e.set_index(index);
+  e.set_term(term);
+  e.set_data(std::move(data));
+  return e;
+}
+
+Config ConfigFor(uint64_t id, int n) {
+  Config c;
+  c.id = id;
+  for (int i = 1; i <= n; ++i) c.voters.push_back(i);
+  c.random_seed = id;
+  return c;
+}
+
+// N nodes; "durable" holds what each node persisted; "applied" what it applied.
+class Harness {
+ public:
+  explicit Harness(int n, std::function<void(Config&)> tweak = nullptr,
+                   std::vector<DurableState> states = {}) {
+    for (int i = 1; i <= n; ++i) {
+      Config c = ConfigFor(i, n);
+      if (tweak) tweak(c);
+      DurableState s = states.empty() ? DurableState{} : states[i - 1];
+      durable_[i] = s;
+      auto r = Raft::Create(c, s);
+      EXPECT_TRUE(r.ok()) << r.status();
+      nodes_[i] = std::move(*r);
+    }
+  }
+
+  Raft& node(uint64_t id) { return *nodes_.at(id); }
+
+  // Processes every node's Ready (persist at once), queueing their messages.
+  void Flush() {
+    bool any = true;
+    while (any) {
+      any = false;
+      for (auto& [id, r] : nodes_) {
+        if (!r->HasReady()) continue;
+        any = true;
+        Ready rd = r->GetReady();
+        Persist(id, rd);
+        for (auto& m : rd.messages) queue_.push_back(m);
+        for (auto& m : rd.messages_after_persist) queue_.push_back(m);
+        for (auto& e : rd.committed_entries) applied_[id].push_back(e);
+        r->Advance(rd);
+      }
+    }
+  }
+
+  // Delivers queued messages (flushing Readies) until none are left or `max` were delivered.
+  int Deliver(int max = 1'000'000) {
+    int delivered = 0;
+    Flush();
+    while (!queue_.empty() && delivered < max) {
+      Message m = queue_.front();
+      queue_.pop_front();
+      ++delivered;
+      if (dropped_.contains(m.from()) || dropped_.contains(m.to()) ||
+          cut_.contains({m.from(), m.to()}) || (drop_if_ && drop_if_(m))) {
+        continue;
+      }
+      nodes_.at(m.to())->Step(m).IgnoreError();
+      Flush();
+    }
+    return delivered;
+  }
+
+  // Takes the queued messages without delivering them.
+  std::vector<Message> Take() {
+    Flush();
+    std::vector<Message> out(queue_.begin(), queue_.end());
+    queue_.clear();
+    return out;
+  }
+
+  void Isolate(uint64_t id) { dropped_.insert(id); }
+  void Cut(uint64_t a, uint64_t b) {
+    cut_.insert({a, b});
+    cut_.insert({b, a});
+  }
+  void HealAll() {
+    dropped_.clear();
+    cut_.clear();
+  }
+  void DropIf(std::function<bool(const Message&)> f) { drop_if_ = std::move(f); }
+
+  const DurableState& durable(uint64_t id) { return durable_.at(id); }
+  const std::vector<Entry>& applied(uint64_t id) { return applied_[id]; }
+
+  void TickAll(int n) {
+    for (int i = 0; i < n; ++i) {
+      for (auto& [id, r] : nodes_) r->Tick();
+      Deliver();
+    }
+  }
+
+ private:
+  void Persist(uint64_t id, const Ready& rd) {
+    DurableState& d = durable_[id];
+    if (rd.hard_state) d.hard_state = *rd.hard_state;
+    for (const Entry& e : rd.entries) {
+      while (!d.entries.empty() && d.entries.back().index() >= e.index()) d.entries.pop_back();
+      d.entries.push_back(e);
+    }
+  }
+
+  absl::btree_map<uint64_t, std::unique_ptr<Raft>> nodes_;
+  absl::btree_map<uint64_t, DurableState> durable_;
+  absl::btree_map<uint64_t, std::vector<Entry>> applied_;
+  std::deque<Message> queue_;
+  absl::btree_set<uint64_t> dropped_;
+  absl::btree_set<std::pair<uint64_t, uint64_t>> cut_;
+  std::function<bool(const Message&)> drop_if_;
+};
+
+DurableState StateWith(uint64_t term, std::vector<Entry> entries, uint64_t commit = 0) {
+  DurableState s;
+  s.hard_state.set_term(term);
+  s.hard_state.set_commit(commit);
+  s.entries = std::move(entries);
+  return s;
+}
+
+// ---- Construction ----------------------------------------------------------------------------
+
+TEST(RaftCreateTest, RejectsBadConfigAndInconsistentState) {
+  Config c = ConfigFor(1, 3);
+  c.id = 0;
+  EXPECT_FALSE(Raft::Create(c, {}).ok());
+  c = ConfigFor(4, 3);
+  EXPECT_NE(Raft::Create(c, {}).status().message().find("not a voter"), std::string::npos);
+  c = ConfigFor(1, 3);
+  c.heartbeat_ticks = c.election_ticks;
+  EXPECT_FALSE(Raft::Create(c, {}).ok());
+  c = ConfigFor(1, 3);
+  auto gap = Raft::Create(c, StateWith(2, {E(1, 1), E(3, 1)}));
+  EXPECT_NE(gap.status().message().find("entry index 3 where 2"), std::string::npos);
+  auto commit = Raft::Create(c, StateWith(2, {E(1, 1)}, 5));
+  EXPECT_NE(commit.status().message().find("commit 5 beyond the last index 1"), std::string::npos);
+}
+
+// ---- §5.2 Leader election --------------------------------------------------------------------
+
+TEST(RaftElectionTest, Sec5_2_CandidateWithMajorityBecomesLeader) {
+  for (bool pre_vote : {false, true}) {
+    Harness h(3, [&](Config& c) { c.pre_vote = pre_vote; });
+    h.node(1).Campaign();
+    h.Deliver();
+    EXPECT_EQ(h.node(1).role(), Role::kLeader) << "pre_vote=" << pre_vote;
+    EXPECT_EQ(h.node(1).term(), 1u);
+    EXPECT_EQ(h.node(2).lead(), 1u);
+    EXPECT_EQ(h.node(3).lead(), 1u);
+  }
+}
+
+TEST(RaftElectionTest, Sec5_2_NoLeaderWithoutMajority) {
+  Harness h(5, [](Config& c) { c.pre_vote = false; });
+  h.Isolate(3);
+  h.Isolate(4);
+  h.Isolate(5);
+  h.node(1).Campaign();
+  h.Deliver();
+  EXPECT_EQ(h.node(1).role(), Role::kCandidate);
+  h.HealAll();
+  h.Isolate(4);
+  h.Isolate(5);
+  h.node(1).Campaign();  // a new term with 3 of 5 reachable
+  h.Deliver();
+  EXPECT_EQ(h.node(1).role(), Role::kLeader);
+  EXPECT_EQ(h.node(1).term(), 2u);
+}
+
+TEST(RaftElectionTest, Sec5_2_AtMostOneVotePerTerm) {
+  Harness h(3, [](Config& c) { c.pre_vote = false; });
+  Message v;
+  v.set_type(raftpb::MSG_VOTE);
+  v.set_term(1);
+  v.set_from(2);
+  v.set_to(3);
+  ASSERT_TRUE(h.node(3).Step(v).ok());
+  v.set_from(1);
+  ASSERT_TRUE(h.node(3).Step(v).ok());
+  std::vector<Message> out = h.Take();
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_FALSE(out[0].reject());
+  EXPECT_EQ(out[0].to(), 2u);
+  EXPECT_TRUE(out[1].reject());
+  EXPECT_EQ(h.durable(3).hard_state.vote(), 2u);
+}
+
+TEST(RaftElectionTest, Sec5_2_ElectionTimeoutIsRandomizedAndStartsAnElection) {
+  Harness h(3, [](Config& c) { c.pre_vote = false; });
+  // Within [election, 2*election) ticks some node campaigns; nodes time out at different ticks.
+  int ticks = 0;
+  while (h.node(1).role() != Role::kLeader && h.node(2).role() != Role::kLeader &&
+         h.node(3).role() != Role::kLeader && ticks < 20) {
+    h.TickAll(1);
+    ++ticks;
+  }
+  EXPECT_GE(ticks, 10);
+  EXPECT_LT(ticks, 20);
+}
+
+// ---- §5.4.1 Election restriction -------------------------------------------------------------
+
+TEST(RaftElectionTest, Sec5_4_1_VoterRejectsCandidateWithLessUpToDateLog) {
+  // Node 1 has the shorter log; nodes 2 and 3 have an entry of term 2.
+  Harness h(3, [](Config& c) { c.pre_vote = false; },
+            {StateWith(2, {E(1, 1)}), StateWith(2, {E(1, 1), E(2, 2)}),
+             StateWith(2, {E(1, 1), E(2, 2)})});
+  h.node(1).Campaign();
+  h.Deliver();
+  EXPECT_NE(h.node(1).role(), Role::kLeader);
+  h.node(2).Campaign();
+  h.Deliver();
+  EXPECT_EQ(h.node(2).role(), Role::kLeader);
+}
+
+TEST(RaftElectionTest, Sec5_4_1_HigherLastTermBeatsLongerLog) {
+  Harness h(3, [](Config& c) { c.pre_vote = false; },
+            {StateWith(3, {E(1, 1), E(2, 3)}), StateWith(3, {E(1, 1), E(2, 1), E(3, 1)}),
+             StateWith(3, {E(1, 1)})});
+  h.node(1).Campaign();
+  h.Deliver();
+  EXPECT_EQ(h.node(1).role(), Role::kLeader);
+}
+
+// ---- §5.3 Log replication --------------------------------------------------------------------
+
+TEST(RaftReplicationTest, Sec5_3_ProposalIsReplicatedCommittedAndAppliedEverywhere) {
+  Harness h(3);
+  h.node(1).Campaign();
+  h.Deliver();
+  ASSERT_TRUE(h.node(1).Propose("x=1").ok());
+  ASSERT_TRUE(h.node(2).Propose("y=2").ok());  // forwarded to the leader
+  h.Deliver();
+  h.TickAll(2);  // heartbeats carry the commit index to followers
+  for (uint64_t id = 1; id <= 3; ++id) {
+    EXPECT_EQ(h.node(id).log().committed(), 3u) << id;  // noop + 2 proposals
+    ASSERT_EQ(h.applied(id).size(), 3u) << id;
+    EXPECT_EQ(h.applied(id)[1].data(), "x=1");
+    EXPECT_EQ(h.applied(id)[2].data(), "y=2");
+    EXPECT_EQ(h.durable(id).entries.size(), 3u);
+  }
+}
+
+TEST(RaftReplicationTest, Sec5_3_FollowerDropsConflictingUncommittedSuffix) {
+  // Node 3 has entries from a deposed leader of term 2 that nobody else has.
+  Harness h(3, [](Config& c) { c.pre_vote = false; },
+            {StateWith(3, {E(1, 1)}, 1), StateWith(3, {E(1, 1)}, 1),
+             StateWith(2, {E(1, 1), E(2, 2, "lost"), E(3, 2, "lost")}, 1)});
+  h.node(1).Campaign();
+  h.Deliver();
+  ASSERT_EQ(h.node(1).role(), Role::kLeader);
+  ASSERT_TRUE(h.node(1).Propose("kept").ok());
+  h.Deliver();
+  h.TickAll(1);
+  ASSERT_EQ(h.durable(3).entries.size(), 3u);
+  EXPECT_EQ(h.durable(3).entries[1].term(), 4u);  // the new leader's noop
+  EXPECT_EQ(h.durable(3).entries[2].data(), "kept");
+  EXPECT_EQ(h.node(3).log().committed(), 3u);
+}
+
+TEST(RaftReplicationTest, Sec5_3_FastBacktrackingSkipsWholeTerms) {
+  // Node 3 has 50 stale entries of term 2 after index 1; the leader has 50 of term 3.
+  std::vector<Entry> stale = {E(1, 1)}, good = {E(1, 1)};
+  for (uint64_t i = 2; i <= 51; ++i) {
+    stale.push_back(E(i, 2));
+    good.push_back(E(i, 3));
+  }
+  Harness h(3, [](Config& c) { c.pre_vote = false; },
+            {StateWith(3, good, 1), StateWith(3, good, 1), StateWith(3, stale, 1)});
+  h.node(1).Campaign();
+  h.Deliver();
+  ASSERT_EQ(h.node(1).role(), Role::kLeader);
+  int rejections = 0;
+  h.DropIf([&](const Message& m) {
+    if (m.type() == raftpb::MSG_APP_RESP && m.reject()) ++rejections;
+    return false;
+  });
+  h.TickAll(2);
+  EXPECT_LE(rejections, 2);  // one probe back to index 1, not 50 one-by-one steps
+  EXPECT_EQ(h.node(3).log().last_index(), 52u);
+  EXPECT_EQ(h.node(3).log().TermOr0(30), 3u);
+}
+
+TEST(RaftReplicationTest, Sec5_3_InflightWindowBoundsUnacknowledgedAppends) {
+  Harness h(3, [](Config& c) { c.inflight_msgs_max = 4; });
+  h.node(1).Campaign();
+  h.Deliver();
+  h.Isolate(3);
+  // Make follower 2 replicate, then stop its acks: the window fills at 4 appends.
+  h.DropIf([](const Message& m) { return m.type() == raftpb::MSG_APP_RESP && m.from() == 2; });
+  int appends_to_2 = 0;
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(h.node(1).Propose("p").ok());
+  for (const Message& m : h.Take()) appends_to_2 += m.type() == raftpb::MSG_APP && m.to() == 2;
+  EXPECT_LE(appends_to_2, 5);  // one probe or the window, never one per proposal
+  EXPECT_GE(appends_to_2, 1);
+}
+
+// ---- §5.4.2 Committing entries from previous terms (Figure 8) --------------------------------
+
+TEST(RaftCommitTest, Sec5_4_2_OldTermEntryIsNotCommittedByCountingReplicas) {
+  // Index 2 (term 2) is on nodes 1 and 2 — a majority — but was never committed.
+  Harness h(3, [](Config& c) { c.pre_vote = false; },
+            {StateWith(2, {E(1, 1), E(2, 2)}, 1), StateWith(2, {E(1, 1), E(2, 2)}, 1),
+             StateWith(2, {E(1, 1)}, 1)});
+  h.node(1).Campaign();
+  h.Deliver(/*max=*/4);  // votes only
+  ASSERT_EQ(h.node(1).role(), Role::kLeader);
+  ASSERT_EQ(h.node(1).term(), 3u);
+  std::vector<Message> ignored = h.Take();  // the appends carrying the term-3 noop: lost
+  // Follower 2 acknowledges index 2 only: a majority holds index 2, yet it is of term 2.
+  Message ack;
+  ack.set_type(raftpb::MSG_APP_RESP);
+  ack.set_from(2);
+  ack.set_to(1);
+  ack.set_term(3);
+  ack.set_index(2);
+  ASSERT_TRUE(h.node(1).Step(ack).ok());
+  h.Flush();
+  EXPECT_EQ(h.node(1).log().committed(), 1u);
+  // Once the term-3 noop (index 3) is on a majority, everything up to it commits.
+  ack.set_index(3);
+  ASSERT_TRUE(h.node(1).Step(ack).ok());
+  h.Flush();
+  EXPECT_EQ(h.node(1).log().committed(), 3u);
+}
+
+TEST(RaftCommitTest, LeaderCountsItsOwnEntriesOnlyOnceDurable) {
+  Harness h(1);
+  h.node(1).Campaign();
+  ASSERT_EQ(h.node(1).role(), Role::kLeader);
+  Ready first = h.node(1).GetReady();
+  EXPECT_EQ(h.node(1).log().committed(), 0u);  // the noop is not durable yet
+  EXPECT_TRUE(first.committed_entries.empty());
+  h.node(1).Advance(first);
+  EXPECT_EQ(h.node(1).log().committed(), 1u);
+}
+
+// ---- Pre-vote (thesis §9.6) and check-quorum (thesis §6.2) -----------------------------------
+
+TEST(RaftPreVoteTest, Sec9_6_PartitionedNodeDoesNotInflateItsTermOrDisruptOnReturn) {
+  Harness h(3);
+  h.node(1).Campaign();
+  h.Deliver();
+  ASSERT_EQ(h.node(1).role(), Role::kLeader);
+  const uint64_t term = h.node(1).term();
+  h.Isolate(3);
+  for (int i = 0; i < 100; ++i) {
+    h.node(3).Tick();
+    h.Deliver();
+  }
+  EXPECT_EQ(h.node(3).term(), term);  // pre-votes failed; no term bump
+  h.HealAll();
+  h.TickAll(30);
+  EXPECT_EQ(h.node(1).role(), Role::kLeader);
+  EXPECT_EQ(h.node(1).term(), term);
+  EXPECT_EQ(h.node(3).lead(), 1u);
+}
+
+TEST(RaftPreVoteTest, WithoutPreVoteTheReturningNodeDisruptsTheLeader) {
+  // The contrast that shows the test above can fail.
+  Harness h(3, [](Config& c) {
+    c.pre_vote = false;
+    c.check_quorum = false;
+  });
+  h.node(1).Campaign();
+  h.Deliver();
+  const uint64_t term = h.node(1).term();
+  h.Isolate(3);
+  for (int i = 0; i < 100; ++i) {
+    h.node(3).Tick();
+    h.Deliver();
+  }
+  EXPECT_GT(h.node(3).term(), term + 3);
+  h.HealAll();
+  h.TickAll(30);
+  EXPECT_GT(h.node(1).term(), term);
+}
+
+TEST(RaftCheckQuorumTest, Sec6_2_LeaderWithoutQuorumStepsDown) {
+  Harness h(3);
+  h.node(1).Campaign();
+  h.Deliver();
+  ASSERT_EQ(h.node(1).role(), Role::kLeader);
+  h.Isolate(1);
+  for (int i = 0; i < 2 * 10 + 1; ++i) {
+    h.node(1).Tick();
+    h.Deliver();
+  }
+  EXPECT_EQ(h.node(1).role(), Role::kFollower);
+}
+
+TEST(RaftCheckQuorumTest, Sec6_2_FollowerWithLiveLeaderIgnoresHigherTermVoteRequests) {
+  Harness h(3);
+  h.node(1).Campaign();
+  h.Deliver();
+  const uint64_t term = h.node(1).term();
+  Message v;
+  v.set_type(raftpb::MSG_VOTE);
+  v.set_from(3);
+  v.set_to(2);
+  v.set_term(term + 5);
+  v.set_index(100);
+  v.set_log_term(term + 4);
+  ASSERT_TRUE(h.node(2).Step(v).ok());
+  EXPECT_EQ(h.node(2).term(), term);
+  EXPECT_EQ(h.node(2).lead(), 1u);
+  EXPECT_TRUE(h.Take().empty());
+}
+
+TEST(RaftTermTest, Sec5_1_StaleLeaderLearnsTheNewTermAndStepsDown) {
+  Harness h(3);
+  h.node(1).Campaign();
+  h.Deliver();
+  h.Isolate(1);
+  // Nodes 2 and 3 stop hearing from 1 (which does not tick, so it keeps believing it leads);
+  // once their check-quorum lease on 1 expires, one of them is elected.
+  uint64_t new_leader = kNone;
+  for (int i = 0; i < 40 && new_leader == kNone; ++i) {
+    h.node(2).Tick();
+    h.node(3).Tick();
+    h.Deliver();
+    if (h.node(2).role() == Role::kLeader) new_leader = 2;
+    if (h.node(3).role() == Role::kLeader) new_leader = 3;
+  }
+  ASSERT_NE(new_leader, kNone);
+  ASSERT_EQ(h.node(1).role(), Role::kLeader);
+  h.HealAll();
+  ASSERT_TRUE(h.node(1).Propose("stale").ok());  // the old leader still thinks it leads
+  h.Deliver();
+  EXPECT_EQ(h.node(1).role(), Role::kFollower);
+  EXPECT_EQ(h.node(1).term(), h.node(new_leader).term());
+  h.TickAll(3);
+  for (uint64_t id = 1; id <= 3; ++id) {
+    for (const Entry& e : h.applied(id)) EXPECT_NE(e.data(), "stale") << id;
+  }
+}
+
+// ---- Persistence contract ---------------------------------------------------------------------
+
+TEST(RaftReadyTest, VotesAndAcksWaitForPersistAndCarryTheirHardState) {
+  Harness h(3, [](Config& c) { c.pre_vote = false; });
+  h.node(1).Campaign();
+  Ready rd = h.node(1).GetReady();
+  ASSERT_TRUE(rd.hard_state.has_value());
+  EXPECT_EQ(rd.hard_state->vote(), 1u);  // the self-vote is persisted with the requests
+  EXPECT_TRUE(rd.messages.empty());
+  EXPECT_EQ(rd.messages_after_persist.size(), 2u);
+  h.node(1).Advance(rd);
+  EXPECT_FALSE(h.node(1).HasReady());
+}
+
+TEST(RaftReadyTest, ProposalsAreBoundedByUncommittedBytes) {
+  Harness h(3, [](Config& c) { c.uncommitted_bytes_max = 100; });
+  h.node(1).Campaign();
+  h.Deliver();
+  h.Isolate(2);
+  h.Isolate(3);
+  ASSERT_TRUE(h.node(1).Propose(std::string(80, 'a')).ok());
+  absl::Status s = h.node(1).Propose(std::string(80, 'b'));
+  EXPECT_TRUE(absl::IsResourceExhausted(s)) << s;
+  Harness lone(1);
+  EXPECT_TRUE(absl::IsFailedPrecondition(lone.node(1).Propose("x")));  // no leader yet
+}
+
+TEST(RaftReadyTest, GetReadyTwiceWithoutAdvanceCrashes) {
+  Harness h(1);
+  h.node(1).Campaign();
+  Ready rd = h.node(1).GetReady();
+  EXPECT_DEATH(h.node(1).GetReady(), "GetReady before Advance");
+}
+
+}  // namespace
+}  // namespace e2d::raft
