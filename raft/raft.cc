@@ -348,7 +348,9 @@ void Raft::StepVoteRequest(const Message& m) {
   Message resp;
   resp.set_type(pre ? raftpb::MSG_PRE_VOTE_RESP : raftpb::MSG_VOTE_RESP);
   resp.set_to(m.from());
-  if (can_vote && log_.IsUpToDate(m.index(), m.log_term())) {  // §5.4.1
+  const bool up_to_date = log_.IsUpToDate(m.index(), m.log_term()) ||
+                          config_.mutation == Mutation::kVoteWithoutLogCheck;
+  if (can_vote && up_to_date) {  // §5.4.1
     resp.set_term(m.term());
     if (!pre) {
       election_elapsed_ = 0;
@@ -625,6 +627,11 @@ bool Raft::MaybeCommit() {
   }
   std::sort(matches.begin(), matches.end(), std::greater<uint64_t>());
   const uint64_t quorum_index = matches[quorum() - 1];
+  if (config_.mutation == Mutation::kCommitOldTermByCounting && quorum_index > log_.committed() &&
+      quorum_index <= log_.last_index()) {
+    log_.CommitTo(quorum_index);
+    return true;
+  }
   return log_.MaybeCommit(quorum_index, term_);  // §5.4.2: only current-term entries by count
 }
 

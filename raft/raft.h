@@ -38,6 +38,15 @@ namespace e2d::raft {
 
 inline constexpr uint64_t kNone = 0;
 
+// Test-only switches that break one safety rule each, so that tests can prove the scenario
+// checkers catch the broken rule (a checker that cannot fail proves nothing). Never set them
+// outside tests.
+enum class Mutation {
+  kNone,
+  kVoteWithoutLogCheck,       // grant votes without the §5.4.1 up-to-date check
+  kCommitOldTermByCounting,   // commit any entry stored on a majority, ignoring §5.4.2
+};
+
 struct Config {
   uint64_t id = kNone;
   std::vector<uint64_t> voters;  // the membership (fixed until membership changes land)
@@ -51,6 +60,7 @@ struct Config {
   uint64_t uncommitted_bytes_max = 64ull << 20; // proposals beyond are refused
   uint64_t apply_bytes_max = 64ull << 20;       // committed entry bytes in one Ready
   uint64_t random_seed = 0;                     // the randomised election timeout's stream
+  Mutation mutation = Mutation::kNone;          // tests only
 };
 
 // What the node recovered from disk.

@@ -6,7 +6,7 @@ namespace e2d::scenarios {
 
 std::vector<sim::Scenario> AllScenarios() {
   return {CounterSwarm(), CounterPartitions(), CounterCrashes(), CounterDiskErrors(),
-          CounterClocks()};
+          CounterClocks(), RaftPartitions(), RaftCrashes(), RaftFigure8(), RaftSwarm()};
 }
 
 bool FindScenario(std::string_view name, sim::Scenario* out) {

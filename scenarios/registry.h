@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "scenarios/counter_harness.h"
+#include "scenarios/raft_harness.h"
 #include "sim/scenario.h"
 
 namespace e2d::scenarios {
@@ -19,6 +20,16 @@ sim::Scenario CounterPartitions();
 sim::Scenario CounterCrashes();
 sim::Scenario CounterDiskErrors();
 sim::Scenario CounterClocks();
+sim::Scenario RaftPartitions();
+sim::Scenario RaftCrashes();
+sim::Scenario RaftSwarm();
+sim::Scenario RaftFigure8();
+
+// The Raft scenarios' configurations (the mutation self-test reruns them with a rule broken).
+RaftScenarioConfig RaftPartitionsConfig();
+RaftScenarioConfig RaftCrashesConfig();
+RaftScenarioConfig RaftSwarmConfig();
+RaftScenarioConfig RaftFigure8Config();
 
 // In a fixed order (the order `sim --list` prints).
 std::vector<sim::Scenario> AllScenarios();

@@ -91,6 +91,11 @@ class Cluster {
   SimDisk& disk(NodeId node) { return *machine(node).disk; }
   SimClock& clock(NodeId node) { return *machine(node).clock; }
 
+  // Who leads, as the protocol under test knows it (kNoNode if none); lets fault schedules
+  // target "leader". Without a finder, there is never a leader.
+  void set_leader_finder(std::function<NodeId()> finder) { leader_finder_ = std::move(finder); }
+  NodeId leader() const { return leader_finder_ ? leader_finder_() : kNoNode; }
+
   // Log: lines are kept (bounded) and, if `echo` is set, also written to stderr.
   void set_echo_log(bool echo) { echo_log_ = echo; }
   void Log(NodeId node, std::string_view line);
@@ -115,6 +120,7 @@ class Cluster {
   ProcessFactory factory_;
   SimNetwork network_;
   std::vector<Machine> machines_;  // index = NodeId - 1
+  std::function<NodeId()> leader_finder_;
   bool echo_log_ = false;
   std::deque<std::string> log_;
 };

@@ -123,6 +123,13 @@ absl::Status Link(const FaultAction& a, int nodes, Cluster* c) {
   return absl::OkStatus();
 }
 
+// The node named by `s` for a fault that may target the current leader: kNoNode (a no-op) if
+// `s` is "leader" and nobody leads.
+absl::StatusOr<NodeId> ParseTarget(absl::string_view s, int nodes, Cluster* c) {
+  if (s != "leader") return ParseNode(s, nodes);
+  return c == nullptr ? kNoNode : c->leader();
+}
+
 absl::Status Partition(const FaultAction& a, int nodes, Cluster* c) {
   const int64_t ms_max = 3'600'000;
   if (a.verb == "heal") {
@@ -130,8 +137,8 @@ absl::Status Partition(const FaultAction& a, int nodes, Cluster* c) {
     if (c) c->network().Heal();
   } else if (a.verb == "isolate") {
     E2D_RETURN_IF_ERROR(ExpectArgs(a, 1, 1));
-    E2D_ASSIGN_OR_RETURN(auto n, ParseNode(a.args[0], nodes));
-    if (c) c->network().Isolate(n);
+    E2D_ASSIGN_OR_RETURN(NodeId n, ParseTarget(a.args[0], nodes, c));
+    if (c && n != kNoNode) c->network().Isolate(n);
   } else if (a.verb == "split" || a.verb == "bridge") {
     E2D_RETURN_IF_ERROR(ExpectArgs(a, a.verb == "split" ? 2 : 3, a.verb == "split" ? 2 : 3));
     E2D_ASSIGN_OR_RETURN(auto side_a, ParseNodes(a.args[0], nodes));
@@ -160,12 +167,21 @@ absl::Status Partition(const FaultAction& a, int nodes, Cluster* c) {
 
 absl::Status Process(const FaultAction& a, int nodes, Cluster* c) {
   E2D_RETURN_IF_ERROR(ExpectArgs(a, 1, 1));
-  E2D_ASSIGN_OR_RETURN(auto n, ParseNode(a.args[0], nodes));
-  if (c == nullptr) return absl::OkStatus();
+  const bool wakes = a.verb == "restart" || a.verb == "resume";
+  if (wakes) {
+    E2D_ASSIGN_OR_RETURN(auto targets, ParseNodes(a.args[0], nodes));
+    if (c == nullptr) return absl::OkStatus();
+    for (NodeId n : targets) {
+      if (a.verb == "restart" && !c->up(n)) c->Restart(n);
+      if (a.verb == "resume") c->Resume(n);
+    }
+    return absl::OkStatus();
+  }
+  E2D_ASSIGN_OR_RETURN(NodeId n, ParseTarget(a.args[0], nodes, c));
+  if (c == nullptr || n == kNoNode) return absl::OkStatus();
+  c->Log(n, absl::StrCat(a.verb, " (", a.args[0], ")"));
   if (a.verb == "crash") c->Crash(n);
-  if (a.verb == "restart" && !c->up(n)) c->Restart(n);
   if (a.verb == "pause") c->Pause(n);
-  if (a.verb == "resume") c->Resume(n);
   if (a.verb == "lose") c->Lose(n);
   return absl::OkStatus();
 }

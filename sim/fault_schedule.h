@@ -12,11 +12,13 @@
 //   @1200 isolate 2
 //   @5000 heal
 //
-// Verbs (nodes are 1-based ids; lists are comma-separated; `*` means every node):
+// Verbs (nodes are 1-based ids; lists are comma-separated; `*` means every node; `leader` means
+// the node leading when the fault applies, per Cluster::leader(), and makes the fault a no-op
+// if there is none):
 //   link FROM TO [latency_us= jitter_us= tail=P tail_ms= loss=P dup=P]
-//   isolate N | split A,B C,D | oneway FROM TO | bridge A,B C,D BRIDGE | clog FROM TO MS
+//   isolate N|leader | split A,B C,D | oneway FROM TO | bridge A,B C,D BRIDGE | clog FROM TO MS
 //   heal | break A B                       (break: every stream between A and B)
-//   crash N | restart N | pause N | resume N | lose N
+//   crash N|leader | pause N|leader | lose N|leader | restart N|* | resume N|*
 //   disk N [latency_us= jitter_us= spike=P spike_ms= eio=P syncfail=P capacity=BYTES tear=0|1]
 //   stall N MS | readerr N PATH OFFSET LENGTH | bitflip N PATH OFFSET BIT
 //   drift N PPM | jump N MS

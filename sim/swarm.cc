@@ -59,7 +59,7 @@ void Partitions(Builder& b) {
   for (int64_t t = b.Gap(mean_ms); t < b.o.duration_ms; t += b.Gap(mean_ms)) {
     const uint64_t kind = b.r.Uniform(4);
     if (kind == 0) {
-      b.Add(t, "isolate", {b.Node()});
+      b.Add(t, "isolate", {b.o.target_leader && b.r.Chance(0.5) ? "leader" : b.Node()});
     } else if (kind == 1) {
       std::string x = b.Node(), y = b.Node();
       if (x != y) b.Add(t, "oneway", {x, y});
@@ -86,23 +86,28 @@ void Processes(Builder& b) {
   const int64_t mean_ms = b.r.Range(500, 6000);
   for (int64_t t = b.Gap(mean_ms); t < b.o.duration_ms; t += b.Gap(mean_ms)) {
     const int n = 1 + static_cast<int>(b.r.Uniform(b.o.nodes));
+    // A fault on "leader" may hit any node: its end wakes every node ("*"). Its slot in
+    // down_until is 0 (node ids start at 1).
+    const bool leader = b.o.target_leader && b.r.Chance(0.5);
+    const int slot = leader ? 0 : n;
     const int down = static_cast<int>(
         std::count_if(down_until.begin(), down_until.end(), [t](int64_t u) { return u > t; }));
-    if (down_until[n] > t || down >= b.o.down_max) continue;
+    if (down_until[slot] > t || down >= b.o.down_max) continue;
     const int64_t length_ms = b.r.Range(1, 4000);
     const uint64_t kind = b.r.Uniform(b.o.lose ? 7 : 6);
-    const std::string node = absl::StrCat(n);
+    const std::string node = leader ? "leader" : absl::StrCat(n);
+    const std::string wake = leader ? "*" : node;
     if (kind < 4) {
       b.Add(t, "crash", {node});
-      b.Add(t + length_ms, "restart", {node});
+      b.Add(t + length_ms, "restart", {wake});
     } else if (kind < 6) {
       b.Add(t, "pause", {node});
-      b.Add(t + length_ms, "resume", {node});
+      b.Add(t + length_ms, "resume", {wake});
     } else {
       b.Add(t, "lose", {node});
-      b.Add(t + length_ms, "restart", {node});
+      b.Add(t + length_ms, "restart", {wake});
     }
-    down_until[n] = t + length_ms + 1;
+    down_until[slot] = t + length_ms + 1;
   }
 }
 

@@ -28,6 +28,9 @@ struct SwarmOptions {
   std::string corruption_path;
   bool clocks = true;      // drift and forward jumps
   int down_max = 2;        // most nodes crashed, paused or lost at the same time
+  // Half of the crashes, pauses and isolations hit whoever leads at that moment ("leader"),
+  // followed by restart/resume of every node ("*"); for protocols that have a leader.
+  bool target_leader = false;
   // true: each allowed family is on for a seed with probability 1/2 (swarm testing);
   // false: every allowed family is on in every run (a focused scenario).
   bool swarm = true;

@@ -1,0 +1,191 @@
+// Copyright e2d authors.
+
+#include "raft/raft_node.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "env/check.h"
+
+namespace e2d::raft {
+
+absl::StatusOr<std::unique_ptr<RaftNode>> RaftNode::Open(env::Env& env, RaftNodeConfig config,
+                                                         RaftNodeHooks hooks) {
+  WalContents contents;
+  absl::StatusOr<std::unique_ptr<Wal>> wal = Wal::Open(env.fs(), config.wal, &contents);
+  if (!wal.ok()) return wal.status();
+  DurableState state;
+  if (contents.hard_state) state.hard_state = *contents.hard_state;
+  if (contents.snapshot) {
+    return absl::UnimplementedError("raft node: snapshots are not supported yet");
+  }
+  state.entries = std::move(contents.entries);
+  if (contents.torn_bytes_cut > 0) {
+    env.Log(absl::StrCat("wal: cut a torn tail of ", contents.torn_bytes_cut, " bytes"));
+  }
+  config.raft.random_seed = env.random().Next();
+  absl::StatusOr<std::unique_ptr<Raft>> raft = Raft::Create(config.raft, std::move(state));
+  if (!raft.ok()) return raft.status();
+  std::unique_ptr<RaftNode> node(new RaftNode(env, std::move(config), std::move(hooks),
+                                              std::move(*wal), std::move(*raft)));
+  node->Start();
+  return node;
+}
+
+RaftNode::RaftNode(env::Env& env, RaftNodeConfig config, RaftNodeHooks hooks,
+                   std::unique_ptr<Wal> wal, std::unique_ptr<Raft> raft)
+    : env_(env),
+      config_(std::move(config)),
+      hooks_(std::move(hooks)),
+      wal_(std::move(wal)),
+      raft_(std::move(raft)) {}
+
+RaftNode::~RaftNode() {
+  *alive_ = false;
+  env_.clock().Cancel(tick_timer_);
+  env_.network().SetAcceptHandler(nullptr);
+}
+
+void RaftNode::Start() {
+  for (const auto& [id, address] : config_.peers) outbound_[id].backoff = config_.backoff_min;
+  env_.network().SetAcceptHandler(
+      [this](std::unique_ptr<env::Stream> stream) { OnAccept(std::move(stream)); });
+  tick_timer_ = env_.clock().After(config_.tick, [this] { OnTick(); });
+  ProcessReady();  // recovered committed entries are applied again
+}
+
+absl::Status RaftNode::Propose(std::string data) {
+  if (failed_) return absl::FailedPreconditionError("raft node failed");
+  absl::Status s = raft_->Propose(std::move(data));
+  Observe();
+  ProcessReady();
+  return s;
+}
+
+void RaftNode::OnTick() {
+  tick_timer_ = env_.clock().After(config_.tick, [this] { OnTick(); });
+  if (failed_) return;
+  raft_->Tick();
+  Observe();
+  std::erase_if(inbound_, [](const Inbound& in) { return in.closed; });
+  ProcessReady();
+}
+
+void RaftNode::ProcessReady() {
+  if (failed_ || ready_in_progress_ || !raft_->HasReady()) return;
+  ready_in_progress_ = true;
+  Ready ready = raft_->GetReady();
+  SendAll(ready.messages);
+  if (ready.entries.empty() && !ready.hard_state) {
+    FinishReady(std::move(ready), absl::OkStatus());
+    return;
+  }
+  const raftpb::HardState* hs = ready.hard_state ? &*ready.hard_state : nullptr;
+  if (absl::Status s = wal_->Append(ready.entries, hs); !s.ok()) return Fail(s);
+  ++wal_syncs_;
+  std::shared_ptr<bool> alive = alive_;
+  auto shared = std::make_shared<Ready>(std::move(ready));
+  wal_->Sync([this, alive, shared](absl::Status s) {
+    if (!*alive) return;
+    FinishReady(std::move(*shared), s);
+  });
+}
+
+void RaftNode::FinishReady(Ready ready, absl::Status persisted) {
+  if (!persisted.ok()) return Fail(persisted);
+  SendAll(ready.messages_after_persist);
+  for (const raftpb::Entry& e : ready.committed_entries) {
+    if (hooks_.on_apply) hooks_.on_apply(e, *raft_);
+  }
+  raft_->Advance(ready);
+  ready_in_progress_ = false;
+  Observe();
+  ProcessReady();
+}
+
+void RaftNode::Observe() {
+  if (hooks_.on_state) hooks_.on_state(*raft_);
+}
+
+void RaftNode::Fail(const absl::Status& why) {
+  if (failed_) return;
+  failed_ = true;
+  env_.Log(absl::StrCat("raft node failed: ", why.ToString()));
+  if (hooks_.on_fatal) hooks_.on_fatal(why);
+}
+
+void RaftNode::SendAll(const std::vector<raftpb::Message>& messages) {
+  for (const raftpb::Message& m : messages) SendTo(m);
+}
+
+void RaftNode::SendTo(const raftpb::Message& m) {
+  Outbound* out = OutboundFor(m.to());
+  if (out == nullptr || out->stream == nullptr ||
+      !out->stream->Send(m.SerializeAsString()).ok()) {
+    ++messages_dropped_;  // Raft retries by itself (heartbeats, probes, elections)
+  }
+}
+
+// The stream to `peer`, (re)connecting when allowed by the backoff; nullptr if unknown peer.
+RaftNode::Outbound* RaftNode::OutboundFor(uint64_t peer) {
+  auto it = outbound_.find(peer);
+  if (it == outbound_.end()) return nullptr;
+  Outbound& out = it->second;
+  if (out.stream != nullptr && out.closed) out.stream.reset();
+  if (out.stream != nullptr) return &out;
+  const env::Instant now = env_.clock().Now();
+  if (now < out.retry_at) return &out;
+  out.stream = env_.network().Connect(config_.peers.at(peer));
+  out.closed = false;
+  std::shared_ptr<bool> alive = alive_;
+  out.stream->SetHandlers([](std::string) {},
+                          [this, alive, peer](absl::Status) {
+                            if (!*alive) return;
+                            Outbound& o = outbound_.at(peer);
+                            o.closed = true;
+                            o.retry_at = env_.clock().Now() + o.backoff;
+                            o.backoff = std::min(o.backoff * 2, config_.backoff_max);
+                          });
+  return &out;
+}
+
+void RaftNode::OnAccept(std::unique_ptr<env::Stream> stream) {
+  if (inbound_.size() >= config_.accepted_streams_max) {
+    inbound_.front().stream->Close();
+    inbound_.erase(inbound_.begin());
+  }
+  inbound_.push_back(Inbound{std::move(stream), false});
+  env::Stream* raw = inbound_.back().stream.get();
+  std::shared_ptr<bool> alive = alive_;
+  raw->SetHandlers(
+      [this, alive](std::string bytes) {
+        if (*alive) OnMessage(bytes);
+      },
+      [this, alive, raw](absl::Status) {
+        if (!*alive) return;
+        for (Inbound& in : inbound_) {
+          if (in.stream.get() == raw) in.closed = true;  // swept on the next tick
+        }
+      });
+}
+
+void RaftNode::OnMessage(const std::string& bytes) {
+  if (failed_) return;
+  raftpb::Message m;
+  if (!m.ParseFromString(bytes) || m.to() != raft_->id() ||
+      !config_.peers.contains(m.from())) {
+    ++messages_dropped_;
+    env_.Log("raft node: dropping a malformed or misaddressed message");
+    return;
+  }
+  // Hearing from the peer proves the path works: reconnect quickly next time it breaks.
+  if (auto it = outbound_.find(m.from()); it != outbound_.end()) {
+    it->second.backoff = config_.backoff_min;
+  }
+  raft_->Step(m).IgnoreError();
+  Observe();
+  ProcessReady();
+}
+
+}  // namespace e2d::raft

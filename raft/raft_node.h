@@ -1,0 +1,113 @@
+// Copyright e2d authors.
+//
+// RaftNode: the driver that runs the Raft core on env::Env — the code the real node and the
+// simulator both run. It ticks the core on a timer, carries messages over env streams (one
+// outbound stream per peer, reconnecting with bounded backoff; whatever cannot be sent is
+// dropped, which Raft tolerates), and processes each Ready: send what may go at once, append
+// entries and hard state to the WAL, sync it (group commit), then send what waited for the
+// persist, apply committed entries, Advance.
+//
+// A WAL error is fatal for the node (fail-stop: after an fsync error nothing on disk can be
+// trusted): the node stops ticking, stepping and sending, and reports it; a supervisor restarts
+// it, and recovery decides what survived.
+
+#ifndef E2D_RAFT_RAFT_NODE_H_
+#define E2D_RAFT_RAFT_NODE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/container/btree_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "env/env.h"
+#include "raft/raft.h"
+#include "raft/wal.h"
+
+namespace e2d::raft {
+
+struct RaftNodeConfig {
+  Config raft;                                     // id, voters, timeouts, bounds
+  absl::btree_map<uint64_t, env::Address> peers;   // every voter but this node
+  absl::Duration tick = absl::Milliseconds(100);   // one Raft tick
+  WalOptions wal;
+  absl::Duration backoff_min = absl::Milliseconds(50);
+  absl::Duration backoff_max = absl::Seconds(2);
+  size_t accepted_streams_max = 64;
+};
+
+struct RaftNodeHooks {
+  // A committed entry, in index order (after a restart, from index 1 again: the state machine
+  // is rebuilt by replaying the log), with the core that applies it.
+  std::function<void(const raftpb::Entry& entry, const Raft& raft)> on_apply;
+  // After every step, tick, proposal and Ready: lets checkers look at the core (role, term,
+  // log) right after it changed.
+  std::function<void(const Raft& raft)> on_state;
+  std::function<void(const absl::Status& why)> on_fatal;
+};
+
+class RaftNode {
+ public:
+  // Recovers from the WAL and starts ticking. Errors: the WAL's (e.g. DataLoss naming file and
+  // offset) and the core's validation of the recovered state.
+  static absl::StatusOr<std::unique_ptr<RaftNode>> Open(env::Env& env, RaftNodeConfig config,
+                                                        RaftNodeHooks hooks);
+  ~RaftNode();
+  RaftNode(const RaftNode&) = delete;
+  RaftNode& operator=(const RaftNode&) = delete;
+
+  // Proposes `data`. FailedPrecondition if this node knows no leader or has failed.
+  absl::Status Propose(std::string data);
+
+  const Raft& raft() const { return *raft_; }
+  bool failed() const { return failed_; }
+  uint64_t messages_dropped() const { return messages_dropped_; }
+  uint64_t wal_syncs() const { return wal_syncs_; }
+
+ private:
+  struct Outbound {
+    std::unique_ptr<env::Stream> stream;
+    bool closed = false;
+    env::Instant retry_at;
+    absl::Duration backoff;
+  };
+  struct Inbound {
+    std::unique_ptr<env::Stream> stream;
+    bool closed = false;
+  };
+
+  RaftNode(env::Env& env, RaftNodeConfig config, RaftNodeHooks hooks, std::unique_ptr<Wal> wal,
+           std::unique_ptr<Raft> raft);
+  void Start();
+  void OnTick();
+  void ProcessReady();
+  void FinishReady(Ready ready, absl::Status persisted);
+  void SendAll(const std::vector<raftpb::Message>& messages);
+  void SendTo(const raftpb::Message& m);
+  Outbound* OutboundFor(uint64_t peer);
+  void OnAccept(std::unique_ptr<env::Stream> stream);
+  void OnMessage(const std::string& bytes);
+  void Observe();
+  void Fail(const absl::Status& why);
+
+  env::Env& env_;
+  const RaftNodeConfig config_;
+  const RaftNodeHooks hooks_;
+  std::unique_ptr<Wal> wal_;
+  std::unique_ptr<Raft> raft_;
+  absl::btree_map<uint64_t, Outbound> outbound_;
+  std::vector<Inbound> inbound_;
+  bool ready_in_progress_ = false;
+  bool failed_ = false;
+  env::TimerId tick_timer_ = 0;
+  uint64_t messages_dropped_ = 0;
+  uint64_t wal_syncs_ = 0;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace e2d::raft
+
+#endif  // E2D_RAFT_RAFT_NODE_H_
