@@ -1,0 +1,152 @@
+// Copyright e2d authors.
+//
+// RaftNode on the simulator: the driver's own behaviour under faults that the scenarios only
+// see in aggregate — a stalled leader disk, bad bytes from the network, a corrupt WAL.
+
+#include "raft/raft_node.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "sim/cluster.h"
+
+namespace e2d::raft {
+namespace {
+
+struct Proc final : sim::Process {
+  std::unique_ptr<RaftNode> node;
+  absl::Status open_status;
+  std::vector<std::string> applied;
+};
+
+class RaftNodeTest : public ::testing::Test {
+ protected:
+  void Start(int n) {
+    for (int i = 1; i <= n; ++i) addresses_.push_back(absl::StrCat("10.0.0.", i, ":2380"));
+    cluster_ = std::make_unique<sim::Cluster>(sim_, [this, n](env::Env& env, sim::NodeId id) {
+      RaftNodeConfig c;
+      c.raft.id = id;
+      for (int i = 1; i <= n; ++i) {
+        c.raft.voters.push_back(i);
+        if (i != static_cast<int>(id)) c.peers[i] = addresses_[i - 1];
+      }
+      auto p = std::make_unique<Proc>();
+      Proc* raw = p.get();
+      RaftNodeHooks h;
+      h.on_apply = [raw](const raftpb::Entry& e, const Raft&) { raw->applied.push_back(e.data()); };
+      auto node = RaftNode::Open(env, std::move(c), std::move(h));
+      if (node.ok()) {
+        p->node = std::move(*node);
+      } else {
+        p->open_status = node.status();
+      }
+      return p;
+    });
+    for (const auto& a : addresses_) cluster_->AddNode(a);
+  }
+  Proc* proc(sim::NodeId id) { return static_cast<Proc*>(cluster_->process(id)); }
+  RaftNode* node(sim::NodeId id) { return proc(id) ? proc(id)->node.get() : nullptr; }
+  sim::NodeId Leader() {
+    for (sim::NodeId id : cluster_->nodes()) {
+      if (node(id) && node(id)->raft().role() == Role::kLeader) return id;
+    }
+    return sim::kNoNode;
+  }
+  bool AppliedEverywhere(const std::string& data, std::vector<sim::NodeId> ids) {
+    for (sim::NodeId id : ids) {
+      const auto& a = proc(id)->applied;
+      if (std::find(a.begin(), a.end(), data) == a.end()) return false;
+    }
+    return true;
+  }
+
+  sim::Simulator sim_{7};
+  std::vector<env::Address> addresses_;
+  std::unique_ptr<sim::Cluster> cluster_;
+};
+
+TEST_F(RaftNodeTest, ElectsALeaderAndReplicates) {
+  Start(3);
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return Leader() != sim::kNoNode; }, 10'000'000'000));
+  ASSERT_TRUE(node(Leader())->Propose("hello").ok());
+  EXPECT_TRUE(sim_.RunUntilTrue([&] { return AppliedEverywhere("hello", {1, 2, 3}); },
+                                sim_.now_ns() + 5'000'000'000));
+}
+
+// A leader whose disk stalls cannot persist a Ready, so it stops heartbeating: the others elect
+// a new leader and keep committing while the stall lasts (no cluster-wide hang).
+TEST_F(RaftNodeTest, StalledLeaderDiskDoesNotStallTheCluster) {
+  Start(3);
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return Leader() != sim::kNoNode; }, 10'000'000'000));
+  const sim::NodeId stalled = Leader();
+  cluster_->disk(stalled).faults().stall_until_ns = sim_.now_ns() + 60'000'000'000;
+  ASSERT_TRUE(node(stalled)->Propose("during-stall-1").ok());  // cannot become durable there
+  std::vector<sim::NodeId> others;
+  for (sim::NodeId id : cluster_->nodes()) {
+    if (id != stalled) others.push_back(id);
+  }
+  const bool moved = sim_.RunUntilTrue(
+      [&] {
+        for (sim::NodeId id : others) {
+          if (node(id)->raft().role() == Role::kLeader) return true;
+        }
+        return false;
+      },
+      sim_.now_ns() + 5'000'000'000);
+  ASSERT_TRUE(moved) << "no new leader while the old leader's disk stalls";
+  sim::NodeId fresh = sim::kNoNode;
+  for (sim::NodeId id : others) {
+    if (node(id)->raft().role() == Role::kLeader) fresh = id;
+  }
+  ASSERT_TRUE(node(fresh)->Propose("during-stall-2").ok());
+  EXPECT_TRUE(sim_.RunUntilTrue([&] { return AppliedEverywhere("during-stall-2", others); },
+                                sim_.now_ns() + 5'000'000'000));
+  EXPECT_LT(sim_.now_ns(), cluster_->disk(stalled).faults().stall_until_ns);
+}
+
+TEST_F(RaftNodeTest, GarbageFromTheNetworkIsDroppedNotFatal) {
+  Start(3);
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return Leader() != sim::kNoNode; }, 10'000'000'000));
+  const sim::NodeId target = Leader();
+  // A rogue client connects to the leader's Raft port and sends junk and a misaddressed message.
+  env::Network& rogue = cluster_->network().Attach(sim_.AddNode(), "10.9.9.9:1");
+  std::unique_ptr<env::Stream> s = rogue.Connect(addresses_[target - 1]);
+  s->SetHandlers([](std::string) {}, [](absl::Status) {});
+  ASSERT_TRUE(s->Send("\xff\xfe not a protobuf").ok());
+  raftpb::Message wrong;
+  wrong.set_type(raftpb::MSG_VOTE);
+  wrong.set_from(99);
+  wrong.set_to(target);
+  wrong.set_term(1000);
+  ASSERT_TRUE(s->Send(wrong.SerializeAsString()).ok());
+  const uint64_t term = node(target)->raft().term();
+  sim_.RunUntil(sim_.now_ns() + 1'000'000'000);
+  EXPECT_EQ(node(target)->raft().term(), term);  // the stranger's vote request changed nothing
+  EXPECT_GE(node(target)->messages_dropped(), 2u);
+  EXPECT_FALSE(node(target)->failed());
+}
+
+TEST_F(RaftNodeTest, CorruptWalBeforeTheTailRefusesToStartNamingFileAndOffset) {
+  Start(1);
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return Leader() != sim::kNoNode; }, 10'000'000'000));
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(node(1)->Propose(absl::StrCat("v", i)).ok());
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return proc(1)->applied.size() >= 21; },
+                                sim_.now_ns() + 5'000'000'000));
+  cluster_->Crash(1);
+  auto files = cluster_->disk(1).fs().List("wal");
+  ASSERT_TRUE(files.ok() && !files->empty());
+  const std::string segment = "wal/" + files->front();
+  ASSERT_TRUE(cluster_->disk(1).FlipBit(segment, 100, 3).ok());  // early, durable record
+  cluster_->Restart(1);
+  ASSERT_EQ(node(1), nullptr);
+  const absl::Status s = proc(1)->open_status;
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  EXPECT_NE(s.message().find(files->front()), std::string::npos) << s;
+  EXPECT_NE(s.message().find("offset"), std::string::npos) << s;
+}
+
+}  // namespace
+}  // namespace e2d::raft
