@@ -92,23 +92,6 @@ demo::CounterNode* NodeOf(sim::Cluster& cluster, NodeId n) {
 }
 
 // Ends every fault: the state from which liveness is measured.
-void HealEverything(sim::Cluster& cluster) {
-  cluster.network().Heal();
-  for (NodeId a : cluster.nodes()) {
-    for (NodeId b : cluster.nodes()) {
-      if (a != b) cluster.network().SetLink(a, b, sim::LinkConfig{});
-    }
-  }
-  for (NodeId n : cluster.nodes()) {
-    sim::DiskFaults& f = cluster.disk(n).faults();
-    f = sim::DiskFaults{.tear_on_crash = f.tear_on_crash};
-    cluster.disk(n).ClearReadErrors();
-    cluster.Resume(n);
-    demo::CounterNode* node = NodeOf(cluster, n);
-    if (node != nullptr && node->broken()) cluster.Crash(n);  // fail-stopped: a supervisor restarts it
-    if (!cluster.up(n)) cluster.Restart(n);
-  }
-}
 
 bool Converged(sim::Cluster& cluster, const std::vector<uint64_t>& target) {
   for (NodeId q : cluster.nodes()) {
@@ -158,17 +141,7 @@ sim::ScenarioResult RunCounter(const sim::FaultSchedule& schedule, const sim::Ru
   oracle_ptr = &oracle;
   for (const env::Address& a : addresses) cluster.AddNode(a);
 
-  for (const sim::FaultAction& action : schedule.actions) {
-    sim.Schedule(action.at_ms * 1'000'000, sim::kNoNode, "fault",
-                 env::StableHash(absl::StrCat(action.verb, " ", absl::StrJoin(action.args, " "))),
-                 [&cluster, &oracle, action] {
-                   cluster.Log(sim::kNoNode, absl::StrCat("fault: ", action.verb, " ",
-                                                          absl::StrJoin(action.args, " ")));
-                   if (absl::Status s = sim::ApplyFault(action, cluster); !s.ok()) {
-                     oracle.Fail("could not apply fault: " + s.ToString());
-                   }
-                 });
-  }
+  sim::ScheduleFaults(schedule, cluster, [&oracle](const std::string& why) { oracle.Fail(why); });
   const int64_t heal_ns = schedule.duration_ms * 1'000'000;
   sim.RunUntilTrue([&] { return oracle.failed(); }, heal_ns);
 
@@ -176,7 +149,10 @@ sim::ScenarioResult RunCounter(const sim::FaultSchedule& schedule, const sim::Ru
   int64_t converged_ns = -1;
   if (!oracle.failed()) {
     cluster.Log(sim::kNoNode, "healing every fault");
-    HealEverything(cluster);
+    sim::HealEverything(cluster, [&cluster](NodeId n) {
+      demo::CounterNode* node = NodeOf(cluster, n);
+      return node != nullptr && node->broken();
+    });
     for (NodeId n : cluster.nodes()) {
       demo::CounterNode* node = NodeOf(cluster, n);
       target[n] = node == nullptr ? 0 : node->durable_value();

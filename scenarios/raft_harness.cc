@@ -110,23 +110,6 @@ raft::RaftNode* NodeOf(sim::Cluster& cluster, NodeId n) {
   return p == nullptr ? nullptr : p->node.get();
 }
 
-void HealEverything(sim::Cluster& cluster) {
-  cluster.network().Heal();
-  for (NodeId a : cluster.nodes()) {
-    for (NodeId b : cluster.nodes()) {
-      if (a != b) cluster.network().SetLink(a, b, sim::LinkConfig{});
-    }
-  }
-  for (NodeId n : cluster.nodes()) {
-    sim::DiskFaults& f = cluster.disk(n).faults();
-    f = sim::DiskFaults{.tear_on_crash = f.tear_on_crash};
-    cluster.disk(n).ClearReadErrors();
-    cluster.Resume(n);
-    raft::RaftNode* node = NodeOf(cluster, n);
-    if (cluster.up(n) && (node == nullptr || node->failed())) cluster.Crash(n);  // supervisor
-    if (!cluster.up(n)) cluster.Restart(n);
-  }
-}
 
 // Proposes a unique value to a random live node every 20-200 ms until `stop_ns`.
 void ScheduleClient(sim::Cluster& cluster, env::Random* random, uint64_t* seq, int64_t at_ns,
@@ -190,17 +173,7 @@ sim::ScenarioResult RunRaft(const sim::FaultSchedule& schedule, const sim::RunOp
   oracle_ptr = &oracle;
   for (const env::Address& a : addresses) cluster.AddNode(a);
 
-  for (const sim::FaultAction& action : schedule.actions) {
-    sim.Schedule(action.at_ms * 1'000'000, sim::kNoNode, "fault",
-                 env::StableHash(absl::StrCat(action.verb, " ", absl::StrJoin(action.args, " "))),
-                 [&cluster, &oracle, action] {
-                   cluster.Log(sim::kNoNode, absl::StrCat("fault: ", action.verb, " ",
-                                                          absl::StrJoin(action.args, " ")));
-                   if (absl::Status s = sim::ApplyFault(action, cluster); !s.ok()) {
-                     oracle.Fail("could not apply fault: " + s.ToString());
-                   }
-                 });
-  }
+  sim::ScheduleFaults(schedule, cluster, [&oracle](const std::string& why) { oracle.Fail(why); });
   env::Random client_random = sim.ForkRandom("client");
   uint64_t seq = 0;
   const int64_t heal_ns = schedule.duration_ms * 1'000'000;
@@ -210,7 +183,10 @@ sim::ScenarioResult RunRaft(const sim::FaultSchedule& schedule, const sim::RunOp
   int64_t converged_ns = -1;
   if (!oracle.failed()) {
     cluster.Log(sim::kNoNode, "healing every fault");
-    HealEverything(cluster);
+    sim::HealEverything(cluster, [&cluster](NodeId n) {
+      raft::RaftNode* node = NodeOf(cluster, n);
+      return node == nullptr || node->failed();
+    });
     // Liveness: keep proposing a marker until some node accepts it, then wait for everyone.
     const int64_t deadline = heal_ns + converge_ms_max * 1'000'000;
     bool done = false;

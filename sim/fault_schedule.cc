@@ -282,6 +282,37 @@ absl::Status ApplyFault(const FaultAction& action, Cluster& cluster) {
   return Dispatch(action, nodes, &cluster);
 }
 
+void ScheduleFaults(const FaultSchedule& schedule, Cluster& cluster,
+                    std::function<void(const std::string& why)> on_error) {
+  for (const FaultAction& action : schedule.actions) {
+    const std::string text = absl::StrCat(action.verb, " ", absl::StrJoin(action.args, " "));
+    cluster.sim().Schedule(action.at_ms * 1'000'000, kNoNode, "fault", env::StableHash(text),
+                           [&cluster, on_error, action, text] {
+                             cluster.Log(kNoNode, absl::StrCat("fault: ", text));
+                             if (absl::Status s = ApplyFault(action, cluster); !s.ok()) {
+                               on_error("could not apply fault: " + s.ToString());
+                             }
+                           });
+  }
+}
+
+void HealEverything(Cluster& cluster, const std::function<bool(uint32_t node)>& fail_stopped) {
+  cluster.network().Heal();
+  for (NodeId a : cluster.nodes()) {
+    for (NodeId b : cluster.nodes()) {
+      if (a != b) cluster.network().SetLink(a, b, LinkConfig{});
+    }
+  }
+  for (NodeId n : cluster.nodes()) {
+    DiskFaults& f = cluster.disk(n).faults();
+    f = DiskFaults{.tear_on_crash = f.tear_on_crash};
+    cluster.disk(n).ClearReadErrors();
+    cluster.Resume(n);
+    if (cluster.up(n) && fail_stopped(n)) cluster.Crash(n);
+    if (!cluster.up(n)) cluster.Restart(n);
+  }
+}
+
 std::string FaultSchedule::ToText() const {
   std::string out = "# e2d fault schedule (replay: bazel run //sim -- --schedule=FILE)\n";
   absl::StrAppend(&out, "scenario ", scenario, "\nseed ", seed, "\nnodes ", nodes,

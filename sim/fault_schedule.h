@@ -27,6 +27,7 @@
 #define E2D_SIM_FAULT_SCHEDULE_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,6 +69,17 @@ absl::Status ValidateFault(const FaultAction& action, int nodes);
 
 // Applies one action to `cluster` now. Errors as ValidateFault (nothing is applied then).
 absl::Status ApplyFault(const FaultAction& action, Cluster& cluster);
+
+// Schedules every action of `schedule` on the cluster's simulator at its time (as simulator
+// events, logged); an action that cannot be applied is reported to `on_error`.
+void ScheduleFaults(const FaultSchedule& schedule, Cluster& cluster,
+                    std::function<void(const std::string& why)> on_error);
+
+// Ends every fault, the state from which scenarios measure liveness: heals and resets every
+// link, clears disk faults (keeping each disk's tear setting) and read errors, resumes paused
+// nodes, and restarts every node that is down or for which `fail_stopped` is true (as a
+// supervisor would restart a process that stopped itself).
+void HealEverything(Cluster& cluster, const std::function<bool(uint32_t node)>& fail_stopped);
 
 }  // namespace e2d::sim
 
