@@ -16,6 +16,10 @@ using raftpb::Message;
 using raftpb::MessageType;
 using ull = unsigned long long;
 
+// Context of vote requests sent on a leader's order (MSG_TIMEOUT_NOW): voters grant them even
+// within the check-quorum lease, since the leader itself asked for the election.
+constexpr char kCampaignTransfer[] = "transfer";
+
 bool IsLocal(MessageType t) {
   return t == raftpb::MSG_HUP || t == raftpb::MSG_BEAT || t == raftpb::MSG_CHECK_QUORUM;
 }
@@ -131,6 +135,7 @@ void Raft::Reset(uint64_t term) {
   votes_.clear();
   progress_.clear();
   uncommitted_bytes_ = 0;
+  lead_transferee_ = kNone;
 }
 
 void Raft::ResetRandomizedElectionTimeout() {
@@ -189,10 +194,10 @@ bool Raft::promotable() const {
 
 void Raft::Campaign() {
   if (role_ == Role::kLeader || !promotable()) return;
-  CampaignInternal(config_.pre_vote);
+  CampaignInternal(config_.pre_vote, /*transfer=*/false);
 }
 
-void Raft::CampaignInternal(bool pre_vote) {
+void Raft::CampaignInternal(bool pre_vote, bool transfer) {
   uint64_t term;
   MessageType type;
   if (pre_vote) {
@@ -206,7 +211,7 @@ void Raft::CampaignInternal(bool pre_vote) {
   }
   if (RecordVote(config_.id, true) == Poll::kWon) {  // a single-voter cluster
     if (pre_vote) {
-      CampaignInternal(false);
+      CampaignInternal(false, transfer);
     } else {
       BecomeLeader();
     }
@@ -220,6 +225,7 @@ void Raft::CampaignInternal(bool pre_vote) {
     m.set_term(term);
     m.set_index(log_.last_index());
     m.set_log_term(log_.last_term());
+    if (transfer) m.set_context(kCampaignTransfer);
     Send(std::move(m));
   }
 }
@@ -239,6 +245,7 @@ void Raft::Tick() {
     ++election_elapsed_;
     if (election_elapsed_ >= config_.election_ticks) {
       election_elapsed_ = 0;
+      lead_transferee_ = kNone;  // a transfer not done within an election timeout is abandoned
       if (config_.check_quorum) {
         Message m;
         m.set_type(raftpb::MSG_CHECK_QUORUM);
@@ -303,7 +310,8 @@ bool Raft::StepTerm(const Message& m) {
   if (m.term() == 0 || m.term() == term_) return true;  // local, or our term
   const bool vote_request = m.type() == raftpb::MSG_VOTE || m.type() == raftpb::MSG_PRE_VOTE;
   if (m.term() > term_) {
-    if (vote_request && config_.check_quorum && lead_ != kNone &&
+    const bool forced = m.context() == kCampaignTransfer;
+    if (vote_request && !forced && config_.check_quorum && lead_ != kNone &&
         election_elapsed_ < config_.election_ticks) {
       // We heard from a live leader within the election timeout: this candidate cannot be
       // needed, and must not depose it (check-quorum's leader lease).
@@ -378,7 +386,14 @@ absl::Status Raft::StepLeader(const Message& m) {
       }
       return absl::OkStatus();
     case raftpb::MSG_PROP:
+      if (lead_transferee_ != kNone) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "proposal dropped: leadership is being transferred to ", lead_transferee_));
+      }
       return AppendProposal(m);
+    case raftpb::MSG_TRANSFER_LEADER:
+      StepTransferLeader(m);
+      return absl::OkStatus();
     default:
       break;
   }
@@ -451,6 +466,33 @@ void Raft::StepAppendResponse(const Message& m, Progress& pr) {
   // Fill the window with whatever is left (bounded by the inflight limits).
   while (SendAppend(m.from(), false)) {
   }
+  if (m.from() == lead_transferee_ && pr.match == log_.last_index()) SendTimeoutNow(m.from());
+}
+
+void Raft::StepTransferLeader(const Message& m) {
+  const uint64_t to = m.from();  // the transferee travels as `from`
+  if (to == config_.id || !progress_.contains(to) || to == lead_transferee_) return;
+  lead_transferee_ = to;
+  election_elapsed_ = 0;  // the transfer gets one election timeout
+  if (progress_.at(to).match == log_.last_index()) {
+    SendTimeoutNow(to);
+  } else {
+    SendAppend(to, true);
+  }
+}
+
+void Raft::SendTimeoutNow(uint64_t to) {
+  Message m;
+  m.set_type(raftpb::MSG_TIMEOUT_NOW);
+  m.set_to(to);
+  Send(std::move(m));
+}
+
+void Raft::TransferLeadership(uint64_t to) {
+  Message m;
+  m.set_type(raftpb::MSG_TRANSFER_LEADER);
+  m.set_from(to);
+  Step(m).IgnoreError();
 }
 
 void Raft::StepHeartbeatResponse(const Message& m, Progress& pr) {
@@ -485,7 +527,7 @@ absl::Status Raft::StepCandidate(const Message& m) {
   switch (RecordVote(m.from(), !m.reject())) {
     case Poll::kWon:
       if (role_ == Role::kPreCandidate) {
-        CampaignInternal(false);
+        CampaignInternal(false, /*transfer=*/false);
       } else {
         BecomeLeader();
         BroadcastAppend();
@@ -519,6 +561,17 @@ absl::Status Raft::StepFollower(const Message& m) {
       lead_ = m.from();
       HandleHeartbeat(m);
       return absl::OkStatus();
+    case raftpb::MSG_TIMEOUT_NOW:
+      // The leader hands over: campaign at once, skipping pre-vote (it asked for this).
+      if (promotable()) CampaignInternal(/*pre_vote=*/false, /*transfer=*/true);
+      return absl::OkStatus();
+    case raftpb::MSG_TRANSFER_LEADER: {
+      if (lead_ == kNone) return absl::OkStatus();
+      Message fwd = m;
+      fwd.set_to(lead_);
+      Send(std::move(fwd));
+      return absl::OkStatus();
+    }
     default:
       ++ignored_messages_;
       return absl::OkStatus();
@@ -562,7 +615,8 @@ void Raft::HandleHeartbeat(const Message& m) {
 // ---- Sending ----------------------------------------------------------------------------------
 
 void Raft::Send(Message m) {
-  m.set_from(config_.id);
+  // A forwarded transfer request carries the transferee as `from`; everything else is ours.
+  if (m.type() != raftpb::MSG_TRANSFER_LEADER) m.set_from(config_.id);
   const MessageType t = m.type();
   if (t == raftpb::MSG_VOTE || t == raftpb::MSG_VOTE_RESP || t == raftpb::MSG_PRE_VOTE ||
       t == raftpb::MSG_PRE_VOTE_RESP) {

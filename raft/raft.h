@@ -9,7 +9,8 @@
 // (§5.4.1), pre-vote and check-quorum (thesis §9.6, §6.2), log replication with fast conflict
 // backtracking and per-follower probe/replicate states within bounded inflight windows (§5.3),
 // commit only by counting replicas of current-term entries (§5.4.2), and a bound on uncommitted
-// proposal bytes. Not yet: membership changes, snapshots, ReadIndex, leadership transfer.
+// proposal bytes, and leadership transfer (thesis §3.10). Not yet: membership changes,
+// snapshots, ReadIndex.
 //
 // Persistence contract: the driver persists Ready.hard_state and Ready.entries (entries may
 // overwrite a suffix of what it persisted before), may send Ready.messages at once, and sends
@@ -103,6 +104,13 @@ class Raft {
   // Starts an election now (as if the election timeout fired).
   void Campaign();
 
+  // Asks the leader (this node, or forwarded to it) to hand leadership to voter `to`: it brings
+  // `to` up to date, then tells it to campaign at once (MSG_TIMEOUT_NOW). Proposals are refused
+  // while a transfer is pending; a transfer that has not completed within an election timeout
+  // is abandoned.
+  void TransferLeadership(uint64_t to);
+  uint64_t lead_transferee() const { return lead_transferee_; }
+
   bool HasReady() const;
   Ready GetReady();  // REQUIRES: no Ready outstanding (crashes otherwise)
   void Advance(const Ready& ready);
@@ -129,7 +137,9 @@ class Raft {
   void ResetRandomizedElectionTimeout();
 
   enum class Poll { kPending, kWon, kLost };
-  void CampaignInternal(bool pre_vote);
+  void CampaignInternal(bool pre_vote, bool transfer);
+  void StepTransferLeader(const raftpb::Message& m);
+  void SendTimeoutNow(uint64_t to);
   Poll RecordVote(uint64_t from, bool granted);
 
   bool StepTerm(const raftpb::Message& m);  // false: the message is done with
@@ -167,6 +177,7 @@ class Raft {
   int heartbeat_elapsed_ = 0;
   int randomized_election_timeout_ = 0;
   uint64_t uncommitted_bytes_ = 0;  // leader: payload bytes proposed and not yet committed
+  uint64_t lead_transferee_ = kNone;  // leader: the voter leadership is being handed to
   std::vector<raftpb::Message> msgs_;
   std::vector<raftpb::Message> msgs_after_persist_;
   raftpb::HardState persisted_hard_state_;

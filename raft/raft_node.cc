@@ -63,6 +63,13 @@ absl::Status RaftNode::Propose(std::string data) {
   return s;
 }
 
+void RaftNode::TransferLeadership(uint64_t to) {
+  if (failed_) return;
+  raft_->TransferLeadership(to);
+  Observe();
+  ProcessReady();
+}
+
 void RaftNode::OnTick() {
   tick_timer_ = env_.clock().After(config_.tick, [this] { OnTick(); });
   if (failed_) return;

@@ -62,6 +62,9 @@ class RaftNode {
   // Proposes `data`. FailedPrecondition if this node knows no leader or has failed.
   absl::Status Propose(std::string data);
 
+  // Asks for leadership to move to voter `to` (see Raft::TransferLeadership).
+  void TransferLeadership(uint64_t to);
+
   const Raft& raft() const { return *raft_; }
   bool failed() const { return failed_; }
   uint64_t messages_dropped() const { return messages_dropped_; }

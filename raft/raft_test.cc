@@ -503,6 +503,52 @@ TEST(RaftTermTest, Sec5_1_StaleLeaderLearnsTheNewTermAndStepsDown) {
   }
 }
 
+// ---- Leadership transfer (thesis §3.10) -------------------------------------------------------
+
+TEST(RaftTransferTest, Sec3_10_TransferToAnUpToDateFollower) {
+  Harness h(3);
+  h.node(1).Campaign();
+  h.Deliver();
+  const uint64_t term = h.node(1).term();
+  h.node(1).TransferLeadership(2);
+  h.Deliver();
+  EXPECT_EQ(h.node(2).role(), Role::kLeader);  // despite node 3's check-quorum lease on node 1
+  EXPECT_EQ(h.node(2).term(), term + 1);
+  EXPECT_EQ(h.node(1).role(), Role::kFollower);
+  EXPECT_EQ(h.node(1).lead(), 2u);
+}
+
+TEST(RaftTransferTest, Sec3_10_LaggingTransfereeIsCaughtUpFirst) {
+  Harness h(3);
+  h.node(1).Campaign();
+  h.Deliver();
+  h.Isolate(3);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(h.node(1).Propose("p").ok());
+  h.Deliver();
+  h.HealAll();
+  ASSERT_LT(h.node(3).log().last_index(), h.node(1).log().last_index());
+  h.node(2).TransferLeadership(3);  // asked at a follower: forwarded to the leader
+  h.Deliver();
+  EXPECT_EQ(h.node(3).role(), Role::kLeader);
+  // The new leader holds every entry the old one had.
+  EXPECT_GE(h.node(3).log().last_index(), 7u);
+}
+
+TEST(RaftTransferTest, Sec3_10_ProposalsWaitAndAStuckTransferIsAbandoned) {
+  Harness h(3);
+  h.node(1).Campaign();
+  h.Deliver();
+  h.Isolate(3);
+  h.node(1).TransferLeadership(3);
+  h.Deliver();
+  EXPECT_EQ(h.node(1).lead_transferee(), 3u);
+  EXPECT_TRUE(absl::IsFailedPrecondition(h.node(1).Propose("blocked")));
+  h.TickAll(10);  // one election timeout
+  EXPECT_EQ(h.node(1).role(), Role::kLeader);
+  EXPECT_EQ(h.node(1).lead_transferee(), kNone);
+  EXPECT_TRUE(h.node(1).Propose("ok again").ok());
+}
+
 // ---- Persistence contract ---------------------------------------------------------------------
 
 TEST(RaftReadyTest, VotesAndAcksWaitForPersistAndCarryTheirHardState) {

@@ -119,7 +119,11 @@ void ScheduleClient(sim::Cluster& cluster, env::Random* random, uint64_t* seq, i
     const std::vector<NodeId> nodes = cluster.nodes();
     const NodeId n = nodes[random->Uniform(nodes.size())];
     if (raft::RaftNode* node = NodeOf(cluster, n); node != nullptr && !cluster.paused(n)) {
-      node->Propose(absl::StrCat("v", (*seq)++)).IgnoreError();
+      if (random->Chance(0.02)) {  // now and then an operator moves the leader
+        node->TransferLeadership(nodes[random->Uniform(nodes.size())]);
+      } else {
+        node->Propose(absl::StrCat("v", (*seq)++)).IgnoreError();
+      }
     }
     ScheduleClient(cluster, random, seq,
                    cluster.sim().now_ns() + random->Range(20'000'000, 200'000'000), stop_ns);

@@ -10,7 +10,8 @@
 //    entries, and recovery from torn writes and lost fsyncs never fails;
 //  - liveness: once every fault is healed and every node restarted, a leader exists and a
 //    fresh proposal is applied by every node within a bound of simulated time.
-// A client proposes a unique value to a random live node every 20-200 ms throughout.
+// A client proposes a unique value to a random live node every 20-200 ms throughout, and now and
+// then (2% of its actions) asks a random node to move leadership to a random voter.
 
 #ifndef E2D_SCENARIOS_RAFT_HARNESS_H_
 #define E2D_SCENARIOS_RAFT_HARNESS_H_
