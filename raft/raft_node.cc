@@ -79,27 +79,32 @@ void RaftNode::OnTick() {
   ProcessReady();
 }
 
+// Handles Readies until one needs the disk (its completion continues here) or none is left.
+// A loop, not recursion: Readies that persist nothing complete in place, one after another.
 void RaftNode::ProcessReady() {
-  if (failed_ || ready_in_progress_ || !raft_->HasReady()) return;
-  ready_in_progress_ = true;
-  Ready ready = raft_->GetReady();
-  SendAll(ready.messages);
-  if (ready.entries.empty() && !ready.hard_state) {
-    FinishReady(std::move(ready), absl::OkStatus());
+  while (!failed_ && !ready_in_progress_ && raft_->HasReady()) {
+    ready_in_progress_ = true;
+    Ready ready = raft_->GetReady();
+    SendAll(ready.messages);
+    if (ready.entries.empty() && !ready.hard_state) {
+      CompleteReady(std::move(ready), absl::OkStatus());
+      continue;
+    }
+    const raftpb::HardState* hs = ready.hard_state ? &*ready.hard_state : nullptr;
+    if (absl::Status s = wal_->Append(ready.entries, hs); !s.ok()) return Fail(s);
+    ++wal_syncs_;
+    std::shared_ptr<bool> alive = alive_;
+    auto shared = std::make_shared<Ready>(std::move(ready));
+    wal_->Sync([this, alive, shared](absl::Status s) {
+      if (!*alive) return;
+      CompleteReady(std::move(*shared), s);
+      ProcessReady();
+    });
     return;
   }
-  const raftpb::HardState* hs = ready.hard_state ? &*ready.hard_state : nullptr;
-  if (absl::Status s = wal_->Append(ready.entries, hs); !s.ok()) return Fail(s);
-  ++wal_syncs_;
-  std::shared_ptr<bool> alive = alive_;
-  auto shared = std::make_shared<Ready>(std::move(ready));
-  wal_->Sync([this, alive, shared](absl::Status s) {
-    if (!*alive) return;
-    FinishReady(std::move(*shared), s);
-  });
 }
 
-void RaftNode::FinishReady(Ready ready, absl::Status persisted) {
+void RaftNode::CompleteReady(Ready ready, absl::Status persisted) {
   if (!persisted.ok()) return Fail(persisted);
   SendAll(ready.messages_after_persist);
   for (const raftpb::Entry& e : ready.committed_entries) {
@@ -108,7 +113,6 @@ void RaftNode::FinishReady(Ready ready, absl::Status persisted) {
   raft_->Advance(ready);
   ready_in_progress_ = false;
   Observe();
-  ProcessReady();
 }
 
 void RaftNode::Observe() {

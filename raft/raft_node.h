@@ -87,7 +87,8 @@ class RaftNode {
   void Start();
   void OnTick();
   void ProcessReady();
-  void FinishReady(Ready ready, absl::Status persisted);
+  // Sends what waited for the persist, applies, advances. Does not start the next Ready.
+  void CompleteReady(Ready ready, absl::Status persisted);
   void SendAll(const std::vector<raftpb::Message>& messages);
   void SendTo(const raftpb::Message& m);
   Outbound* OutboundFor(uint64_t peer);
