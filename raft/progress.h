@@ -81,6 +81,7 @@ class Progress {
   bool probe_sent = false;        // in kProbe: an append was sent since the last heartbeat reply
   bool recent_active = false;     // heard from since the last check-quorum round
   bool is_learner = false;
+  uint64_t commit = 0;            // the follower's commit index, as it last reported it
   Inflights inflights;
 };
 

@@ -36,8 +36,16 @@ bool SameHardState(const raftpb::HardState& a, const raftpb::HardState& b) {
 
 absl::Status ValidateConfig(const Config& c) {
   if (c.id == kNone) return absl::InvalidArgumentError("raft config: id must be non-zero");
-  if (std::find(c.voters.begin(), c.voters.end(), c.id) == c.voters.end()) {
-    return absl::InvalidArgumentError(absl::StrCat("raft config: id ", c.id, " is not a voter"));
+  if (!c.voters.empty() && std::find(c.voters.begin(), c.voters.end(), c.id) == c.voters.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("raft config: id ", c.id, " is not a voter of the bootstrap membership"));
+  }
+  if (c.voters.size() > kMembersMax) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("raft config: more than ", kMembersMax, " bootstrap voters"));
+  }
+  for (uint64_t v : c.voters) {
+    if (v == kNone) return absl::InvalidArgumentError("raft config: voter id 0");
   }
   if (c.election_ticks <= 0 || c.heartbeat_ticks <= 0 || c.heartbeat_ticks >= c.election_ticks) {
     return absl::InvalidArgumentError(
@@ -67,7 +75,38 @@ absl::Status ValidateState(const DurableState& s) {
   if (s.hard_state.vote() != kNone && s.hard_state.term() == 0) {
     return absl::InvalidArgumentError("raft state: vote without a term");
   }
+  if (s.conf_state) {
+    if (absl::StatusOr<Membership> m = Membership::FromConfState(*s.conf_state); !m.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("raft state: snapshot ", m.status().message()));
+    }
+  }
   return absl::OkStatus();
+}
+
+// A new cluster's first entry (the same bytes on every node that bootstraps it): the
+// membership, as a committed conf change at index 1 of term 1. A node joining later learns the
+// membership by replicating it like any other entry.
+raftpb::Entry BootstrapEntry(const Config& c) {
+  std::vector<uint64_t> voters = c.voters;
+  std::sort(voters.begin(), voters.end());
+  raftpb::ConfChange cc;
+  for (uint64_t v : voters) {
+    raftpb::ConfChangeSingle* change = cc.add_changes();
+    change->set_type(raftpb::CONF_CHANGE_ADD_NODE);
+    change->set_node_id(v);
+  }
+  raftpb::Entry e;
+  e.set_type(raftpb::ENTRY_CONF_CHANGE);
+  e.set_term(1);
+  e.set_index(1);
+  e.set_data(cc.SerializeAsString());
+  return e;
+}
+
+bool IsEmpty(const DurableState& s) {
+  return s.entries.empty() && s.snapshot_index == 0 && !s.conf_state &&
+         s.hard_state.term() == 0 && s.hard_state.commit() == 0;
 }
 
 }  // namespace
@@ -89,7 +128,17 @@ const char* RoleName(Role role) {
 absl::StatusOr<std::unique_ptr<Raft>> Raft::Create(const Config& config, DurableState state) {
   if (absl::Status s = ValidateConfig(config); !s.ok()) return s;
   if (absl::Status s = ValidateState(state); !s.ok()) return s;
-  return std::unique_ptr<Raft>(new Raft(config, std::move(state)));
+  const bool bootstrap = IsEmpty(state) && !config.voters.empty();
+  auto raft = std::unique_ptr<Raft>(new Raft(config, std::move(state)));
+  if (bootstrap) {
+    // Not durable yet: the first Ready persists the entry and the hard state (term 1, commit 1).
+    raft->log_.Append({BootstrapEntry(config)});
+    raft->log_.CommitTo(1);
+    raft->BecomeFollower(1, kNone);
+    // What applying the entry will give (again): this node may campaign before that.
+    raft->membership_.voters.insert(config.voters.begin(), config.voters.end());
+  }
+  return raft;
 }
 
 Raft::Raft(const Config& config, DurableState state)
@@ -100,6 +149,7 @@ Raft::Raft(const Config& config, DurableState state)
       log_(state.snapshot_index, state.snapshot_term, std::move(state.entries),
            state.hard_state.commit()),
       persisted_hard_state_(state.hard_state) {
+  if (state.conf_state) membership_ = *Membership::FromConfState(*state.conf_state);
   BecomeFollower(term_, kNone);
 }
 
@@ -136,6 +186,7 @@ void Raft::Reset(uint64_t term) {
   progress_.clear();
   uncommitted_bytes_ = 0;
   lead_transferee_ = kNone;
+  removal_index_ = kNone;
 }
 
 void Raft::ResetRandomizedElectionTimeout() {
@@ -170,25 +221,42 @@ void Raft::BecomeLeader() {
   Reset(term_);
   lead_ = config_.id;
   role_ = Role::kLeader;
-  for (uint64_t v : config_.voters) {
-    Progress pr(log_.last_index() + 1, config_.inflight_msgs_max, config_.inflight_bytes_max);
-    if (v == config_.id) {
-      pr.match = log_.stable_index();  // our own copy counts once it is durable
-      pr.BecomeReplicate();
-    }
-    progress_.emplace(v, std::move(pr));
-  }
+  SyncProgressWithMembership();
   // §5.4.2: an entry of the new term lets earlier entries commit (and tells followers).
   raftpb::Entry noop;
   noop.set_term(term_);
   noop.set_index(log_.last_index() + 1);
   log_.Append({noop});
+  // No membership change before an entry of this term is applied: a change proposed by an
+  // earlier leader may still be in the log, uncommitted (the single-server change bug).
+  pending_conf_index_ = noop.index();
 }
 
-bool Raft::promotable() const {
-  return std::find(config_.voters.begin(), config_.voters.end(), config_.id) !=
-         config_.voters.end();
+// Leader: one Progress per member (learners marked), self included.
+void Raft::SyncProgressWithMembership() {
+  const std::vector<uint64_t> members = membership_.Members();
+  absl::erase_if(progress_, [&](const auto& kv) { return !membership_.IsMember(kv.first); });
+  for (uint64_t id : members) {
+    auto [it, fresh] = progress_.try_emplace(id, log_.last_index() + 1, config_.inflight_msgs_max,
+                                             config_.inflight_bytes_max);
+    Progress& pr = it->second;
+    pr.is_learner = !membership_.IsVoter(id);
+    if (fresh && id == config_.id) {
+      pr.match = log_.stable_index();  // our own copy counts once it is durable
+      pr.BecomeReplicate();
+    }
+  }
+  // The leader itself may have been removed: it keeps a Progress for its own log either way.
+  if (!progress_.contains(config_.id)) {
+    Progress pr(log_.last_index() + 1, config_.inflight_msgs_max, config_.inflight_bytes_max);
+    pr.match = log_.stable_index();
+    pr.BecomeReplicate();
+    pr.is_learner = true;
+    progress_.emplace(config_.id, std::move(pr));
+  }
 }
+
+bool Raft::promotable() const { return membership_.IsVoter(config_.id); }
 
 // ---- Elections (§5.2, pre-vote) ---------------------------------------------------------------
 
@@ -217,7 +285,7 @@ void Raft::CampaignInternal(bool pre_vote, bool transfer) {
     }
     return;
   }
-  for (uint64_t v : config_.voters) {
+  for (uint64_t v : membership_.Voters()) {
     if (v == config_.id) continue;
     Message m;
     m.set_type(type);
@@ -232,10 +300,14 @@ void Raft::CampaignInternal(bool pre_vote, bool transfer) {
 
 Raft::Poll Raft::RecordVote(uint64_t from, bool granted) {
   votes_.emplace(from, granted);  // the first answer of a voter counts
-  size_t yes = 0, no = 0;
-  for (const auto& [id, g] : votes_) (g ? yes : no)++;
-  if (yes >= quorum()) return Poll::kWon;
-  if (no > config_.voters.size() - quorum()) return Poll::kLost;
+  switch (membership_.Outcome(votes_)) {
+    case VoteResult::kWon:
+      return Poll::kWon;
+    case VoteResult::kLost:
+      return Poll::kLost;
+    case VoteResult::kPending:
+      break;
+  }
   return Poll::kPending;
 }
 
@@ -246,6 +318,12 @@ void Raft::Tick() {
     if (election_elapsed_ >= config_.election_ticks) {
       election_elapsed_ = 0;
       lead_transferee_ = kNone;  // a transfer not done within an election timeout is abandoned
+      if (removal_index_ != kNone) {
+        // Removed, and the new voters have not all confirmed within an election timeout: hand
+        // over anyway (they elect a leader by themselves once they apply the change).
+        BecomeFollower(term_, kNone);
+        return;
+      }
       if (config_.check_quorum) {
         Message m;
         m.set_type(raftpb::MSG_CHECK_QUORUM);
@@ -272,6 +350,16 @@ absl::Status Raft::Propose(std::string data) {
   m.set_type(raftpb::MSG_PROP);
   m.set_from(config_.id);
   m.add_entries()->set_data(std::move(data));
+  return Step(m);
+}
+
+absl::Status Raft::ProposeConfChange(const raftpb::ConfChange& cc) {
+  Message m;
+  m.set_type(raftpb::MSG_PROP);
+  m.set_from(config_.id);
+  raftpb::Entry* e = m.add_entries();
+  e->set_type(raftpb::ENTRY_CONF_CHANGE);
+  e->set_data(cc.SerializeAsString());
   return Step(m);
 }
 
@@ -405,10 +493,14 @@ absl::Status Raft::StepLeader(const Message& m) {
   Progress& pr = it->second;
   switch (m.type()) {
     case raftpb::MSG_APP_RESP:
+      pr.commit = std::max(pr.commit, m.commit());
       StepAppendResponse(m, pr);
+      MaybeStepDownAfterRemoval();
       break;
     case raftpb::MSG_HEARTBEAT_RESP:
+      pr.commit = std::max(pr.commit, m.commit());
       StepHeartbeatResponse(m, pr);
+      MaybeStepDownAfterRemoval();
       break;
     case raftpb::MSG_UNREACHABLE:
       if (pr.state == ProgressState::kReplicate) pr.BecomeProbe();
@@ -421,8 +513,23 @@ absl::Status Raft::StepLeader(const Message& m) {
 
 absl::Status Raft::AppendProposal(const Message& m) {
   if (m.entries_size() == 0) return absl::InvalidArgumentError("empty proposal");
+  if (removal_index_ != kNone) {
+    return absl::FailedPreconditionError("proposal dropped: this leader was removed");
+  }
   uint64_t bytes = 0;
-  for (const raftpb::Entry& e : m.entries()) bytes += e.data().size();
+  int conf_changes = 0;
+  for (const raftpb::Entry& e : m.entries()) {
+    bytes += e.data().size();
+    if (e.type() != raftpb::ENTRY_CONF_CHANGE) continue;
+    if (++conf_changes > 1) {
+      return absl::InvalidArgumentError("proposal dropped: more than one conf change");
+    }
+    raftpb::ConfChange cc;
+    if (!cc.ParseFromString(e.data())) {
+      return absl::InvalidArgumentError("proposal dropped: conf change does not parse");
+    }
+    if (absl::Status s = CheckConfChange(cc); !s.ok()) return s;
+  }
   if (uncommitted_bytes_ > 0 && uncommitted_bytes_ + bytes > config_.uncommitted_bytes_max) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "proposal dropped: ", uncommitted_bytes_, " bytes already uncommitted (bound ",
@@ -436,8 +543,95 @@ absl::Status Raft::AppendProposal(const Message& m) {
   }
   log_.Append(entries);
   uncommitted_bytes_ += bytes;
+  for (const raftpb::Entry& e : entries) {
+    if (e.type() == raftpb::ENTRY_CONF_CHANGE) pending_conf_index_ = e.index();
+  }
   BroadcastAppend();
   return absl::OkStatus();
+}
+
+// Leader: may `cc` be appended now?
+absl::Status Raft::CheckConfChange(const raftpb::ConfChange& cc) const {
+  if (pending_conf_index_ > log_.applied()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "conf change refused: the change or leader entry at index ", pending_conf_index_,
+        " is not applied yet (applied ", log_.applied(), ")"));
+  }
+  absl::StatusOr<Membership> next = ApplyChange(membership_, cc);
+  if (!next.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("conf change refused: ", next.status().message()));
+  }
+  // Would the new membership have a quorum of voters that are with us right now? A voter counts
+  // if it is us, or answered since the last check-quorum round and holds the committed log.
+  auto active = [&](uint64_t id) {
+    if (id == config_.id) return true;
+    auto it = progress_.find(id);
+    return it != progress_.end() && it->second.recent_active &&
+           it->second.match >= log_.committed();
+  };
+  if (!next->QuorumHolds(active)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "conf change refused: it would lose quorum: too few of the voters of ", next->ToString(),
+        " are reachable and caught up (add a new node as a learner first, and replace a "
+        "down node before removing a live one)"));
+  }
+  return absl::OkStatus();
+}
+
+// Every node, when the entry is applied.
+void Raft::ApplyConfChange(const raftpb::Entry& e) {
+  raftpb::ConfChange cc;
+  absl::StatusOr<Membership> next =
+      cc.ParseFromString(e.data()) ? ApplyChange(membership_, cc)
+                                   : absl::InvalidArgumentError("conf change does not parse");
+  if (!next.ok()) {
+    // Checked when proposed, against the same membership every node has at this index; a
+    // change that still fails (an old leader's) is a no-op everywhere alike.
+    ++ignored_conf_changes_;
+    return;
+  }
+  membership_ = *std::move(next);
+  if (role_ != Role::kLeader) {
+    if (!promotable() && role_ != Role::kFollower) BecomeFollower(term_, kNone);
+    return;
+  }
+  SyncProgressWithMembership();
+  if (!membership_.IsVoter(config_.id) && removal_index_ == kNone) removal_index_ = e.index();
+  if (membership_.joint() && membership_.auto_leave && removal_index_ == kNone &&
+      pending_conf_index_ <= e.index()) {
+    // Joint consensus is a passage, not a place: propose leaving it at once.
+    raftpb::Entry leave;
+    leave.set_type(raftpb::ENTRY_CONF_CHANGE);
+    raftpb::ConfChange lc;
+    lc.set_leave_joint(true);
+    leave.set_data(lc.SerializeAsString());
+    leave.set_term(term_);
+    leave.set_index(log_.last_index() + 1);
+    log_.Append({leave});
+    pending_conf_index_ = leave.index();
+  }
+  // The quorum changed: entries may now be committed, and new members need the log.
+  MaybeCommit();
+  BroadcastAppend();
+}
+
+// A removed leader steps down once every voter of the new membership has reported a commit
+// index that covers its removal: they then apply it and can elect a leader among themselves.
+// The most up-to-date one is asked to campaign at once.
+void Raft::MaybeStepDownAfterRemoval() {
+  if (role_ != Role::kLeader || removal_index_ == kNone) return;
+  uint64_t best = kNone, best_match = 0;
+  for (uint64_t v : membership_.Voters()) {
+    const Progress& pr = progress_.at(v);
+    if (pr.commit < removal_index_) return;
+    if (best == kNone || pr.match > best_match) {
+      best = v;
+      best_match = pr.match;
+    }
+  }
+  if (best != kNone) SendTimeoutNow(best);
+  BecomeFollower(term_, kNone);
 }
 
 void Raft::StepAppendResponse(const Message& m, Progress& pr) {
@@ -471,7 +665,8 @@ void Raft::StepAppendResponse(const Message& m, Progress& pr) {
 
 void Raft::StepTransferLeader(const Message& m) {
   const uint64_t to = m.from();  // the transferee travels as `from`
-  if (to == config_.id || !progress_.contains(to) || to == lead_transferee_) return;
+  if (to == config_.id || !membership_.IsVoter(to) || to == lead_transferee_) return;
+  if (removal_index_ != kNone) return;  // a removed leader is handing over by itself
   lead_transferee_ = to;
   election_elapsed_ = 0;  // the transfer gets one election timeout
   if (progress_.at(to).match == log_.last_index()) {
@@ -584,12 +779,14 @@ void Raft::HandleAppend(const Message& m) {
   resp.set_to(m.from());
   if (m.index() < log_.committed()) {  // everything up to commit is ours already
     resp.set_index(log_.committed());
+    resp.set_commit(log_.committed());
     Send(std::move(resp));
     return;
   }
   std::vector<raftpb::Entry> entries(m.entries().begin(), m.entries().end());
   if (std::optional<uint64_t> last = log_.MaybeAppend(m.index(), m.log_term(), m.commit(), entries)) {
     resp.set_index(*last);
+    resp.set_commit(log_.committed());
     Send(std::move(resp));
     return;
   }
@@ -609,6 +806,7 @@ void Raft::HandleHeartbeat(const Message& m) {
   resp.set_type(raftpb::MSG_HEARTBEAT_RESP);
   resp.set_to(m.from());
   resp.set_context(m.context());
+  resp.set_commit(log_.committed());
   Send(std::move(resp));
 }
 
@@ -675,12 +873,8 @@ void Raft::BroadcastHeartbeat() {
 }
 
 bool Raft::MaybeCommit() {
-  std::vector<uint64_t> matches;
-  for (const auto& [id, pr] : progress_) {
-    if (!pr.is_learner) matches.push_back(pr.match);
-  }
-  std::sort(matches.begin(), matches.end(), std::greater<uint64_t>());
-  const uint64_t quorum_index = matches[quorum() - 1];
+  const uint64_t quorum_index =
+      membership_.CommittedIndex([&](uint64_t id) { return progress_.at(id).match; });
   if (config_.mutation == Mutation::kCommitOldTermByCounting && quorum_index > log_.committed() &&
       quorum_index <= log_.last_index()) {
     log_.CommitTo(quorum_index);
@@ -690,11 +884,8 @@ bool Raft::MaybeCommit() {
 }
 
 bool Raft::QuorumActive() const {
-  size_t active = 0;
-  for (const auto& [id, pr] : progress_) {
-    if (id == config_.id || pr.recent_active) ++active;
-  }
-  return active >= quorum();
+  return membership_.QuorumHolds(
+      [&](uint64_t id) { return id == config_.id || progress_.at(id).recent_active; });
 }
 
 // ---- Ready ------------------------------------------------------------------------------------
@@ -737,6 +928,9 @@ void Raft::Advance(const Ready& r) {
   log_.StableTo(r.entries);
   if (!r.committed_entries.empty()) {
     log_.AppliedTo(r.committed_entries.back().index());
+    for (const raftpb::Entry& e : r.committed_entries) {
+      if (e.type() == raftpb::ENTRY_CONF_CHANGE) ApplyConfChange(e);
+    }
     if (role_ == Role::kLeader) {
       for (const raftpb::Entry& e : r.committed_entries) {
         if (e.term() == term_) uncommitted_bytes_ -= std::min<uint64_t>(uncommitted_bytes_, e.data().size());

@@ -9,8 +9,17 @@
 // (§5.4.1), pre-vote and check-quorum (thesis §9.6, §6.2), log replication with fast conflict
 // backtracking and per-follower probe/replicate states within bounded inflight windows (§5.3),
 // commit only by counting replicas of current-term entries (§5.4.2), and a bound on uncommitted
-// proposal bytes, and leadership transfer (thesis §3.10). Not yet: membership changes,
-// snapshots, ReadIndex.
+// proposal bytes, leadership transfer (thesis §3.10), and membership changes (thesis §4:
+// learners, single-server changes, joint consensus; see membership.h). Not yet: snapshots,
+// ReadIndex.
+//
+// Membership changes take effect when their entry is applied (Advance), on every node alike.
+// A leader accepts one change at a time (the previous one applied) and none before it has
+// applied an entry of its own term (the fix to the single-server change bug of 2015), and it
+// refuses a change after which the voters it can currently reach would not form a quorum. A
+// leader that removes itself keeps leading, not counting itself, until every voter of the new
+// membership knows the change is committed; then it hands leadership to the most up-to-date
+// of them and steps down (so removing the leader of a two-node cluster cannot strand the other).
 //
 // Persistence contract: the driver persists Ready.hard_state and Ready.entries (entries may
 // overwrite a suffix of what it persisted before), may send Ready.messages at once, and sends
@@ -31,6 +40,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "env/random.h"
+#include "raft/membership.h"
 #include "raft/progress.h"
 #include "raft/raft_log.h"
 #include "raft/raftpb.pb.h"
@@ -50,7 +60,11 @@ enum class Mutation {
 
 struct Config {
   uint64_t id = kNone;
-  std::vector<uint64_t> voters;  // the membership (fixed until membership changes land)
+  // The bootstrap membership. A node whose durable state is empty writes it as the log's first
+  // entry (a conf change adding every voter, committed at index 1 of term 1; the same bytes on
+  // every node of a new cluster). Empty for a node that joins an existing cluster: it learns the
+  // membership from the leader's log and does not campaign until then.
+  std::vector<uint64_t> voters;
   int election_ticks = 10;       // election timeout is random in [election, 2 * election)
   int heartbeat_ticks = 1;
   bool pre_vote = true;
@@ -70,6 +84,9 @@ struct DurableState {
   uint64_t snapshot_index = 0;
   uint64_t snapshot_term = 0;
   std::vector<raftpb::Entry> entries;  // contiguous after the snapshot
+  // The membership as of snapshot_index (a snapshot's; at index 0: a membership given rather
+  // than logged, as tests do). Without it, an empty state with Config::voters is bootstrapped.
+  std::optional<raftpb::ConfState> conf_state;
 };
 
 enum class Role { kFollower, kPreCandidate, kCandidate, kLeader };
@@ -101,6 +118,14 @@ class Raft {
   // Proposes `data` as a normal entry (forwarded to the leader when this node follows one).
   absl::Status Propose(std::string data);
 
+  // Proposes a membership change (forwarded to the leader when this node follows one). On the
+  // leader: FailedPrecondition if a change is still pending, if this leader has not applied an
+  // entry of its term yet, if the change is invalid for the current membership (see
+  // membership.h), or if the voters it has heard from recently (and that have caught up to the
+  // commit index) would not form a quorum of the new membership, e.g. adding a voter that is not
+  // running or removing a live one while another is down ("add it as a learner first").
+  absl::Status ProposeConfChange(const raftpb::ConfChange& cc);
+
   // Starts an election now (as if the election timeout fired).
   void Campaign();
 
@@ -122,8 +147,11 @@ class Raft {
   Role role() const { return role_; }
   const RaftLog& log() const { return log_; }
   const Progress* progress(uint64_t id) const;
+  const Membership& membership() const { return membership_; }
+  uint64_t pending_conf_index() const { return pending_conf_index_; }
   raftpb::HardState hard_state() const;
   uint64_t ignored_messages() const { return ignored_messages_; }
+  uint64_t ignored_conf_changes() const { return ignored_conf_changes_; }
   std::string ToString() const;
 
  private:
@@ -160,8 +188,11 @@ class Raft {
   void BroadcastHeartbeat();
   bool MaybeCommit();
   bool QuorumActive() const;
-  size_t quorum() const { return config_.voters.size() / 2 + 1; }
   bool promotable() const;
+  absl::Status CheckConfChange(const raftpb::ConfChange& cc) const;
+  void ApplyConfChange(const raftpb::Entry& e);
+  void SyncProgressWithMembership();
+  void MaybeStepDownAfterRemoval();
   uint64_t ApplyLimit(uint64_t pending_last) const;
 
   const Config config_;
@@ -171,7 +202,10 @@ class Raft {
   uint64_t lead_ = kNone;
   Role role_ = Role::kFollower;
   RaftLog log_;
-  absl::btree_map<uint64_t, Progress> progress_;  // leader only: every voter, self included
+  Membership membership_;
+  uint64_t pending_conf_index_ = 0;  // leader: no new change until this index is applied
+  uint64_t removal_index_ = 0;       // leader: the applied change that removed it (0: none)
+  absl::btree_map<uint64_t, Progress> progress_;  // leader only: every member, self included
   absl::btree_map<uint64_t, bool> votes_;          // candidate: who granted / rejected
   int election_elapsed_ = 0;
   int heartbeat_elapsed_ = 0;
@@ -183,6 +217,7 @@ class Raft {
   raftpb::HardState persisted_hard_state_;
   bool ready_outstanding_ = false;
   uint64_t ignored_messages_ = 0;
+  uint64_t ignored_conf_changes_ = 0;
 };
 
 }  // namespace e2d::raft

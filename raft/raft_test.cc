@@ -48,6 +48,10 @@ class Harness {
       Config c = ConfigFor(i, n);
       if (tweak) tweak(c);
       DurableState s = states.empty() ? DurableState{} : states[i - 1];
+      if (!s.conf_state) {  // the membership is given (at index 0), not logged
+        s.conf_state.emplace();
+        for (uint64_t v : c.voters) s.conf_state->add_voters(v);
+      }
       durable_[i] = s;
       auto r = Raft::Create(c, s);
       EXPECT_TRUE(r.ok()) << r.status();
@@ -56,6 +60,20 @@ class Harness {
   }
 
   Raft& node(uint64_t id) { return *nodes_.at(id); }
+
+  // A node that is not a member yet (to be added by a conf change), knowing the membership the
+  // others started with.
+  void AddNode(uint64_t id, const raftpb::ConfState& initial) {
+    Config c;
+    c.id = id;
+    c.random_seed = id;
+    DurableState s;
+    s.conf_state = initial;
+    durable_[id] = s;
+    auto r = Raft::Create(c, s);
+    ASSERT_TRUE(r.ok()) << r.status();
+    nodes_[id] = std::move(*r);
+  }
 
   // Processes every node's Ready (persist at once), queueing their messages.
   void Flush() {
@@ -550,6 +568,202 @@ TEST(RaftTransferTest, Sec3_10_ProposalsWaitAndAStuckTransferIsAbandoned) {
 }
 
 // ---- Persistence contract ---------------------------------------------------------------------
+
+// ---- §4 Membership changes (thesis) -----------------------------------------------------------
+
+raftpb::ConfChange Change(raftpb::ConfChangeType type, uint64_t id) {
+  raftpb::ConfChange cc;
+  raftpb::ConfChangeSingle* c = cc.add_changes();
+  c->set_type(type);
+  c->set_node_id(id);
+  return cc;
+}
+
+raftpb::ConfState VotersState(std::initializer_list<uint64_t> ids) {
+  raftpb::ConfState cs;
+  for (uint64_t id : ids) cs.add_voters(id);
+  return cs;
+}
+
+TEST(RaftMembershipTest, Sec4_2_1_LearnerCatchesUpNeverCountsAndIsPromoted) {
+  Harness h(3);
+  h.AddNode(4, VotersState({1, 2, 3}));
+  h.node(1).Campaign();
+  h.Deliver();
+  ASSERT_TRUE(h.node(1).Propose("a").ok());
+  ASSERT_TRUE(
+      h.node(1).ProposeConfChange(Change(raftpb::CONF_CHANGE_ADD_LEARNER_NODE, 4)).ok());
+  h.Deliver();
+  for (uint64_t id : {1, 2, 3, 4}) {
+    EXPECT_TRUE(h.node(id).membership().IsLearner(4)) << id;
+    EXPECT_EQ(h.node(id).log().applied(), h.node(1).log().last_index()) << id;
+  }
+  // A learner's acknowledgement never commits anything.
+  h.Isolate(2);
+  h.Isolate(3);
+  ASSERT_TRUE(h.node(1).Propose("b").ok());
+  h.Deliver();
+  EXPECT_EQ(h.node(4).log().last_index(), h.node(1).log().last_index());
+  EXPECT_LT(h.node(1).log().committed(), h.node(1).log().last_index());
+  h.TickAll(40);  // and it never campaigns
+  EXPECT_EQ(h.node(4).role(), Role::kFollower);
+  EXPECT_EQ(h.node(4).term(), h.node(1).term());
+  h.HealAll();
+  h.node(1).Campaign();
+  h.Deliver();
+  const uint64_t leader = h.node(1).role() == Role::kLeader ? 1 : h.node(1).lead();
+  ASSERT_NE(leader, kNone);
+  h.TickAll(1);
+  ASSERT_TRUE(h.node(leader).ProposeConfChange(Change(raftpb::CONF_CHANGE_ADD_NODE, 4)).ok());
+  h.Deliver();
+  for (uint64_t id : {1, 2, 3, 4}) {
+    EXPECT_EQ(h.node(id).membership().ToString(), "voters=(1,2,3,4)") << id;
+  }
+}
+
+TEST(RaftMembershipTest, OneChangeAtATimeAndNotBeforeTheLeadersOwnEntryIsApplied) {
+  Harness h(3);
+  h.AddNode(4, VotersState({1, 2, 3}));
+  h.node(1).Campaign();
+  h.DropIf([](const Message& m) { return m.type() == raftpb::MSG_APP; });
+  h.Deliver();  // elected, but its first entry is not replicated
+  ASSERT_EQ(h.node(1).role(), Role::kLeader);
+  absl::Status early = h.node(1).ProposeConfChange(Change(raftpb::CONF_CHANGE_ADD_LEARNER_NODE, 4));
+  EXPECT_EQ(early.code(), absl::StatusCode::kFailedPrecondition) << early;
+  h.DropIf(nullptr);
+  h.TickAll(1);
+  h.Deliver();
+  ASSERT_TRUE(h.node(1).ProposeConfChange(Change(raftpb::CONF_CHANGE_ADD_LEARNER_NODE, 4)).ok());
+  absl::Status second = h.node(1).ProposeConfChange(Change(raftpb::CONF_CHANGE_ADD_NODE, 4));
+  EXPECT_EQ(second.code(), absl::StatusCode::kFailedPrecondition) << second;
+  EXPECT_NE(second.message().find("not applied yet"), std::string::npos) << second;
+}
+
+TEST(RaftMembershipTest, ChangesThatWouldLoseQuorumAreRefused) {
+  Harness h(3);
+  h.node(1).Campaign();
+  h.Deliver();
+  h.Isolate(3);
+  h.TickAll(2 * 10);  // a check-quorum round passes without node 3
+  ASSERT_EQ(h.node(1).role(), Role::kLeader);
+  // A fourth voter that is not running: 2 of 4 reachable.
+  absl::Status add = h.node(1).ProposeConfChange(Change(raftpb::CONF_CHANGE_ADD_NODE, 4));
+  EXPECT_EQ(add.code(), absl::StatusCode::kFailedPrecondition) << add;
+  EXPECT_NE(add.message().find("would lose quorum"), std::string::npos) << add;
+  // Removing the live follower while node 3 is down: 1 of 2 reachable.
+  absl::Status remove = h.node(1).ProposeConfChange(Change(raftpb::CONF_CHANGE_REMOVE_NODE, 2));
+  EXPECT_EQ(remove.code(), absl::StatusCode::kFailedPrecondition) << remove;
+  // Removing the down node is fine (2 of 2 reachable).
+  EXPECT_TRUE(h.node(1).ProposeConfChange(Change(raftpb::CONF_CHANGE_REMOVE_NODE, 3)).ok());
+  h.Deliver();
+  EXPECT_EQ(h.node(2).membership().ToString(), "voters=(1,2)");
+}
+
+TEST(RaftMembershipTest, Sec4_3_JointConsensusReplacesVotersAndLeavesByItself) {
+  Harness h(3);
+  h.AddNode(4, VotersState({1, 2, 3}));
+  h.AddNode(5, VotersState({1, 2, 3}));
+  h.node(1).Campaign();
+  h.Deliver();
+  for (uint64_t id : {4, 5}) {
+    ASSERT_TRUE(
+        h.node(1).ProposeConfChange(Change(raftpb::CONF_CHANGE_ADD_LEARNER_NODE, id)).ok());
+    h.Deliver();
+  }
+  h.TickAll(1);
+  raftpb::ConfChange swap;
+  for (auto [type, id] : {std::pair{raftpb::CONF_CHANGE_ADD_NODE, 4},
+                          std::pair{raftpb::CONF_CHANGE_ADD_NODE, 5},
+                          std::pair{raftpb::CONF_CHANGE_REMOVE_NODE, 2},
+                          std::pair{raftpb::CONF_CHANGE_REMOVE_NODE, 3}}) {
+    raftpb::ConfChangeSingle* c = swap.add_changes();
+    c->set_type(type);
+    c->set_node_id(static_cast<uint64_t>(id));
+  }
+  ASSERT_TRUE(h.node(1).ProposeConfChange(swap).ok());
+  h.Deliver();
+  // The leader entered joint consensus, then proposed leaving it by itself.
+  int joint = 0, leave = 0;
+  for (const Entry& e : h.applied(4)) {
+    raftpb::ConfChange cc;
+    if (e.type() != raftpb::ENTRY_CONF_CHANGE || !cc.ParseFromString(e.data())) continue;
+    joint += cc.changes_size() == 4;
+    leave += cc.leave_joint();
+  }
+  EXPECT_EQ(joint, 1);
+  EXPECT_EQ(leave, 1);
+  for (uint64_t id : {1, 4, 5}) {
+    EXPECT_EQ(h.node(id).membership().ToString(), "voters=(1,4,5)") << id;
+  }
+  // Once left, the old voters are not needed.
+  h.Isolate(2);
+  h.Isolate(3);
+  ASSERT_TRUE(h.node(1).Propose("after").ok());
+  h.Deliver();
+  EXPECT_EQ(h.applied(4).back().data(), "after");
+}
+
+TEST(RaftMembershipTest, Sec4_3_JointCommitNeedsTheOldMajorityToo) {
+  Harness h(3);
+  h.AddNode(4, VotersState({1, 2, 3}));
+  h.AddNode(5, VotersState({1, 2, 3}));
+  h.node(1).Campaign();
+  h.Deliver();
+  for (uint64_t id : {4, 5}) {
+    ASSERT_TRUE(
+        h.node(1).ProposeConfChange(Change(raftpb::CONF_CHANGE_ADD_LEARNER_NODE, id)).ok());
+    h.Deliver();
+  }
+  h.TickAll(1);
+  raftpb::ConfChange swap;
+  for (auto [type, id] : {std::pair{raftpb::CONF_CHANGE_ADD_NODE, 4},
+                          std::pair{raftpb::CONF_CHANGE_ADD_NODE, 5},
+                          std::pair{raftpb::CONF_CHANGE_REMOVE_NODE, 2},
+                          std::pair{raftpb::CONF_CHANGE_REMOVE_NODE, 3}}) {
+    raftpb::ConfChangeSingle* c = swap.add_changes();
+    c->set_type(type);
+    c->set_node_id(static_cast<uint64_t>(id));
+  }
+  // Nodes 2 and 3 (the old half but for the leader) never receive the entry that leaves.
+  h.DropIf([](const Message& m) {
+    if (m.type() != raftpb::MSG_APP || (m.to() != 2 && m.to() != 3)) return false;
+    for (const Entry& e : m.entries()) {
+      raftpb::ConfChange cc;
+      if (e.type() == raftpb::ENTRY_CONF_CHANGE && cc.ParseFromString(e.data()) &&
+          cc.leave_joint()) {
+        return true;
+      }
+    }
+    return false;
+  });
+  ASSERT_TRUE(h.node(1).ProposeConfChange(swap).ok());
+  h.Deliver();
+  // The whole new half (1, 4, 5) holds it, yet it is not committed: the old half must agree.
+  EXPECT_EQ(h.node(1).membership().ToString(), "voters=(1,4,5)&&(1,2,3) autoleave");
+  EXPECT_EQ(h.node(4).log().last_index(), h.node(1).log().last_index());
+  EXPECT_EQ(h.node(5).log().last_index(), h.node(1).log().last_index());
+  EXPECT_LT(h.node(1).log().committed(), h.node(1).log().last_index());
+  h.DropIf(nullptr);
+  h.TickAll(1);
+  EXPECT_EQ(h.node(1).membership().ToString(), "voters=(1,4,5)");
+}
+
+TEST(RaftMembershipTest, RemovingTheLeaderOfATwoNodeClusterLeavesTheOtherLeading) {
+  Harness h(2);
+  h.node(1).Campaign();
+  h.Deliver();
+  ASSERT_EQ(h.node(1).role(), Role::kLeader);
+  ASSERT_TRUE(h.node(1).ProposeConfChange(Change(raftpb::CONF_CHANGE_REMOVE_NODE, 1)).ok());
+  h.Deliver();
+  h.TickAll(1);  // a heartbeat tells node 2 the removal is committed
+  EXPECT_EQ(h.node(2).membership().ToString(), "voters=(2)");
+  EXPECT_EQ(h.node(1).role(), Role::kFollower);
+  EXPECT_EQ(h.node(2).role(), Role::kLeader);
+  h.Isolate(1);  // the removed node is shut down
+  ASSERT_TRUE(h.node(2).Propose("alone").ok());
+  h.Deliver();
+  EXPECT_EQ(h.applied(2).back().data(), "alone");
+}
 
 TEST(RaftReadyTest, VotesAndAcksWaitForPersistAndCarryTheirHardState) {
   Harness h(3, [](Config& c) { c.pre_vote = false; });
