@@ -2,6 +2,8 @@
 
 #include "scenarios/raft_harness.h"
 
+#include <algorithm>
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -24,10 +26,17 @@ struct RaftProcess final : sim::Process {
 
 class RaftOracle {
  public:
-  RaftOracle(sim::Cluster& cluster, int nodes) : cluster_(cluster), next_apply_(nodes + 1, 1) {}
+  RaftOracle(sim::Cluster& cluster, int nodes)
+      : cluster_(cluster), next_apply_(nodes + 1, 1), commit_seen_(nodes + 1, 0) {}
+
+  // Called when a leader has just advanced its commit index, and when a node has just become
+  // the first leader of a term (the nemesis may strike then).
+  void set_on_leader_commit(std::function<void(NodeId)> fn) { on_leader_commit_ = std::move(fn); }
+  void set_on_new_leader(std::function<void(NodeId)> fn) { on_new_leader_ = std::move(fn); }
 
   raft::RaftNodeHooks HooksFor(NodeId n) {
     next_apply_[n] = 1;  // a (re)started node replays its log from the start
+    commit_seen_[n] = 0;  // and its recovered commit index is checked again
     raft::RaftNodeHooks h;
     h.on_apply = [this, n](const raftpb::Entry& e, const raft::Raft& r) { Applied(n, e, r); };
     h.on_state = [this, n](const raft::Raft& r) { State(n, r); };
@@ -61,17 +70,40 @@ class RaftOracle {
                                " was next"));
     }
     ++next_apply_[n];
-    // The applier's current term bounds the term in which the entry was committed.
-    auto [it, fresh] = committed_.try_emplace(e.index(), Committed{e, r.term()});
-    if (!fresh && (it->second.entry.term() != e.term() || it->second.entry.data() != e.data())) {
+    auto [it, fresh] = applied_.try_emplace(e.index(), e);
+    if (!fresh && (it->second.term() != e.term() || it->second.data() != e.data())) {
       return Fail(absl::StrCat("state machine safety: n", n, " applied index ", e.index(),
-                               " term ", e.term(), " but term ", it->second.entry.term(),
+                               " term ", e.term(), " but term ", it->second.term(),
                                " was applied there before"));
     }
     if (fresh && !e.data().empty()) index_of_data_.emplace(e.data(), e.index());
+    // The applier's current term bounds the term in which the entry was committed.
+    Claim(n, e.index(), e.term(), r.term());
+  }
+
+  // Node `n` says the entry at `index` with `term` is committed, as of its term `term_bound`.
+  void Claim(NodeId n, uint64_t index, uint64_t term, uint64_t term_bound) {
+    auto [it, fresh] = committed_.try_emplace(index, Committed{term, term_bound});
+    if (fresh) return;
+    if (it->second.term != term) {
+      return Fail(absl::StrCat("state machine safety: n", n, " has index ", index, " term ", term,
+                               " committed, but term ", it->second.term,
+                               " was committed there before"));
+    }
+    it->second.term_bound = std::min(it->second.term_bound, term_bound);
   }
 
   void State(NodeId n, const raft::Raft& r) {
+    // Every node's commit index is a claim: its log up to there must match everyone's.
+    const raft::RaftLog& log = r.log();
+    if (log.committed() > commit_seen_[n]) {
+      for (uint64_t i = std::max(commit_seen_[n], log.snapshot_index()) + 1; i <= log.committed();
+           ++i) {
+        Claim(n, i, log.TermOr0(i), r.term());
+      }
+      commit_seen_[n] = log.committed();
+      if (r.role() == raft::Role::kLeader && on_leader_commit_) on_leader_commit_(n);
+    }
     if (r.role() != raft::Role::kLeader) return;
     auto [it, fresh] = leader_of_term_.try_emplace(r.term(), n);
     if (!fresh) {
@@ -81,25 +113,30 @@ class RaftOracle {
       }
       return;
     }
+    if (on_new_leader_) on_new_leader_(n);
     // Leader Completeness: an entry committed in a term lower than the new leader's is in its
     // log. (A leader of an older term may still be elected late, by delayed votes.)
     for (const auto& [index, c] : committed_) {
       if (index <= r.log().snapshot_index() || c.term_bound >= r.term()) continue;
-      if (r.log().TermOr0(index) != c.entry.term()) {
+      if (r.log().TermOr0(index) != c.term) {
         return Fail(absl::StrCat("leader completeness: n", n, " leads term ", r.term(),
-                                 " without entry ", index, " (term ", c.entry.term(),
+                                 " without entry ", index, " (term ", c.term,
                                  ") committed by term ", c.term_bound));
       }
     }
   }
 
   sim::Cluster& cluster_;
-  std::vector<uint64_t> next_apply_;                    // per node: the next index to apply
+  std::vector<uint64_t> next_apply_;   // per node: the next index to apply
+  std::vector<uint64_t> commit_seen_;  // per node: its commit index already checked
+  std::function<void(NodeId)> on_leader_commit_;
+  std::function<void(NodeId)> on_new_leader_;
   struct Committed {
-    raftpb::Entry entry;  // the entry applied at this index
+    uint64_t term;        // the term of the entry committed at this index
     uint64_t term_bound;  // it was committed in this term or earlier
   };
-  absl::btree_map<uint64_t, Committed> committed_;
+  absl::btree_map<uint64_t, Committed> committed_;  // every index any node declared committed
+  absl::btree_map<uint64_t, raftpb::Entry> applied_;  // the entry first applied at each index
   absl::btree_map<std::string, uint64_t> index_of_data_;
   absl::btree_map<uint64_t, NodeId> leader_of_term_;
   std::string failure_;
@@ -175,12 +212,45 @@ sim::ScenarioResult RunRaft(const sim::FaultSchedule& schedule, const sim::RunOp
   });
   RaftOracle oracle(cluster, schedule.nodes);
   oracle_ptr = &oracle;
+  env::Random nemesis_random = sim.ForkRandom("nemesis");
+  const int64_t heal_ns = schedule.duration_ms * 1'000'000;
+  if (config.isolate_new_leader > 0) {
+    oracle.set_on_new_leader([&](NodeId n) {
+      if (sim.now_ns() >= heal_ns || !nemesis_random.Chance(config.isolate_new_leader)) return;
+      sim.Schedule(sim.now_ns(), sim::kNoNode, "nemesis", n, [&, n] {
+        cluster.Log(n, "nemesis: isolate the leader just elected");
+        cluster.network().Isolate(n);
+        sim.Schedule(sim.now_ns() + nemesis_random.Range(1'000'000'000, 4'000'000'000),
+                     sim::kNoNode, "nemesis-heal", n, [&, n] {
+                       for (NodeId m : cluster.nodes()) {
+                         if (m == n) continue;
+                         cluster.network().Unblock(n, m);
+                         cluster.network().Unblock(m, n);
+                       }
+                     });
+      });
+    });
+  }
+  if (config.crash_leader_on_commit > 0) {
+    oracle.set_on_leader_commit([&](NodeId n) {
+      if (sim.now_ns() >= heal_ns || !nemesis_random.Chance(config.crash_leader_on_commit)) return;
+      // Not from inside the node's own call: as the next event, at this same instant.
+      sim.Schedule(sim.now_ns(), sim::kNoNode, "nemesis", n, [&, n] {
+        if (!cluster.up(n)) return;
+        cluster.Log(n, "nemesis: crash the leader that just advanced its commit index");
+        cluster.Crash(n);
+        sim.Schedule(sim.now_ns() + nemesis_random.Range(300'000'000, 3'000'000'000),
+                     sim::kNoNode, "nemesis-restart", n, [&, n] {
+                       if (!cluster.up(n)) cluster.Restart(n);
+                     });
+      });
+    });
+  }
   for (const env::Address& a : addresses) cluster.AddNode(a);
 
   sim::ScheduleFaults(schedule, cluster, [&oracle](const std::string& why) { oracle.Fail(why); });
   env::Random client_random = sim.ForkRandom("client");
   uint64_t seq = 0;
-  const int64_t heal_ns = schedule.duration_ms * 1'000'000;
   ScheduleClient(cluster, &client_random, &seq, 100'000'000, heal_ns);
   sim.RunUntilTrue([&] { return oracle.failed(); }, heal_ns);
 

@@ -5,7 +5,9 @@
 //  - Election Safety: at most one leader per term;
 //  - Leader Completeness: a new leader's log holds every entry already known committed;
 //  - State Machine Safety (which implies Log Matching on the committed prefix): no two nodes
-//    apply different entries at one index; every node applies indexes in order without gaps;
+//    ever hold different entries at an index either has declared committed (checked on every
+//    node's commit index, not only on what it applied), nor apply different entries at one
+//    index; every node applies indexes in order without gaps;
 //  - a committed entry is never lost: restarted nodes replay their WAL and re-apply the same
 //    entries, and recovery from torn writes and lost fsyncs never fails;
 //  - liveness: once every fault is healed and every node restarted, a leader exists and a
@@ -30,6 +32,12 @@ struct RaftScenarioConfig {
   int64_t converge_ms_max = 60'000;  // liveness bound after the heal
   raft::Mutation mutation = raft::Mutation::kNone;  // the mutation self-test breaks a rule
   uint64_t msg_bytes_max = 1 << 20;  // entry bytes per append (small: one entry per message)
+  // A nemesis aimed at the moment a leader advances its commit index: with this chance it
+  // crashes right then (its messages still in flight are lost) and restarts 0.3-3 s later.
+  double crash_leader_on_commit = 0;
+  // ... and at the moment a node becomes the first leader of a term: with this chance it is
+  // cut off from everyone at once (it keeps what it wrote, nobody else has it) for 0.3-3 s.
+  double isolate_new_leader = 0;
 };
 
 sim::ScenarioResult RunRaft(const sim::FaultSchedule& schedule, const sim::RunOptions& options,
