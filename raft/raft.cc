@@ -167,8 +167,9 @@ raftpb::HardState Raft::hard_state() const {
 }
 
 std::string Raft::ToString() const {
-  return absl::StrFormat("raft[%d %s term=%d vote=%d lead=%d %s]", config_.id, RoleName(role_),
-                         term_, vote_, lead_, log_.ToString());
+  return absl::StrFormat("raft[%d %s term=%d vote=%d lead=%d %s %s]", config_.id,
+                         RoleName(role_), term_, vote_, lead_, log_.ToString(),
+                         membership_.ToString());
 }
 
 // ---- Roles ----------------------------------------------------------------------------------
@@ -598,21 +599,27 @@ void Raft::ApplyConfChange(const raftpb::Entry& e) {
   }
   SyncProgressWithMembership();
   if (!membership_.IsVoter(config_.id) && removal_index_ == kNone) removal_index_ = e.index();
-  if (membership_.joint() && membership_.auto_leave && removal_index_ == kNone &&
-      pending_conf_index_ <= e.index()) {
-    // Joint consensus is a passage, not a place: propose leaving it at once.
-    raftpb::Entry leave;
-    leave.set_type(raftpb::ENTRY_CONF_CHANGE);
-    raftpb::ConfChange lc;
-    lc.set_leave_joint(true);
-    leave.set_data(lc.SerializeAsString());
-    leave.set_term(term_);
-    leave.set_index(log_.last_index() + 1);
-    log_.Append({leave});
-    pending_conf_index_ = leave.index();
-  }
   // The quorum changed: entries may now be committed, and new members need the log.
   MaybeCommit();
+  BroadcastAppend();
+}
+
+// Joint consensus is a passage, not a place: a leader (the one that entered it, or a later one)
+// proposes leaving as soon as no other change is pending.
+void Raft::MaybeAutoLeave() {
+  if (role_ != Role::kLeader || !membership_.joint() || !membership_.auto_leave ||
+      pending_conf_index_ > log_.applied() || lead_transferee_ != kNone) {
+    return;
+  }
+  raftpb::Entry leave;
+  leave.set_type(raftpb::ENTRY_CONF_CHANGE);
+  raftpb::ConfChange lc;
+  lc.set_leave_joint(true);
+  leave.set_data(lc.SerializeAsString());
+  leave.set_term(term_);
+  leave.set_index(log_.last_index() + 1);
+  log_.Append({leave});
+  pending_conf_index_ = leave.index();
   BroadcastAppend();
 }
 
@@ -941,6 +948,7 @@ void Raft::Advance(const Ready& r) {
     // Our own durable entries count towards the quorum only now (the leader's disk may be slow).
     Progress& self = progress_.at(config_.id);
     if (self.MaybeUpdate(log_.stable_index()) && MaybeCommit()) BroadcastAppend();
+    MaybeAutoLeave();
   }
 }
 

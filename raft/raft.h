@@ -193,6 +193,7 @@ class Raft {
   void ApplyConfChange(const raftpb::Entry& e);
   void SyncProgressWithMembership();
   void MaybeStepDownAfterRemoval();
+  void MaybeAutoLeave();
   uint64_t ApplyLimit(uint64_t pending_last) const;
 
   const Config config_;

@@ -39,7 +39,8 @@ RaftNode::RaftNode(env::Env& env, RaftNodeConfig config, RaftNodeHooks hooks,
       config_(std::move(config)),
       hooks_(std::move(hooks)),
       wal_(std::move(wal)),
-      raft_(std::move(raft)) {}
+      raft_(std::move(raft)),
+      addresses_(config_.peers) {}
 
 RaftNode::~RaftNode() {
   *alive_ = false;
@@ -48,7 +49,6 @@ RaftNode::~RaftNode() {
 }
 
 void RaftNode::Start() {
-  for (const auto& [id, address] : config_.peers) outbound_[id].backoff = config_.backoff_min;
   env_.network().SetAcceptHandler(
       [this](std::unique_ptr<env::Stream> stream) { OnAccept(std::move(stream)); });
   tick_timer_ = env_.clock().After(config_.tick, [this] { OnTick(); });
@@ -57,6 +57,7 @@ void RaftNode::Start() {
 
 absl::Status RaftNode::Propose(std::string data) {
   if (failed_) return absl::FailedPreconditionError("raft node failed");
+  if (removed_) return absl::FailedPreconditionError("raft node was removed from the cluster");
   absl::Status s = raft_->Propose(std::move(data));
   Observe();
   ProcessReady();
@@ -64,15 +65,24 @@ absl::Status RaftNode::Propose(std::string data) {
 }
 
 void RaftNode::TransferLeadership(uint64_t to) {
-  if (failed_) return;
+  if (stopped()) return;
   raft_->TransferLeadership(to);
   Observe();
   ProcessReady();
 }
 
+absl::Status RaftNode::ProposeConfChange(const raftpb::ConfChange& cc) {
+  if (failed_) return absl::FailedPreconditionError("raft node failed");
+  if (removed_) return absl::FailedPreconditionError("raft node was removed from the cluster");
+  absl::Status s = raft_->ProposeConfChange(cc);
+  Observe();
+  ProcessReady();
+  return s;
+}
+
 void RaftNode::OnTick() {
   tick_timer_ = env_.clock().After(config_.tick, [this] { OnTick(); });
-  if (failed_) return;
+  if (stopped()) return;
   raft_->Tick();
   Observe();
   std::erase_if(inbound_, [](const Inbound& in) { return in.closed; });
@@ -82,7 +92,7 @@ void RaftNode::OnTick() {
 // Handles Readies until one needs the disk (its completion continues here) or none is left.
 // A loop, not recursion: Readies that persist nothing complete in place, one after another.
 void RaftNode::ProcessReady() {
-  while (!failed_ && !ready_in_progress_ && raft_->HasReady()) {
+  while (!stopped() && !ready_in_progress_ && raft_->HasReady()) {
     ready_in_progress_ = true;
     Ready ready = raft_->GetReady();
     SendAll(ready.messages);
@@ -108,11 +118,45 @@ void RaftNode::CompleteReady(Ready ready, absl::Status persisted) {
   if (!persisted.ok()) return Fail(persisted);
   SendAll(ready.messages_after_persist);
   for (const raftpb::Entry& e : ready.committed_entries) {
+    if (e.type() == raftpb::ENTRY_CONF_CHANGE) LearnAddresses(e);
     if (hooks_.on_apply) hooks_.on_apply(e, *raft_);
   }
   raft_->Advance(ready);
   ready_in_progress_ = false;
   Observe();
+  const bool member = raft_->membership().IsMember(raft_->id());
+  was_member_ = was_member_ || member;
+  if (was_member_ && !member && raft_->role() != Role::kLeader && !removed_) {
+    removed_ = true;
+    env_.Log("raft node: removed from the cluster; stopping");
+    for (auto& [id, out] : outbound_) {
+      if (out.stream != nullptr) out.stream->Close();
+    }
+    outbound_.clear();
+    if (hooks_.on_removed) hooks_.on_removed();
+  }
+}
+
+// A committed conf change: remember where added nodes listen, and drop streams to removed ones.
+void RaftNode::LearnAddresses(const raftpb::Entry& e) {
+  raftpb::ConfChange cc;
+  if (!cc.ParseFromString(e.data())) return;  // the core ignores it too
+  for (const raftpb::ConfChangeSingle& c : cc.changes()) {
+    if (c.node_id() == raft_->id()) continue;
+    if (c.type() == raftpb::CONF_CHANGE_REMOVE_NODE) {
+      if (auto it = outbound_.find(c.node_id()); it != outbound_.end()) {
+        if (it->second.stream != nullptr) it->second.stream->Close();
+        outbound_.erase(it);
+      }
+      continue;
+    }
+    if (c.address().empty()) continue;
+    auto [it, fresh] = addresses_.try_emplace(c.node_id(), c.address());
+    if (!fresh && it->second != c.address()) {
+      it->second = c.address();
+      outbound_.erase(c.node_id());  // reconnect to the new address
+    }
+  }
 }
 
 void RaftNode::Observe() {
@@ -140,20 +184,28 @@ void RaftNode::SendTo(const raftpb::Message& m) {
 
 // The stream to `peer`, (re)connecting when allowed by the backoff; nullptr if unknown peer.
 RaftNode::Outbound* RaftNode::OutboundFor(uint64_t peer) {
+  auto address = addresses_.find(peer);
+  if (address == addresses_.end()) return nullptr;
   auto it = outbound_.find(peer);
-  if (it == outbound_.end()) return nullptr;
+  if (it == outbound_.end()) {
+    if (outbound_.size() >= kMembersMax) return nullptr;
+    it = outbound_.try_emplace(peer).first;
+    it->second.backoff = config_.backoff_min;
+  }
   Outbound& out = it->second;
   if (out.stream != nullptr && out.closed) out.stream.reset();
   if (out.stream != nullptr) return &out;
   const env::Instant now = env_.clock().Now();
   if (now < out.retry_at) return &out;
-  out.stream = env_.network().Connect(config_.peers.at(peer));
+  out.stream = env_.network().Connect(address->second);
   out.closed = false;
   std::shared_ptr<bool> alive = alive_;
   out.stream->SetHandlers([](std::string) {},
                           [this, alive, peer](absl::Status) {
                             if (!*alive) return;
-                            Outbound& o = outbound_.at(peer);
+                            auto it = outbound_.find(peer);
+                            if (it == outbound_.end()) return;  // dropped since
+                            Outbound& o = it->second;
                             o.closed = true;
                             o.retry_at = env_.clock().Now() + o.backoff;
                             o.backoff = std::min(o.backoff * 2, config_.backoff_max);
@@ -182,10 +234,9 @@ void RaftNode::OnAccept(std::unique_ptr<env::Stream> stream) {
 }
 
 void RaftNode::OnMessage(const std::string& bytes) {
-  if (failed_) return;
+  if (stopped()) return;
   raftpb::Message m;
-  if (!m.ParseFromString(bytes) || m.to() != raft_->id() ||
-      !config_.peers.contains(m.from())) {
+  if (!m.ParseFromString(bytes) || m.to() != raft_->id() || !addresses_.contains(m.from())) {
     ++messages_dropped_;
     env_.Log("raft node: dropping a malformed or misaddressed message");
     return;

@@ -10,6 +10,11 @@
 // A WAL error is fatal for the node (fail-stop: after an fsync error nothing on disk can be
 // trusted): the node stops ticking, stepping and sending, and reports it; a supervisor restarts
 // it, and recovery decides what survived.
+//
+// Membership: peers are found in an address book, seeded from the config and extended by the
+// addresses that conf changes carry (ConfChangeSingle.address); messages are exchanged with the
+// current members only. A node that applies its own removal stops (once it no longer leads: a
+// removed leader first hands over, see raft.h) and reports it, as etcd members do.
 
 #ifndef E2D_RAFT_RAFT_NODE_H_
 #define E2D_RAFT_RAFT_NODE_H_
@@ -31,7 +36,9 @@ namespace e2d::raft {
 
 struct RaftNodeConfig {
   Config raft;                                     // id, voters, timeouts, bounds
-  absl::btree_map<uint64_t, env::Address> peers;   // every voter but this node
+  // The initial address book: every bootstrap voter but this node (for a joining node: the
+  // members it joins).
+  absl::btree_map<uint64_t, env::Address> peers;
   absl::Duration tick = absl::Milliseconds(100);   // one Raft tick
   WalOptions wal;
   absl::Duration backoff_min = absl::Milliseconds(50);
@@ -47,6 +54,8 @@ struct RaftNodeHooks {
   // log) right after it changed.
   std::function<void(const Raft& raft)> on_state;
   std::function<void(const absl::Status& why)> on_fatal;
+  // This node applied its own removal and stopped.
+  std::function<void()> on_removed;
 };
 
 class RaftNode {
@@ -65,8 +74,13 @@ class RaftNode {
   // Asks for leadership to move to voter `to` (see Raft::TransferLeadership).
   void TransferLeadership(uint64_t to);
 
+  // Proposes a membership change (see Raft::ProposeConfChange); an added node's
+  // ConfChangeSingle.address tells every member where to reach it.
+  absl::Status ProposeConfChange(const raftpb::ConfChange& cc);
+
   const Raft& raft() const { return *raft_; }
   bool failed() const { return failed_; }
+  bool removed() const { return removed_; }
   uint64_t messages_dropped() const { return messages_dropped_; }
   uint64_t wal_syncs() const { return wal_syncs_; }
 
@@ -96,16 +110,21 @@ class RaftNode {
   void OnMessage(const std::string& bytes);
   void Observe();
   void Fail(const absl::Status& why);
+  void LearnAddresses(const raftpb::Entry& e);
+  bool stopped() const { return failed_ || removed_; }
 
   env::Env& env_;
   const RaftNodeConfig config_;
   const RaftNodeHooks hooks_;
   std::unique_ptr<Wal> wal_;
   std::unique_ptr<Raft> raft_;
-  absl::btree_map<uint64_t, Outbound> outbound_;
+  absl::btree_map<uint64_t, env::Address> addresses_;  // the address book
+  absl::btree_map<uint64_t, Outbound> outbound_;      // current members but this node
   std::vector<Inbound> inbound_;
   bool ready_in_progress_ = false;
   bool failed_ = false;
+  bool removed_ = false;
+  bool was_member_ = false;  // this node has been a member since it started
   env::TimerId tick_timer_ = 0;
   uint64_t messages_dropped_ = 0;
   uint64_t wal_syncs_ = 0;

@@ -748,6 +748,32 @@ TEST(RaftMembershipTest, Sec4_3_JointCommitNeedsTheOldMajorityToo) {
   EXPECT_EQ(h.node(1).membership().ToString(), "voters=(1,4,5)");
 }
 
+TEST(RaftMembershipTest, RemovedLeaderRepeatsTheCommitUntilTheSurvivorHasIt) {
+  Harness h(2);
+  h.node(1).Campaign();
+  h.Deliver();
+  ASSERT_EQ(h.node(1).role(), Role::kLeader);
+  ASSERT_TRUE(h.node(1).ProposeConfChange(Change(raftpb::CONF_CHANGE_REMOVE_NODE, 1)).ok());
+  const uint64_t removal = h.node(1).log().last_index();
+  // The messages node 1 sends as it commits and applies the removal, which tell node 2 that it
+  // committed, are lost.
+  int dropped = 0;
+  h.DropIf([&](const Message& m) {
+    if (dropped == 2 || m.from() != 1 || m.commit() < removal) return false;
+    ++dropped;
+    return true;
+  });
+  h.Deliver();
+  ASSERT_GE(dropped, 1);
+  EXPECT_LT(h.node(2).log().committed(), removal);
+  // Node 1 shuts down as soon as it stops leading (a removed member exits).
+  for (int i = 0; i < 30 && h.node(1).role() == Role::kLeader; ++i) h.TickAll(1);
+  h.Isolate(1);
+  h.TickAll(40);
+  EXPECT_EQ(h.node(2).membership().ToString(), "voters=(2)");
+  EXPECT_EQ(h.node(2).role(), Role::kLeader);
+}
+
 TEST(RaftMembershipTest, RemovingTheLeaderOfATwoNodeClusterLeavesTheOtherLeading) {
   Harness h(2);
   h.node(1).Campaign();

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -167,11 +168,129 @@ void ScheduleClient(sim::Cluster& cluster, env::Random* random, uint64_t* seq, i
   });
 }
 
+// Changes the membership through the leader (see Operator in the header).
+class MembershipOperator {
+ public:
+  MembershipOperator(sim::Cluster& cluster, const RaftScenarioConfig& config, int voters)
+      : cluster_(cluster), config_(config), random_(cluster.sim().ForkRandom("operator")) {
+    for (int i = 1; i <= voters; ++i) originals_.insert(i);
+  }
+
+  void Schedule(int64_t at_ns, int64_t stop_ns) {
+    if (config_.op == Operator::kNone || at_ns >= stop_ns) return;
+    cluster_.sim().Schedule(at_ns, sim::kNoNode, "operator", proposed_, [this, stop_ns] {
+      Step();
+      Schedule(cluster_.sim().now_ns() + random_.Range(500'000'000, 2'000'000'000), stop_ns);
+    });
+  }
+
+  bool originals_left(const raft::Membership& m) const {
+    for (NodeId n : originals_) {
+      if (m.IsMember(n)) return true;
+    }
+    return false;
+  }
+  uint64_t proposed() const { return proposed_; }
+  uint64_t refused() const { return refused_; }
+
+ private:
+  void Step() {
+    const NodeId l = cluster_.leader();
+    raft::RaftNode* node = l == sim::kNoNode ? nullptr : NodeOf(cluster_, l);
+    if (node == nullptr || node->failed() || node->removed()) return;
+    const raft::Membership& m = node->raft().membership();
+    for (uint64_t id : m.Members()) ever_member_.insert(id);
+    if (m.joint()) return;  // the leader leaves it by itself
+    std::vector<uint64_t> voters(m.voters.begin(), m.voters.end());
+    std::vector<uint64_t> learners(m.learners.begin(), m.learners.end());
+    std::vector<uint64_t> spares;
+    for (NodeId n : cluster_.nodes()) {
+      if (!ever_member_.contains(n)) spares.push_back(n);
+    }
+    raftpb::ConfChange cc;
+    auto change = [&](raftpb::ConfChangeType type, uint64_t id) {
+      raftpb::ConfChangeSingle* c = cc.add_changes();
+      c->set_type(type);
+      c->set_node_id(id);
+      if (type != raftpb::CONF_CHANGE_REMOVE_NODE) c->set_address(cluster_.address(id));
+    };
+    auto pick = [&](const std::vector<uint64_t>& v) { return v[random_.Uniform(v.size())]; };
+    switch (config_.op) {
+      case Operator::kNone:
+        return;
+      case Operator::kChurn:
+        switch (random_.Uniform(6)) {
+          case 0:
+            if (!spares.empty()) change(raftpb::CONF_CHANGE_ADD_LEARNER_NODE, pick(spares));
+            break;
+          case 1:
+            if (!learners.empty()) change(raftpb::CONF_CHANGE_ADD_NODE, pick(learners));
+            break;
+          case 2:
+            if (voters.size() > 1) change(raftpb::CONF_CHANGE_REMOVE_NODE, pick(voters));
+            break;
+          case 3:
+            if (!learners.empty()) change(raftpb::CONF_CHANGE_REMOVE_NODE, pick(learners));
+            break;
+          case 4:  // joint consensus: one learner in, one voter out
+            if (!learners.empty() && voters.size() > 1) {
+              change(raftpb::CONF_CHANGE_ADD_NODE, pick(learners));
+              change(raftpb::CONF_CHANGE_REMOVE_NODE, pick(voters));
+            }
+            break;
+          case 5:
+            if (voters.size() > 1) change(raftpb::CONF_CHANGE_ADD_LEARNER_NODE, pick(voters));
+            break;
+        }
+        break;
+      case Operator::kReplaceAll: {
+        std::vector<uint64_t> old;
+        for (uint64_t v : voters) {
+          if (originals_.contains(v) && v != l) old.push_back(v);
+        }
+        if (old.empty() && originals_.contains(l)) old.push_back(l);  // the leader goes last
+        if (!learners.empty()) {
+          change(raftpb::CONF_CHANGE_ADD_NODE, learners.front());
+        } else if (voters.size() > originals_.size() && !old.empty()) {
+          change(raftpb::CONF_CHANGE_REMOVE_NODE, old.front());
+        } else if (!old.empty() && !spares.empty()) {
+          change(raftpb::CONF_CHANGE_ADD_LEARNER_NODE, spares.front());
+        }
+        break;
+      }
+      case Operator::kRemoveLeader:
+        if (!learners.empty()) {
+          change(raftpb::CONF_CHANGE_ADD_NODE, learners.front());
+        } else if (voters.size() >= 2) {
+          change(raftpb::CONF_CHANGE_REMOVE_NODE, l);
+        } else if (!spares.empty()) {
+          change(raftpb::CONF_CHANGE_ADD_LEARNER_NODE, spares.front());
+        }
+        break;
+    }
+    if (cc.changes_size() == 0) return;
+    ++proposed_;
+    absl::Status s = node->ProposeConfChange(cc);
+    if (!s.ok()) ++refused_;
+    cluster_.Log(l, absl::StrCat("operator: conf change ", cc.ShortDebugString(), ": ",
+                                 s.ToString()));
+  }
+
+  sim::Cluster& cluster_;
+  const RaftScenarioConfig& config_;
+  env::Random random_;
+  absl::btree_set<uint64_t> originals_;
+  absl::btree_set<uint64_t> ever_member_;
+  uint64_t proposed_ = 0;
+  uint64_t refused_ = 0;
+};
+
 }  // namespace
 
 sim::ScenarioResult RunRaft(const sim::FaultSchedule& schedule, const sim::RunOptions& options,
                             const RaftScenarioConfig& config) {
   const int64_t converge_ms_max = config.converge_ms_max;
+  const int voters = config.voters > 0 ? std::min(config.voters, schedule.nodes) : schedule.nodes;
   sim::Simulator sim(schedule.seed);
   sim.set_trace(options.trace);
   std::vector<env::Address> addresses;
@@ -183,7 +302,7 @@ sim::ScenarioResult RunRaft(const sim::FaultSchedule& schedule, const sim::RunOp
     c.raft.mutation = config.mutation;
     c.raft.msg_bytes_max = config.msg_bytes_max;
     for (int i = 1; i <= schedule.nodes; ++i) {
-      c.raft.voters.push_back(i);
+      if (i <= voters && static_cast<int>(n) <= voters) c.raft.voters.push_back(i);
       if (i != static_cast<int>(n)) c.peers[i] = addresses[i - 1];
     }
     auto p = std::make_unique<RaftProcess>();
@@ -252,6 +371,10 @@ sim::ScenarioResult RunRaft(const sim::FaultSchedule& schedule, const sim::RunOp
   env::Random client_random = sim.ForkRandom("client");
   uint64_t seq = 0;
   ScheduleClient(cluster, &client_random, &seq, 100'000'000, heal_ns);
+  MembershipOperator op(cluster, config, voters);
+  const int64_t deadline = heal_ns + converge_ms_max * 1'000'000;
+  // Replacing every original is part of the liveness goal: that operator keeps going.
+  op.Schedule(1'000'000'000, config.op == Operator::kReplaceAll ? deadline : heal_ns);
   sim.RunUntilTrue([&] { return oracle.failed(); }, heal_ns);
 
   int64_t converged_ns = -1;
@@ -261,22 +384,38 @@ sim::ScenarioResult RunRaft(const sim::FaultSchedule& schedule, const sim::RunOp
       raft::RaftNode* node = NodeOf(cluster, n);
       return node == nullptr || node->failed();
     });
-    // Liveness: keep proposing a marker until some node accepts it, then wait for everyone.
-    const int64_t deadline = heal_ns + converge_ms_max * 1'000'000;
+    // Liveness: keep proposing a marker until some node accepts it, then wait for every member
+    // (of the membership of the node that has applied most).
     bool done = false;
     int attempt = 0;
     while (!done && !oracle.failed() && sim.now_ns() < deadline) {
-      const std::string marker = absl::StrCat("final", attempt++);
-      for (NodeId n : cluster.nodes()) {
-        if (raft::RaftNode* node = NodeOf(cluster, n); node && node->Propose(marker).ok()) break;
+      // Each attempt starts at another node: one may accept and forward to a leader that is
+      // gone (a removed node that missed its removal does that forever).
+      const std::vector<NodeId> nodes = cluster.nodes();
+      for (size_t i = 0; i < nodes.size(); ++i) {
+        raft::RaftNode* node = NodeOf(cluster, nodes[(attempt + i) % nodes.size()]);
+        if (node != nullptr && node->Propose(absl::StrCat("final", attempt)).ok()) break;
       }
+      const std::string marker = absl::StrCat("final", attempt++);
       uint64_t index = 0;
       done = sim.RunUntilTrue(
           [&] {
             if (oracle.failed() || !oracle.committed_index_of(marker, &index)) {
               return oracle.failed();
             }
+            const raft::RaftNode* most = nullptr;
             for (NodeId n : cluster.nodes()) {
+              const raft::RaftNode* node = NodeOf(cluster, n);
+              if (node != nullptr && (most == nullptr || node->raft().log().applied() >
+                                                             most->raft().log().applied())) {
+                most = node;
+              }
+            }
+            if (most == nullptr) return false;
+            const raft::Membership& m = most->raft().membership();
+            if (m.joint()) return false;
+            if (config.op == Operator::kReplaceAll && op.originals_left(m)) return false;
+            for (uint64_t n : m.Members()) {
               raft::RaftNode* node = NodeOf(cluster, n);
               if (node == nullptr || node->raft().log().applied() < index) return false;
             }
@@ -302,9 +441,11 @@ sim::ScenarioResult RunRaft(const sim::FaultSchedule& schedule, const sim::RunOp
   result.digest = sim.digest();
   result.events = sim.events_run();
   result.end_ns = sim.now_ns();
-  result.summary = absl::StrFormat("events=%d proposals=%d committed=%d leaders=%d converged_ms=%.1f",
-                                   result.events, seq, oracle.committed(), oracle.leaders(),
-                                   converged_ns / 1e6);
+  result.summary = absl::StrFormat(
+      "events=%d proposals=%d committed=%d leaders=%d conf_changes=%d refused=%d "
+      "converged_ms=%.1f",
+      result.events, seq, oracle.committed(), oracle.leaders(), op.proposed(), op.refused(),
+      converged_ns / 1e6);
   if (!result.pass) result.log_tail = absl::StrJoin(cluster.log_tail(), "\n");
   return result;
 }

@@ -13,7 +13,10 @@
 //  - liveness: once every fault is healed and every node restarted, a leader exists and a
 //    fresh proposal is applied by every node within a bound of simulated time.
 // A client proposes a unique value to a random live node every 20-200 ms throughout, and now and
-// then (2% of its actions) asks a random node to move leadership to a random voter.
+// then (2% of its actions) asks a random node to move leadership to a random voter. An operator
+// may change the membership through the leader every 0.5-2 s (see Operator); the liveness check
+// then covers the members of the final membership, and a node that applied its own removal
+// stops, as a removed etcd member does.
 
 #ifndef E2D_SCENARIOS_RAFT_HARNESS_H_
 #define E2D_SCENARIOS_RAFT_HARNESS_H_
@@ -27,8 +30,24 @@
 
 namespace e2d::scenarios {
 
+// What the operator does to the membership.
+enum class Operator {
+  kNone,
+  // Random changes: add a spare as learner, promote, remove a voter or learner, demote, swap a
+  // voter for a learner in one joint-consensus change.
+  kChurn,
+  // Replace every original voter, one at a time: add a spare as learner, promote it, remove an
+  // original. Liveness also requires that no original is left once faults heal.
+  kReplaceAll,
+  // A two-voter cluster whose leader is removed again and again (then a spare is added and
+  // promoted to get back to two).
+  kRemoveLeader,
+};
+
 struct RaftScenarioConfig {
   sim::SwarmOptions swarm;
+  int voters = 0;  // the bootstrap voters are nodes 1..voters (0: all); the rest are spares
+  Operator op = Operator::kNone;
   int64_t converge_ms_max = 60'000;  // liveness bound after the heal
   raft::Mutation mutation = raft::Mutation::kNone;  // the mutation self-test breaks a rule
   uint64_t msg_bytes_max = 1 << 20;  // entry bytes per append (small: one entry per message)

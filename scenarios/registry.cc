@@ -6,7 +6,8 @@ namespace e2d::scenarios {
 
 std::vector<sim::Scenario> AllScenarios() {
   return {CounterSwarm(), CounterPartitions(), CounterCrashes(), CounterDiskErrors(),
-          CounterClocks(), RaftPartitions(), RaftCrashes(), RaftFigure8(), RaftSwarm()};
+          CounterClocks(), RaftPartitions(), RaftCrashes(), RaftFigure8(), RaftSwarm(),
+          RaftMembership(), RaftReplace(), RaftTwoNode()};
 }
 
 bool FindScenario(std::string_view name, sim::Scenario* out) {

@@ -24,12 +24,18 @@ sim::Scenario RaftPartitions();
 sim::Scenario RaftCrashes();
 sim::Scenario RaftSwarm();
 sim::Scenario RaftFigure8();
+sim::Scenario RaftMembership();
+sim::Scenario RaftReplace();
+sim::Scenario RaftTwoNode();
 
 // The Raft scenarios' configurations (the mutation self-test reruns them with a rule broken).
 RaftScenarioConfig RaftPartitionsConfig();
 RaftScenarioConfig RaftCrashesConfig();
 RaftScenarioConfig RaftSwarmConfig();
 RaftScenarioConfig RaftFigure8Config();
+RaftScenarioConfig RaftMembershipConfig();
+RaftScenarioConfig RaftReplaceConfig();
+RaftScenarioConfig RaftTwoNodeConfig();
 
 // In a fixed order (the order `sim --list` prints).
 std::vector<sim::Scenario> AllScenarios();
