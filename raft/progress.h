@@ -82,6 +82,7 @@ class Progress {
   bool recent_active = false;     // heard from since the last check-quorum round
   bool is_learner = false;
   uint64_t commit = 0;            // the follower's commit index, as it last reported it
+  uint64_t acked_beat = 0;        // the latest heartbeat round it acknowledged (leader lease)
   Inflights inflights;
 };
 

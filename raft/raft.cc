@@ -51,6 +51,16 @@ absl::Status ValidateConfig(const Config& c) {
     return absl::InvalidArgumentError(
         "raft config: need 0 < heartbeat_ticks < election_ticks");
   }
+  if (c.lease_reads && !c.check_quorum) {
+    return absl::InvalidArgumentError("raft config: lease_reads requires check_quorum");
+  }
+  if (c.lease_reads && (c.clock_drift_ticks <= 0 || c.clock_drift_ticks >= c.election_ticks)) {
+    return absl::InvalidArgumentError(
+        "raft config: lease_reads needs 0 < clock_drift_ticks < election_ticks");
+  }
+  if (c.pending_reads_max == 0) {
+    return absl::InvalidArgumentError("raft config: pending_reads_max must be > 0");
+  }
   if (c.inflight_msgs_max == 0 || c.msg_bytes_max == 0) {
     return absl::InvalidArgumentError("raft config: inflight and message bounds must be > 0");
   }
@@ -175,6 +185,12 @@ std::string Raft::ToString() const {
 // ---- Roles ----------------------------------------------------------------------------------
 
 void Raft::Reset(uint64_t term) {
+  if (role_ == Role::kLeader) {
+    AbortReads(absl::UnavailableError("read index refused: the leader stepped down"));
+  }
+  reads_.clear();
+  beat_ticks_.clear();
+  lease_revoked_ = false;
   if (term != term_) {
     term_ = term;
     vote_ = kNone;
@@ -314,17 +330,12 @@ Raft::Poll Raft::RecordVote(uint64_t from, bool granted) {
 
 void Raft::Tick() {
   if (role_ == Role::kLeader) {
+    ++ticks_;
     ++heartbeat_elapsed_;
     ++election_elapsed_;
     if (election_elapsed_ >= config_.election_ticks) {
       election_elapsed_ = 0;
       lead_transferee_ = kNone;  // a transfer not done within an election timeout is abandoned
-      if (removal_index_ != kNone) {
-        // Removed, and the new voters have not all confirmed within an election timeout: hand
-        // over anyway (they elect a leader by themselves once they apply the change).
-        BecomeFollower(term_, kNone);
-        return;
-      }
       if (config_.check_quorum) {
         Message m;
         m.set_type(raftpb::MSG_CHECK_QUORUM);
@@ -370,6 +381,10 @@ absl::Status Raft::Step(const Message& m) {
     return absl::OkStatus();
   }
   if (!StepTerm(m)) return absl::OkStatus();
+  if (m.type() == raftpb::MSG_READ_INDEX_RESP) {
+    StepReadIndexResponse(m);
+    return absl::OkStatus();
+  }
   switch (m.type()) {
     case raftpb::MSG_HUP:
       Campaign();
@@ -483,6 +498,8 @@ absl::Status Raft::StepLeader(const Message& m) {
     case raftpb::MSG_TRANSFER_LEADER:
       StepTransferLeader(m);
       return absl::OkStatus();
+    case raftpb::MSG_READ_INDEX:
+      return StepReadIndex(m);
     default:
       break;
   }
@@ -552,7 +569,7 @@ absl::Status Raft::AppendProposal(const Message& m) {
 }
 
 // Leader: may `cc` be appended now?
-absl::Status Raft::CheckConfChange(const raftpb::ConfChange& cc) const {
+absl::Status Raft::CheckConfChange(const raftpb::ConfChange& cc) {
   if (pending_conf_index_ > log_.applied()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "conf change refused: the change or leader entry at index ", pending_conf_index_,
@@ -562,6 +579,24 @@ absl::Status Raft::CheckConfChange(const raftpb::ConfChange& cc) const {
   if (!next.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat("conf change refused: ", next.status().message()));
+  }
+  if (!next->voters.contains(config_.id)) {
+    // A leader never removes (or demotes) itself: if it did, the others could need its vote
+    // after it left (two voters: always), yet it may hold entries they lack. It hands
+    // leadership to the most up-to-date remaining voter; the change is retried there.
+    uint64_t best = kNone, best_match = 0;
+    for (uint64_t v : next->voters) {
+      auto it = progress_.find(v);
+      if (it == progress_.end() || !membership_.IsVoter(v)) continue;
+      if (best == kNone || it->second.match > best_match) {
+        best = v;
+        best_match = it->second.match;
+      }
+    }
+    if (best != kNone) TransferLeadership(best);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "conf change refused: it removes the leader; transfer leadership first",
+        best != kNone ? absl::StrCat(" (now moving to n", best, ")") : ""));
   }
   // Would the new membership have a quorum of voters that are with us right now? A voter counts
   // if it is us, or answered since the last check-quorum round and holds the committed log.
@@ -684,6 +719,7 @@ void Raft::StepTransferLeader(const Message& m) {
 }
 
 void Raft::SendTimeoutNow(uint64_t to) {
+  lease_revoked_ = true;  // `to` may be elected within our lease: no more lease reads this term
   Message m;
   m.set_type(raftpb::MSG_TIMEOUT_NOW);
   m.set_to(to);
@@ -699,6 +735,8 @@ void Raft::TransferLeadership(uint64_t to) {
 
 void Raft::StepHeartbeatResponse(const Message& m, Progress& pr) {
   pr.recent_active = true;
+  pr.acked_beat = std::max(pr.acked_beat, m.index());
+  if (!m.context().empty()) AckRead(m.from(), m.context());
   pr.probe_sent = false;
   // A full window with no acks may mean lost appends: let one more through per heartbeat.
   if (pr.state == ProgressState::kReplicate && pr.inflights.full()) pr.inflights.FreeFirstOne();
@@ -711,6 +749,12 @@ absl::Status Raft::StepCandidate(const Message& m) {
   switch (m.type()) {
     case raftpb::MSG_PROP:
       return absl::FailedPreconditionError("proposal dropped: no leader (election in progress)");
+    case raftpb::MSG_READ_INDEX: {
+      absl::Status no = absl::UnavailableError("read index refused: no leader (election in progress)");
+      if (m.from() == config_.id) return no;
+      RespondRead(m.from(), m.entries_size() > 0 ? m.entries(0).data() : "", 0, no);
+      return absl::OkStatus();
+    }
     case raftpb::MSG_APP:
       BecomeFollower(m.term(), m.from());
       HandleAppend(m);
@@ -767,6 +811,18 @@ absl::Status Raft::StepFollower(const Message& m) {
       // The leader hands over: campaign at once, skipping pre-vote (it asked for this).
       if (promotable()) CampaignInternal(/*pre_vote=*/false, /*transfer=*/true);
       return absl::OkStatus();
+    case raftpb::MSG_READ_INDEX: {
+      if (m.from() != config_.id) {  // the asker thinks we lead: we do not
+        RespondRead(m.from(), m.entries_size() > 0 ? m.entries(0).data() : "", 0,
+                    absl::UnavailableError("read index refused: asked a follower"));
+        return absl::OkStatus();
+      }
+      if (lead_ == kNone) return absl::UnavailableError("read index refused: no leader");
+      Message fwd = m;
+      fwd.set_to(lead_);
+      Send(std::move(fwd));
+      return absl::OkStatus();
+    }
     case raftpb::MSG_TRANSFER_LEADER: {
       if (lead_ == kNone) return absl::OkStatus();
       Message fwd = m;
@@ -813,6 +869,7 @@ void Raft::HandleHeartbeat(const Message& m) {
   resp.set_type(raftpb::MSG_HEARTBEAT_RESP);
   resp.set_to(m.from());
   resp.set_context(m.context());
+  resp.set_index(m.index());  // the heartbeat round, for the leader lease
   resp.set_commit(log_.committed());
   Send(std::move(resp));
 }
@@ -868,11 +925,21 @@ void Raft::BroadcastAppend() {
 }
 
 void Raft::BroadcastHeartbeat() {
+  // Carries the newest pending read, so a lost round is retried by the next heartbeat.
+  BroadcastHeartbeatWith(reads_.empty() ? "" : reads_.back().id);
+}
+
+void Raft::BroadcastHeartbeatWith(const std::string& context) {
+  ++beat_seq_;
+  beat_ticks_.emplace_back(beat_seq_, ticks_);
+  while (beat_ticks_.size() > 1024) beat_ticks_.pop_front();  // bound: older rounds are useless
   for (auto& [id, pr] : progress_) {
     if (id == config_.id) continue;
     Message m;
     m.set_type(raftpb::MSG_HEARTBEAT);
     m.set_to(id);
+    m.set_index(beat_seq_);
+    m.set_context(context);
     // Never tell a follower to commit past what it is known to hold.
     m.set_commit(std::min(pr.match, log_.committed()));
     Send(std::move(m));
@@ -895,6 +962,120 @@ bool Raft::QuorumActive() const {
       [&](uint64_t id) { return id == config_.id || progress_.at(id).recent_active; });
 }
 
+// ---- Reads (thesis §6.4) -----------------------------------------------------------------------
+
+absl::Status Raft::ReadIndex(std::string context) {
+  Message m;
+  m.set_type(raftpb::MSG_READ_INDEX);
+  m.set_from(config_.id);
+  m.add_entries()->set_data(std::move(context));
+  return Step(m);
+}
+
+absl::Status Raft::StepReadIndex(const Message& m) {
+  const std::string context = m.entries_size() > 0 ? m.entries(0).data() : "";
+  const bool local = m.from() == config_.id;
+  auto refuse = [&](absl::Status why) {
+    if (local) return why;
+    RespondRead(m.from(), context, 0, std::move(why));
+    return absl::OkStatus();
+  };
+  if (log_.TermOr0(log_.committed()) != term_) {
+    // Until then our commit index may lag what an earlier leader committed.
+    return refuse(absl::UnavailableError(
+        "read index refused: the leader has not committed an entry of its term yet"));
+  }
+  if (removal_index_ != kNone) {
+    return refuse(absl::UnavailableError("read index refused: the leader was removed"));
+  }
+  const uint64_t index = log_.committed();
+  const bool alone = membership_.QuorumHolds([&](uint64_t id) { return id == config_.id; });
+  if (alone || LeaseValid() || config_.mutation == Mutation::kReadWithoutQuorum) {
+    RespondRead(m.from(), context, index, absl::OkStatus());
+    return absl::OkStatus();
+  }
+  if (reads_.size() >= config_.pending_reads_max) {
+    return refuse(absl::ResourceExhaustedError(absl::StrCat(
+        "read index refused: ", reads_.size(), " reads already pending (bound ",
+        config_.pending_reads_max, ")")));
+  }
+  PendingRead r;
+  r.id = absl::StrCat("r", ++read_seq_);
+  r.from = m.from();
+  r.context = context;
+  r.index = index;
+  if (membership_.IsVoter(config_.id)) r.acks.insert(config_.id);
+  reads_.push_back(std::move(r));
+  BroadcastHeartbeatWith(reads_.back().id);
+  return absl::OkStatus();
+}
+
+void Raft::RespondRead(uint64_t to, const std::string& context, uint64_t index,
+                       absl::Status status) {
+  if (to == config_.id) {
+    read_states_.push_back(ReadState{context, index, std::move(status)});
+    return;
+  }
+  Message m;
+  m.set_type(raftpb::MSG_READ_INDEX_RESP);
+  m.set_to(to);
+  m.set_index(index);
+  m.add_entries()->set_data(context);
+  if (!status.ok()) {
+    m.set_reject(true);
+    m.set_context(std::string(status.message()));
+  }
+  Send(std::move(m));
+}
+
+void Raft::StepReadIndexResponse(const Message& m) {
+  ReadState rs;
+  rs.context = m.entries_size() > 0 ? m.entries(0).data() : "";
+  rs.index = m.index();
+  if (m.reject()) {
+    rs.status = absl::UnavailableError(absl::StrCat("leader n", m.from(), ": ", m.context()));
+  }
+  read_states_.push_back(std::move(rs));
+}
+
+// A heartbeat acknowledgement for read `read_id`: once a quorum has acknowledged it, we were the
+// leader when it arrived, and so it and every read before it may be answered.
+void Raft::AckRead(uint64_t from, const std::string& read_id) {
+  auto it = std::find_if(reads_.begin(), reads_.end(),
+                         [&](const PendingRead& r) { return r.id == read_id; });
+  if (it == reads_.end() || !membership_.IsVoter(from)) return;
+  it->acks.insert(from);
+  if (!membership_.QuorumHolds([&](uint64_t id) { return it->acks.contains(id); })) return;
+  const size_t done = static_cast<size_t>(it - reads_.begin()) + 1;
+  for (size_t i = 0; i < done; ++i) {
+    PendingRead r = std::move(reads_.front());
+    reads_.pop_front();
+    RespondRead(r.from, r.context, r.index, absl::OkStatus());
+  }
+}
+
+void Raft::AbortReads(const absl::Status& why) {
+  while (!reads_.empty()) {
+    PendingRead r = std::move(reads_.front());
+    reads_.pop_front();
+    RespondRead(r.from, r.context, 0, why);
+  }
+}
+
+bool Raft::LeaseValid() const {
+  if (!config_.lease_reads || lease_revoked_ || role_ != Role::kLeader) return false;
+  const uint64_t confirmed = membership_.CommittedIndex([&](uint64_t id) {
+    return id == config_.id ? beat_seq_ : progress_.at(id).acked_beat;
+  });
+  for (const auto& [seq, tick] : beat_ticks_) {
+    if (seq == confirmed) {
+      return ticks_ - tick <
+             static_cast<uint64_t>(config_.election_ticks - config_.clock_drift_ticks);
+    }
+  }
+  return false;  // never confirmed, or too long ago to remember
+}
+
 // ---- Ready ------------------------------------------------------------------------------------
 
 // Committed entries may be applied once durable here too: up to the stable index, or up to the
@@ -907,6 +1088,7 @@ bool Raft::HasReady() const {
   if (ready_outstanding_) return false;
   if (!SameHardState(hard_state(), persisted_hard_state_)) return true;
   if (log_.HasUnpersisted() || !msgs_.empty() || !msgs_after_persist_.empty()) return true;
+  if (!read_states_.empty()) return true;
   return ApplyLimit(0) > log_.applied();
 }
 
@@ -920,6 +1102,8 @@ Ready Raft::GetReady() {
   if (apply_to > log_.applied()) {
     r.committed_entries = log_.Slice(log_.applied() + 1, apply_to + 1, config_.apply_bytes_max);
   }
+  r.read_states = std::move(read_states_);
+  read_states_.clear();
   r.messages = std::move(msgs_);
   r.messages_after_persist = std::move(msgs_after_persist_);
   msgs_.clear();

@@ -10,16 +10,32 @@
 // backtracking and per-follower probe/replicate states within bounded inflight windows (§5.3),
 // commit only by counting replicas of current-term entries (§5.4.2), and a bound on uncommitted
 // proposal bytes, leadership transfer (thesis §3.10), and membership changes (thesis §4:
-// learners, single-server changes, joint consensus; see membership.h). Not yet: snapshots,
-// ReadIndex.
+// learners, single-server changes, joint consensus; see membership.h), and linearizable reads
+// (thesis §6.4: ReadIndex, and optional lease reads). Not yet: snapshots.
+//
+// Reads: ReadIndex(context) asks the leader (directly, or forwarded by a follower) for the
+// commit index at the time of the request, confirmed by a quorum of heartbeat acknowledgements
+// (so a deposed leader cannot answer). The answer comes back as a ReadState in a Ready; the read
+// may be served once the applied index reaches it. A leader that has not committed an entry of
+// its own term yet, a node that knows no leader, and a leader over its bound of pending reads
+// refuse at once with an explicit error (a ReadState with that status when the request was
+// forwarded); a leader that steps down fails every read it holds the same way. Nothing is
+// dropped silently, except what the network loses: the driver bounds every read with a timeout.
+// With lease_reads, a leader answers without the heartbeat round while a quorum has acknowledged
+// a heartbeat it sent less than election_ticks - clock_drift_ticks ticks ago (followers ignore
+// other candidates for election_ticks after hearing from it: check-quorum's lease), and never
+// again in a term in which it asked another node to take over.
 //
 // Membership changes take effect when their entry is applied (Advance), on every node alike.
 // A leader accepts one change at a time (the previous one applied) and none before it has
 // applied an entry of its own term (the fix to the single-server change bug of 2015), and it
 // refuses a change after which the voters it can currently reach would not form a quorum. A
-// leader that removes itself keeps leading, not counting itself, until every voter of the new
-// membership knows the change is committed; then it hands leadership to the most up-to-date
-// of them and steps down (so removing the leader of a two-node cluster cannot strand the other).
+// leader never removes or demotes itself: it refuses such a change and hands leadership to the
+// most up-to-date remaining voter, where the change is retried (removing the leader of a
+// two-node cluster would otherwise strand the survivor, which needs the removed node's vote
+// while that node may hold entries it lacks). A leader that applies its own removal anyway (an
+// earlier leader proposed it) keeps leading, not counting itself, until every voter of the new
+// membership reports a commit index covering the change; then it hands over and steps down.
 //
 // Persistence contract: the driver persists Ready.hard_state and Ready.entries (entries may
 // overwrite a suffix of what it persisted before), may send Ready.messages at once, and sends
@@ -31,12 +47,14 @@
 #define E2D_RAFT_RAFT_H_
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "env/random.h"
@@ -56,6 +74,7 @@ enum class Mutation {
   kNone,
   kVoteWithoutLogCheck,       // grant votes without the §5.4.1 up-to-date check
   kCommitOldTermByCounting,   // commit any entry stored on a majority, ignoring §5.4.2
+  kReadWithoutQuorum,         // answer ReadIndex at once, without confirming leadership
 };
 
 struct Config {
@@ -74,6 +93,9 @@ struct Config {
   uint64_t inflight_bytes_max = 32ull << 20;    // entry bytes in flight per follower
   uint64_t uncommitted_bytes_max = 64ull << 20; // proposals beyond are refused
   uint64_t apply_bytes_max = 64ull << 20;       // committed entry bytes in one Ready
+  bool lease_reads = false;        // requires check_quorum
+  int clock_drift_ticks = 2;       // lease margin: 0 < clock_drift_ticks < election_ticks
+  size_t pending_reads_max = 4096; // reads a leader holds while confirming its leadership
   uint64_t random_seed = 0;                     // the randomised election timeout's stream
   Mutation mutation = Mutation::kNone;          // tests only
 };
@@ -92,12 +114,20 @@ struct DurableState {
 enum class Role { kFollower, kPreCandidate, kCandidate, kLeader };
 const char* RoleName(Role role);
 
+// The answer to ReadIndex(context): serve the read once the applied index reaches `index`.
+struct ReadState {
+  std::string context;
+  uint64_t index = 0;
+  absl::Status status;  // not OK: the read was refused (no leader, leader not ready, stepped down)
+};
+
 struct Ready {
   std::optional<raftpb::HardState> hard_state;          // persist if set
   std::vector<raftpb::Entry> entries;                   // persist (may overwrite a suffix)
   std::vector<raftpb::Message> messages;                // may be sent at once
   std::vector<raftpb::Message> messages_after_persist;  // only once the above is durable
   std::vector<raftpb::Entry> committed_entries;         // apply, in order, after the persist
+  std::vector<ReadState> read_states;                   // answers to ReadIndex
 };
 
 class Raft {
@@ -123,8 +153,14 @@ class Raft {
   // entry of its term yet, if the change is invalid for the current membership (see
   // membership.h), or if the voters it has heard from recently (and that have caught up to the
   // commit index) would not form a quorum of the new membership, e.g. adding a voter that is not
-  // running or removing a live one while another is down ("add it as a learner first").
+  // running or removing a live one while another is down ("add it as a learner first"), or if it
+  // removes this leader (which then starts a leadership transfer: retry on the new leader).
   absl::Status ProposeConfChange(const raftpb::ConfChange& cc);
+
+  // Asks for a linearizable read index (see the header comment). Errors at once when this node
+  // cannot even try (no leader known, leader not ready, too many pending reads); otherwise the
+  // answer, possibly a refusal, comes as a ReadState with this context.
+  absl::Status ReadIndex(std::string context);
 
   // Starts an election now (as if the election timeout fired).
   void Campaign();
@@ -189,11 +225,18 @@ class Raft {
   bool MaybeCommit();
   bool QuorumActive() const;
   bool promotable() const;
-  absl::Status CheckConfChange(const raftpb::ConfChange& cc) const;
+  absl::Status CheckConfChange(const raftpb::ConfChange& cc);  // may start a transfer
   void ApplyConfChange(const raftpb::Entry& e);
   void SyncProgressWithMembership();
   void MaybeStepDownAfterRemoval();
   void MaybeAutoLeave();
+  absl::Status StepReadIndex(const raftpb::Message& m);
+  void RespondRead(uint64_t to, const std::string& context, uint64_t index, absl::Status status);
+  void StepReadIndexResponse(const raftpb::Message& m);
+  void AckRead(uint64_t from, const std::string& read_id);
+  void AbortReads(const absl::Status& why);
+  bool LeaseValid() const;
+  void BroadcastHeartbeatWith(const std::string& context);
   uint64_t ApplyLimit(uint64_t pending_last) const;
 
   const Config config_;
@@ -213,6 +256,23 @@ class Raft {
   int randomized_election_timeout_ = 0;
   uint64_t uncommitted_bytes_ = 0;  // leader: payload bytes proposed and not yet committed
   uint64_t lead_transferee_ = kNone;  // leader: the voter leadership is being handed to
+  // Leader: reads waiting for a quorum to confirm leadership, oldest first.
+  struct PendingRead {
+    std::string id;       // the heartbeat context that confirms it
+    uint64_t from;        // who asked (this node, or a follower)
+    std::string context;  // the asker's
+    uint64_t index;       // the commit index when it arrived
+    absl::btree_set<uint64_t> acks;
+  };
+  std::deque<PendingRead> reads_;
+  uint64_t read_seq_ = 0;
+  std::vector<ReadState> read_states_;
+  // Leader lease: heartbeat rounds and the tick each was sent at (bounded), acks per follower
+  // in Progress::acked_beat.
+  uint64_t ticks_ = 0;
+  uint64_t beat_seq_ = 0;
+  std::deque<std::pair<uint64_t, uint64_t>> beat_ticks_;
+  bool lease_revoked_ = false;
   std::vector<raftpb::Message> msgs_;
   std::vector<raftpb::Message> msgs_after_persist_;
   raftpb::HardState persisted_hard_state_;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "env/check.h"
 
@@ -51,6 +52,7 @@ RaftNode::~RaftNode() {
 void RaftNode::Start() {
   env_.network().SetAcceptHandler(
       [this](std::unique_ptr<env::Stream> stream) { OnAccept(std::move(stream)); });
+  last_tick_ = env_.clock().Now();
   tick_timer_ = env_.clock().After(config_.tick, [this] { OnTick(); });
   ProcessReady();  // recovered committed entries are applied again
 }
@@ -58,6 +60,7 @@ void RaftNode::Start() {
 absl::Status RaftNode::Propose(std::string data) {
   if (failed_) return absl::FailedPreconditionError("raft node failed");
   if (removed_) return absl::FailedPreconditionError("raft node was removed from the cluster");
+  CatchUpTicks();
   absl::Status s = raft_->Propose(std::move(data));
   Observe();
   ProcessReady();
@@ -65,10 +68,67 @@ absl::Status RaftNode::Propose(std::string data) {
 }
 
 void RaftNode::TransferLeadership(uint64_t to) {
-  if (stopped()) return;
+  if (failed_ || removed_) return;
   raft_->TransferLeadership(to);
   Observe();
   ProcessReady();
+}
+
+void RaftNode::ReadIndex(std::function<void(absl::StatusOr<uint64_t>)> done) {
+  if (failed_) return done(absl::FailedPreconditionError("raft node failed"));
+  if (removed_) return done(absl::FailedPreconditionError("raft node was removed"));
+  if (reads_.size() >= config_.reads_pending_max) {
+    return done(absl::ResourceExhaustedError(absl::StrCat(
+        "read index: ", reads_.size(), " reads pending (bound ", config_.reads_pending_max, ")")));
+  }
+  const uint64_t id = ++read_seq_;
+  CatchUpTicks();  // a lease is judged on the time that has really passed
+  absl::Status s = raft_->ReadIndex(absl::StrCat(id));
+  Observe();
+  if (!s.ok()) {
+    done(s);
+  } else {
+    reads_.emplace(id, PendingRead{std::move(done), env_.clock().Now() + config_.read_timeout,
+                                   std::nullopt});
+  }
+  ProcessReady();
+}
+
+void RaftNode::AnswerReads(const std::vector<ReadState>& states) {
+  for (const ReadState& rs : states) {
+    uint64_t id = 0;
+    if (!absl::SimpleAtoi(rs.context, &id)) continue;
+    auto it = reads_.find(id);
+    if (it == reads_.end()) continue;  // timed out already
+    if (!rs.status.ok()) {
+      auto done = std::move(it->second.done);
+      reads_.erase(it);
+      done(rs.status);
+      continue;
+    }
+    it->second.index = rs.index;
+  }
+  ServeReads();
+}
+
+// Answers every read whose index this node has applied.
+void RaftNode::ServeReads() {
+  std::vector<std::pair<std::function<void(absl::StatusOr<uint64_t>)>, uint64_t>> ready;
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.index && *it->second.index <= raft_->log().applied()) {
+      ready.emplace_back(std::move(it->second.done), *it->second.index);
+      it = reads_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [done, index] : ready) done(index);
+}
+
+void RaftNode::FailReads(const absl::Status& why) {
+  auto reads = std::move(reads_);
+  reads_.clear();
+  for (auto& [id, r] : reads) r.done(why);
 }
 
 absl::Status RaftNode::ProposeConfChange(const raftpb::ConfChange& cc) {
@@ -80,10 +140,33 @@ absl::Status RaftNode::ProposeConfChange(const raftpb::ConfChange& cc) {
   return s;
 }
 
+void RaftNode::CatchUpTicks() {
+  const env::Instant now = env_.clock().Now();
+  const int64_t due = (now - last_tick_) / config_.tick;
+  if (due <= 0) return;
+  last_tick_ = last_tick_ + config_.tick * due;
+  // Beyond two election timeouts more ticks change nothing (every timeout has fired).
+  const int64_t ticks = std::min<int64_t>(due, 2 * config_.raft.election_ticks + 1);
+  for (int64_t i = 0; i < ticks && !failed_; ++i) raft_->Tick();
+}
+
 void RaftNode::OnTick() {
   tick_timer_ = env_.clock().After(config_.tick, [this] { OnTick(); });
   if (stopped()) return;
-  raft_->Tick();
+  const env::Instant now = env_.clock().Now();
+  std::vector<std::function<void(absl::StatusOr<uint64_t>)>> expired;
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (now >= it->second.deadline) {
+      expired.push_back(std::move(it->second.done));
+      it = reads_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& done : expired) {
+    done(absl::DeadlineExceededError("read index: no answer within the read timeout"));
+  }
+  CatchUpTicks();
   Observe();
   std::erase_if(inbound_, [](const Inbound& in) { return in.closed; });
   ProcessReady();
@@ -124,15 +207,13 @@ void RaftNode::CompleteReady(Ready ready, absl::Status persisted) {
   raft_->Advance(ready);
   ready_in_progress_ = false;
   Observe();
+  AnswerReads(ready.read_states);
   const bool member = raft_->membership().IsMember(raft_->id());
   was_member_ = was_member_ || member;
   if (was_member_ && !member && raft_->role() != Role::kLeader && !removed_) {
     removed_ = true;
-    env_.Log("raft node: removed from the cluster; stopping");
-    for (auto& [id, out] : outbound_) {
-      if (out.stream != nullptr) out.stream->Close();
-    }
-    outbound_.clear();
+    env_.Log("raft node: removed from the cluster; staying passive");
+    FailReads(absl::FailedPreconditionError("raft node was removed"));
     if (hooks_.on_removed) hooks_.on_removed();
   }
 }
@@ -167,6 +248,7 @@ void RaftNode::Fail(const absl::Status& why) {
   if (failed_) return;
   failed_ = true;
   env_.Log(absl::StrCat("raft node failed: ", why.ToString()));
+  FailReads(absl::FailedPreconditionError(absl::StrCat("raft node failed: ", why.message())));
   if (hooks_.on_fatal) hooks_.on_fatal(why);
 }
 
@@ -245,6 +327,7 @@ void RaftNode::OnMessage(const std::string& bytes) {
   if (auto it = outbound_.find(m.from()); it != outbound_.end()) {
     it->second.backoff = config_.backoff_min;
   }
+  CatchUpTicks();
   raft_->Step(m).IgnoreError();
   Observe();
   ProcessReady();

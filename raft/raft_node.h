@@ -13,8 +13,11 @@
 //
 // Membership: peers are found in an address book, seeded from the config and extended by the
 // addresses that conf changes carry (ConfChangeSingle.address); messages are exchanged with the
-// current members only. A node that applies its own removal stops (once it no longer leads: a
-// removed leader first hands over, see raft.h) and reports it, as etcd members do.
+// current members only. A node that applied its own removal (and no longer leads: a removed
+// leader first hands over, see raft.h) refuses proposals and reads from then on and reports it,
+// but keeps answering votes and appends: members that have not learned that the removal
+// committed may still need it to elect a leader that tells them (a node that exits at once can
+// strand the survivor of a two-node cluster for good). Exiting is the node layer's call.
 
 #ifndef E2D_RAFT_RAFT_NODE_H_
 #define E2D_RAFT_RAFT_NODE_H_
@@ -22,6 +25,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/container/btree_map.h"
@@ -44,6 +48,8 @@ struct RaftNodeConfig {
   absl::Duration backoff_min = absl::Milliseconds(50);
   absl::Duration backoff_max = absl::Seconds(2);
   size_t accepted_streams_max = 64;
+  absl::Duration read_timeout = absl::Seconds(2);  // a read not answered by then fails
+  size_t reads_pending_max = 1024;
 };
 
 struct RaftNodeHooks {
@@ -54,7 +60,7 @@ struct RaftNodeHooks {
   // log) right after it changed.
   std::function<void(const Raft& raft)> on_state;
   std::function<void(const absl::Status& why)> on_fatal;
-  // This node applied its own removal and stopped.
+  // This node applied its own removal (it stays passive; see the header comment).
   std::function<void()> on_removed;
 };
 
@@ -73,6 +79,13 @@ class RaftNode {
 
   // Asks for leadership to move to voter `to` (see Raft::TransferLeadership).
   void TransferLeadership(uint64_t to);
+
+  // A linearizable read (see Raft::ReadIndex): `done` gets the read index once this node has
+  // applied at least that far (serve the read from the state machine right then), or an error:
+  // refused (no leader, leader not ready, stepped down), ResourceExhausted past
+  // reads_pending_max, DeadlineExceeded after read_timeout (e.g. the request or its answer was
+  // lost). `done` may run before ReadIndex returns, for an immediate refusal.
+  void ReadIndex(std::function<void(absl::StatusOr<uint64_t>)> done);
 
   // Proposes a membership change (see Raft::ProposeConfChange); an added node's
   // ConfChangeSingle.address tells every member where to reach it.
@@ -100,6 +113,10 @@ class RaftNode {
            std::unique_ptr<Raft> raft);
   void Start();
   void OnTick();
+  // Ticks the core once for every tick interval the clock says has passed since the last tick
+  // (at most a bounded number at once). A paused process or a delayed timer thus never leaves
+  // the core believing less time has passed than has: the leader lease depends on it.
+  void CatchUpTicks();
   void ProcessReady();
   // Sends what waited for the persist, applies, advances. Does not start the next Ready.
   void CompleteReady(Ready ready, absl::Status persisted);
@@ -111,7 +128,10 @@ class RaftNode {
   void Observe();
   void Fail(const absl::Status& why);
   void LearnAddresses(const raftpb::Entry& e);
-  bool stopped() const { return failed_ || removed_; }
+  void AnswerReads(const std::vector<ReadState>& states);
+  void ServeReads();
+  void FailReads(const absl::Status& why);
+  bool stopped() const { return failed_; }
 
   env::Env& env_;
   const RaftNodeConfig config_;
@@ -126,6 +146,14 @@ class RaftNode {
   bool removed_ = false;
   bool was_member_ = false;  // this node has been a member since it started
   env::TimerId tick_timer_ = 0;
+  env::Instant last_tick_;
+  struct PendingRead {
+    std::function<void(absl::StatusOr<uint64_t>)> done;
+    env::Instant deadline;
+    std::optional<uint64_t> index;  // set once the leader answered
+  };
+  absl::btree_map<uint64_t, PendingRead> reads_;  // by context (a per-node sequence number)
+  uint64_t read_seq_ = 0;
   uint64_t messages_dropped_ = 0;
   uint64_t wal_syncs_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -88,6 +88,7 @@ class Harness {
         for (auto& m : rd.messages) queue_.push_back(m);
         for (auto& m : rd.messages_after_persist) queue_.push_back(m);
         for (auto& e : rd.committed_entries) applied_[id].push_back(e);
+        for (auto& rs : rd.read_states) reads_[id].push_back(rs);
         r->Advance(rd);
       }
     }
@@ -132,6 +133,7 @@ class Harness {
 
   const DurableState& durable(uint64_t id) { return durable_.at(id); }
   const std::vector<Entry>& applied(uint64_t id) { return applied_[id]; }
+  std::vector<ReadState>& reads(uint64_t id) { return reads_[id]; }
 
   void TickAll(int n) {
     for (int i = 0; i < n; ++i) {
@@ -153,6 +155,7 @@ class Harness {
   absl::btree_map<uint64_t, std::unique_ptr<Raft>> nodes_;
   absl::btree_map<uint64_t, DurableState> durable_;
   absl::btree_map<uint64_t, std::vector<Entry>> applied_;
+  absl::btree_map<uint64_t, std::vector<ReadState>> reads_;
   std::deque<Message> queue_;
   absl::btree_set<uint64_t> dropped_;
   absl::btree_set<std::pair<uint64_t, uint64_t>> cut_;
@@ -748,47 +751,160 @@ TEST(RaftMembershipTest, Sec4_3_JointCommitNeedsTheOldMajorityToo) {
   EXPECT_EQ(h.node(1).membership().ToString(), "voters=(1,4,5)");
 }
 
-TEST(RaftMembershipTest, RemovedLeaderRepeatsTheCommitUntilTheSurvivorHasIt) {
+TEST(RaftMembershipTest, RemovingTheLeaderOfATwoNodeClusterMovesLeadershipFirst) {
   Harness h(2);
   h.node(1).Campaign();
   h.Deliver();
   ASSERT_EQ(h.node(1).role(), Role::kLeader);
-  ASSERT_TRUE(h.node(1).ProposeConfChange(Change(raftpb::CONF_CHANGE_REMOVE_NODE, 1)).ok());
-  const uint64_t removal = h.node(1).log().last_index();
-  // The messages node 1 sends as it commits and applies the removal, which tell node 2 that it
-  // committed, are lost.
-  int dropped = 0;
-  h.DropIf([&](const Message& m) {
-    if (dropped == 2 || m.from() != 1 || m.commit() < removal) return false;
-    ++dropped;
-    return true;
-  });
+  ASSERT_TRUE(h.node(1).Propose("x").ok());  // node 2 lags by this entry for a moment
+  absl::Status self = h.node(1).ProposeConfChange(Change(raftpb::CONF_CHANGE_REMOVE_NODE, 1));
+  EXPECT_EQ(self.code(), absl::StatusCode::kFailedPrecondition) << self;
+  EXPECT_NE(self.message().find("transfer leadership first"), std::string::npos) << self;
   h.Deliver();
-  ASSERT_GE(dropped, 1);
-  EXPECT_LT(h.node(2).log().committed(), removal);
-  // Node 1 shuts down as soon as it stops leading (a removed member exits).
-  for (int i = 0; i < 30 && h.node(1).role() == Role::kLeader; ++i) h.TickAll(1);
-  h.Isolate(1);
-  h.TickAll(40);
+  ASSERT_EQ(h.node(2).role(), Role::kLeader);  // caught up, then handed over
+  h.TickAll(1);
+  ASSERT_TRUE(h.node(2).ProposeConfChange(Change(raftpb::CONF_CHANGE_REMOVE_NODE, 1)).ok());
+  h.Deliver();
   EXPECT_EQ(h.node(2).membership().ToString(), "voters=(2)");
-  EXPECT_EQ(h.node(2).role(), Role::kLeader);
-}
-
-TEST(RaftMembershipTest, RemovingTheLeaderOfATwoNodeClusterLeavesTheOtherLeading) {
-  Harness h(2);
-  h.node(1).Campaign();
-  h.Deliver();
-  ASSERT_EQ(h.node(1).role(), Role::kLeader);
-  ASSERT_TRUE(h.node(1).ProposeConfChange(Change(raftpb::CONF_CHANGE_REMOVE_NODE, 1)).ok());
-  h.Deliver();
-  h.TickAll(1);  // a heartbeat tells node 2 the removal is committed
-  EXPECT_EQ(h.node(2).membership().ToString(), "voters=(2)");
-  EXPECT_EQ(h.node(1).role(), Role::kFollower);
-  EXPECT_EQ(h.node(2).role(), Role::kLeader);
   h.Isolate(1);  // the removed node is shut down
   ASSERT_TRUE(h.node(2).Propose("alone").ok());
   h.Deliver();
   EXPECT_EQ(h.applied(2).back().data(), "alone");
+}
+
+// ---- §6.4 Linearizable reads (thesis) ----------------------------------------------------------
+
+TEST(RaftReadTest, Sec6_4_ReadIndexWaitsForAQuorumToConfirmLeadership) {
+  Harness h(3);
+  h.node(1).Campaign();
+  h.Deliver();
+  ASSERT_TRUE(h.node(1).Propose("x").ok());
+  h.Deliver();
+  const uint64_t committed = h.node(1).log().committed();
+  ASSERT_TRUE(h.node(1).ReadIndex("a").ok());
+  h.Flush();
+  EXPECT_TRUE(h.reads(1).empty());  // not before the heartbeat round
+  h.Deliver();
+  ASSERT_EQ(h.reads(1).size(), 1u);
+  EXPECT_TRUE(h.reads(1)[0].status.ok()) << h.reads(1)[0].status;
+  EXPECT_EQ(h.reads(1)[0].context, "a");
+  EXPECT_EQ(h.reads(1)[0].index, committed);
+}
+
+TEST(RaftReadTest, Sec6_4_FollowerReadIsForwardedAndAnswered) {
+  Harness h(3);
+  h.node(1).Campaign();
+  h.Deliver();
+  ASSERT_TRUE(h.node(2).ReadIndex("b").ok());
+  h.Deliver();
+  ASSERT_EQ(h.reads(2).size(), 1u);
+  EXPECT_TRUE(h.reads(2)[0].status.ok()) << h.reads(2)[0].status;
+  EXPECT_EQ(h.reads(2)[0].index, h.node(1).log().committed());
+  EXPECT_TRUE(h.reads(1).empty());
+}
+
+TEST(RaftReadTest, Sec6_4_RefusedWithoutALeaderOrBeforeTheLeaderCommitsInItsTerm) {
+  Harness h(3);
+  EXPECT_EQ(h.node(2).ReadIndex("c").code(), absl::StatusCode::kUnavailable);
+  h.DropIf([](const Message& m) { return m.type() == raftpb::MSG_APP; });
+  h.node(1).Campaign();
+  h.Deliver();
+  ASSERT_EQ(h.node(1).role(), Role::kLeader);
+  absl::Status s = h.node(1).ReadIndex("d");
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_NE(s.message().find("not committed an entry of its term"), std::string::npos) << s;
+  // Forwarded by a follower, the refusal comes back as a ReadState, not silence.
+  h.TickAll(1);  // a heartbeat tells node 3 who leads
+  ASSERT_TRUE(h.node(3).ReadIndex("e").ok());
+  h.Deliver();
+  ASSERT_EQ(h.reads(3).size(), 1u);
+  EXPECT_EQ(h.reads(3)[0].context, "e");
+  EXPECT_FALSE(h.reads(3)[0].status.ok());
+}
+
+TEST(RaftReadTest, Sec6_4_DeposedLeaderFailsItsPendingReads) {
+  Harness h(3);
+  h.node(1).Campaign();
+  h.Deliver();
+  h.Isolate(1);
+  ASSERT_TRUE(h.node(1).ReadIndex("stale?").ok());
+  h.Deliver();
+  EXPECT_TRUE(h.reads(1).empty());  // no quorum confirms it
+  h.TickAll(30);  // nodes 2 and 3 elect a leader without node 1
+  const uint64_t leader = h.node(2).role() == Role::kLeader ? 2 : 3;
+  ASSERT_EQ(h.node(leader).role(), Role::kLeader);
+  ASSERT_TRUE(h.node(leader).Propose("new").ok());
+  h.Deliver();
+  h.HealAll();
+  h.TickAll(1);  // node 1 hears of the new term and steps down
+  EXPECT_EQ(h.node(1).role(), Role::kFollower);
+  ASSERT_EQ(h.reads(1).size(), 1u);
+  EXPECT_EQ(h.reads(1)[0].status.code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(RaftReadTest, MutationReadWithoutQuorumAnswersFromADeposedLeader) {
+  Harness h(3, [](Config& c) { c.mutation = Mutation::kReadWithoutQuorum; });
+  h.node(1).Campaign();
+  h.Deliver();
+  h.Isolate(1);
+  for (int i = 0; i < 30 && h.node(2).role() != Role::kLeader && h.node(3).role() != Role::kLeader;
+       ++i) {
+    h.node(2).Tick();
+    h.node(3).Tick();
+    h.Deliver();
+  }
+  const uint64_t leader = h.node(2).role() == Role::kLeader ? 2 : 3;
+  ASSERT_EQ(h.node(leader).role(), Role::kLeader);
+  ASSERT_TRUE(h.node(leader).Propose("new").ok());
+  h.Deliver();
+  ASSERT_EQ(h.node(1).role(), Role::kLeader);  // it has not noticed (no check-quorum tick yet)
+  ASSERT_TRUE(h.node(1).ReadIndex("stale").ok());
+  h.Flush();
+  ASSERT_EQ(h.reads(1).size(), 1u);  // answered at once: a stale read
+  EXPECT_LT(h.reads(1)[0].index, h.node(leader).log().committed());
+}
+
+TEST(RaftReadTest, LeaseReadsAnswerAtOnceOnlyWithinTheLease) {
+  auto lease = [](Config& c) {
+    c.lease_reads = true;
+    c.clock_drift_ticks = 2;
+  };
+  Harness h(3, lease);
+  h.node(1).Campaign();
+  h.Deliver();
+  h.TickAll(1);  // a heartbeat round confirms the lease
+  ASSERT_TRUE(h.node(1).ReadIndex("l1").ok());
+  h.Flush();
+  ASSERT_EQ(h.reads(1).size(), 1u);
+  EXPECT_TRUE(h.reads(1)[0].status.ok());
+  // Cut off: after election_ticks - clock_drift_ticks ticks the lease is gone.
+  h.Isolate(1);
+  for (int i = 0; i < 10 - 2; ++i) h.node(1).Tick();
+  h.Flush();
+  ASSERT_EQ(h.node(1).role(), Role::kLeader);
+  ASSERT_TRUE(h.node(1).ReadIndex("l2").ok());
+  h.Flush();
+  EXPECT_EQ(h.reads(1).size(), 1u);  // waits for a quorum instead
+  EXPECT_FALSE(Raft::Create([] {
+                 Config c = ConfigFor(1, 3);
+                 c.lease_reads = true;
+                 c.check_quorum = false;
+                 return c;
+               }(), {}).ok());
+}
+
+TEST(RaftReadTest, NoLeaseReadsAfterHandingLeadershipOver) {
+  Harness h(3, [](Config& c) { c.lease_reads = true; });
+  h.node(1).Campaign();
+  h.Deliver();
+  h.TickAll(1);
+  h.DropIf([](const Message& m) { return m.type() == raftpb::MSG_TIMEOUT_NOW; });
+  h.node(1).TransferLeadership(2);
+  h.Deliver();
+  ASSERT_EQ(h.node(1).role(), Role::kLeader);
+  ASSERT_TRUE(h.node(1).ReadIndex("after-transfer").ok());
+  h.Flush();
+  EXPECT_TRUE(h.reads(1).empty());  // node 2 may be leading already: confirm by quorum
 }
 
 TEST(RaftReadyTest, VotesAndAcksWaitForPersistAndCarryTheirHardState) {

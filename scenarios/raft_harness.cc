@@ -53,6 +53,27 @@ class RaftOracle {
     }
   }
   bool failed() const { return !failure_.empty(); }
+
+  // A linearizable read at node n: whatever any node had declared committed when the read began
+  // must be covered by the index it is served at.
+  void Read(NodeId n, raft::RaftNode& node) {
+    const uint64_t floor = committed_.empty() ? 0 : committed_.rbegin()->first;
+    const int64_t began_ns = cluster_.sim().now_ns();
+    node.ReadIndex([this, n, floor, began_ns](absl::StatusOr<uint64_t> index) {
+      if (!index.ok()) {
+        ++reads_failed_;
+        return;
+      }
+      ++reads_ok_;
+      if (*index < floor) {
+        Fail(absl::StrFormat("linearizability: a read at n%d begun at t=%.6fs was served at "
+                             "index %d, but index %d was committed before it began",
+                             n, began_ns / 1e9, *index, floor));
+      }
+    });
+  }
+  uint64_t reads_ok() const { return reads_ok_; }
+  uint64_t reads_failed() const { return reads_failed_; }
   const std::string& failure() const { return failure_; }
   uint64_t committed() const { return committed_.size(); }
   uint64_t leaders() const { return leader_of_term_.size(); }
@@ -141,6 +162,8 @@ class RaftOracle {
   absl::btree_map<std::string, uint64_t> index_of_data_;
   absl::btree_map<uint64_t, NodeId> leader_of_term_;
   std::string failure_;
+  uint64_t reads_ok_ = 0;
+  uint64_t reads_failed_ = 0;
 };
 
 raft::RaftNode* NodeOf(sim::Cluster& cluster, NodeId n) {
@@ -150,20 +173,24 @@ raft::RaftNode* NodeOf(sim::Cluster& cluster, NodeId n) {
 
 
 // Proposes a unique value to a random live node every 20-200 ms until `stop_ns`.
-void ScheduleClient(sim::Cluster& cluster, env::Random* random, uint64_t* seq, int64_t at_ns,
-                    int64_t stop_ns) {
+void ScheduleClient(sim::Cluster& cluster, RaftOracle* oracle, env::Random* random,
+                    uint64_t* seq, int64_t at_ns, int64_t stop_ns) {
   if (at_ns >= stop_ns) return;
-  cluster.sim().Schedule(at_ns, sim::kNoNode, "client", *seq, [&cluster, random, seq, stop_ns] {
+  cluster.sim().Schedule(at_ns, sim::kNoNode, "client", *seq,
+                         [&cluster, oracle, random, seq, stop_ns] {
     const std::vector<NodeId> nodes = cluster.nodes();
     const NodeId n = nodes[random->Uniform(nodes.size())];
     if (raft::RaftNode* node = NodeOf(cluster, n); node != nullptr && !cluster.paused(n)) {
-      if (random->Chance(0.02)) {  // now and then an operator moves the leader
+      const uint64_t action = random->Uniform(100);
+      if (action < 2) {  // now and then an operator moves the leader
         node->TransferLeadership(nodes[random->Uniform(nodes.size())]);
+      } else if (action < 20) {
+        oracle->Read(n, *node);
       } else {
         node->Propose(absl::StrCat("v", (*seq)++)).IgnoreError();
       }
     }
-    ScheduleClient(cluster, random, seq,
+    ScheduleClient(cluster, oracle, random, seq,
                    cluster.sim().now_ns() + random->Range(20'000'000, 200'000'000), stop_ns);
   });
 }
@@ -259,10 +286,14 @@ class MembershipOperator {
         break;
       }
       case Operator::kRemoveLeader:
+        // The node to remove is the leader when the operator decides; the leader hands over
+        // first, and the operator retries on the new leader.
+        if (target_ != sim::kNoNode && !m.IsMember(target_)) target_ = sim::kNoNode;
         if (!learners.empty()) {
           change(raftpb::CONF_CHANGE_ADD_NODE, learners.front());
         } else if (voters.size() >= 2) {
-          change(raftpb::CONF_CHANGE_REMOVE_NODE, l);
+          if (target_ == sim::kNoNode) target_ = l;
+          change(raftpb::CONF_CHANGE_REMOVE_NODE, target_);
         } else if (!spares.empty()) {
           change(raftpb::CONF_CHANGE_ADD_LEARNER_NODE, spares.front());
         }
@@ -281,6 +312,7 @@ class MembershipOperator {
   env::Random random_;
   absl::btree_set<uint64_t> originals_;
   absl::btree_set<uint64_t> ever_member_;
+  NodeId target_ = sim::kNoNode;  // kRemoveLeader: the leader being removed
   uint64_t proposed_ = 0;
   uint64_t refused_ = 0;
 };
@@ -301,6 +333,7 @@ sim::ScenarioResult RunRaft(const sim::FaultSchedule& schedule, const sim::RunOp
     c.raft.id = n;
     c.raft.mutation = config.mutation;
     c.raft.msg_bytes_max = config.msg_bytes_max;
+    c.raft.lease_reads = config.lease_reads;
     for (int i = 1; i <= schedule.nodes; ++i) {
       if (i <= voters && static_cast<int>(n) <= voters) c.raft.voters.push_back(i);
       if (i != static_cast<int>(n)) c.peers[i] = addresses[i - 1];
@@ -370,7 +403,7 @@ sim::ScenarioResult RunRaft(const sim::FaultSchedule& schedule, const sim::RunOp
   sim::ScheduleFaults(schedule, cluster, [&oracle](const std::string& why) { oracle.Fail(why); });
   env::Random client_random = sim.ForkRandom("client");
   uint64_t seq = 0;
-  ScheduleClient(cluster, &client_random, &seq, 100'000'000, heal_ns);
+  ScheduleClient(cluster, &oracle, &client_random, &seq, 100'000'000, heal_ns);
   MembershipOperator op(cluster, config, voters);
   const int64_t deadline = heal_ns + converge_ms_max * 1'000'000;
   // Replacing every original is part of the liveness goal: that operator keeps going.
@@ -442,9 +475,10 @@ sim::ScenarioResult RunRaft(const sim::FaultSchedule& schedule, const sim::RunOp
   result.events = sim.events_run();
   result.end_ns = sim.now_ns();
   result.summary = absl::StrFormat(
-      "events=%d proposals=%d committed=%d leaders=%d conf_changes=%d refused=%d "
+      "events=%d proposals=%d committed=%d leaders=%d reads=%d/%d conf_changes=%d/%d "
       "converged_ms=%.1f",
-      result.events, seq, oracle.committed(), oracle.leaders(), op.proposed(), op.refused(),
+      result.events, seq, oracle.committed(), oracle.leaders(), oracle.reads_ok(),
+      oracle.reads_ok() + oracle.reads_failed(), op.proposed() - op.refused(), op.proposed(),
       converged_ns / 1e6);
   if (!result.pass) result.log_tail = absl::StrJoin(cluster.log_tail(), "\n");
   return result;

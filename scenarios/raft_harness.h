@@ -12,8 +12,10 @@
 //    entries, and recovery from torn writes and lost fsyncs never fails;
 //  - liveness: once every fault is healed and every node restarted, a leader exists and a
 //    fresh proposal is applied by every node within a bound of simulated time.
-// A client proposes a unique value to a random live node every 20-200 ms throughout, and now and
-// then (2% of its actions) asks a random node to move leadership to a random voter. An operator
+// A client acts on a random live node every 20-200 ms throughout: it proposes a unique value
+// (80% of its actions), reads (18%: linearizable reads are checked to be served at an index at
+// least as high as anything declared committed when they began), or asks the node to move
+// leadership to a random voter (2%). An operator
 // may change the membership through the leader every 0.5-2 s (see Operator); the liveness check
 // then covers the members of the final membership, and a node that applied its own removal
 // stops, as a removed etcd member does.
@@ -51,6 +53,7 @@ struct RaftScenarioConfig {
   int64_t converge_ms_max = 60'000;  // liveness bound after the heal
   raft::Mutation mutation = raft::Mutation::kNone;  // the mutation self-test breaks a rule
   uint64_t msg_bytes_max = 1 << 20;  // entry bytes per append (small: one entry per message)
+  bool lease_reads = false;  // reads served on the leader lease (see raft.h)
   // A nemesis aimed at the moment a leader advances its commit index: with this chance it
   // crashes right then (its messages still in flight are lost) and restarts 0.3-3 s later.
   double crash_leader_on_commit = 0;

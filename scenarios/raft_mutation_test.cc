@@ -50,5 +50,14 @@ TEST(RaftMutationTest, CommittingOldTermEntriesByCountingIsCaught) {
               static_cast<unsigned long long>(seed), failure.c_str());
 }
 
+TEST(RaftMutationTest, ReadsWithoutConfirmingLeadershipAreCaught) {
+  std::string failure;
+  const uint64_t seed = FirstFailingSeed("raft_partitions", RaftPartitionsConfig(),
+                                         raft::Mutation::kReadWithoutQuorum, &failure);
+  EXPECT_NE(seed, 0u) << "no seed in " << kSeedBudget << " caught reads without a quorum check";
+  std::printf("read without quorum: caught at raft_partitions seed %llu: %s\n",
+              static_cast<unsigned long long>(seed), failure.c_str());
+}
+
 }  // namespace
 }  // namespace e2d::scenarios

@@ -15,6 +15,7 @@ RaftScenarioConfig RaftSwarmConfig() {
   c.swarm.disk_errors = true;
   c.swarm.down_max = 2;
   c.swarm.target_leader = true;
+  c.lease_reads = true;
   return c;
 }
 

@@ -1,9 +1,11 @@
 // Copyright e2d authors.
 //
 // raft_two_node: a two-voter cluster whose leader is removed, again and again (each time a
-// spare joins as a learner and is promoted, to get back to two voters). A removed node stops as
-// soon as it no longer leads, like a removed etcd member; the survivor must still learn that the
-// removal committed and take over (the stranded-survivor bug of naive implementations).
+// spare joins as a learner and is promoted, to get back to two voters). The leader refuses to
+// remove itself and hands leadership over first; the operator retries on the new leader. The
+// survivor must always end up leading alone: a naive removal can strand it for good, since it
+// needs the removed node's vote until it learns the removal committed, and the removed node may
+// hold entries it lacks (seed 472 found that with an earlier design).
 
 #include "scenarios/registry.h"
 
