@@ -83,6 +83,7 @@ class Progress {
   bool is_learner = false;
   uint64_t commit = 0;            // the follower's commit index, as it last reported it
   uint64_t acked_beat = 0;        // the latest heartbeat round it acknowledged (leader lease)
+  int snapshot_ticks = 0;         // in kSnapshot: ticks since the snapshot was sent
   Inflights inflights;
 };
 

@@ -85,6 +85,9 @@ absl::Status ValidateState(const DurableState& s) {
   if (s.hard_state.vote() != kNone && s.hard_state.term() == 0) {
     return absl::InvalidArgumentError("raft state: vote without a term");
   }
+  if (s.snapshot_index > 0 && !s.conf_state) {
+    return absl::InvalidArgumentError("raft state: a snapshot without its membership");
+  }
   if (s.conf_state) {
     if (absl::StatusOr<Membership> m = Membership::FromConfState(*s.conf_state); !m.ok()) {
       return absl::InvalidArgumentError(
@@ -159,7 +162,12 @@ Raft::Raft(const Config& config, DurableState state)
       log_(state.snapshot_index, state.snapshot_term, std::move(state.entries),
            state.hard_state.commit()),
       persisted_hard_state_(state.hard_state) {
-  if (state.conf_state) membership_ = *Membership::FromConfState(*state.conf_state);
+  if (state.conf_state) {
+    membership_ = *Membership::FromConfState(*state.conf_state);
+    *snapshot_.mutable_conf_state() = *state.conf_state;
+  }
+  snapshot_.set_index(state.snapshot_index);
+  snapshot_.set_term(state.snapshot_term);
   BecomeFollower(term_, kNone);
 }
 
@@ -332,6 +340,15 @@ void Raft::Tick() {
   if (role_ == Role::kLeader) {
     ++ticks_;
     ++heartbeat_elapsed_;
+    for (auto& [id, pr] : progress_) {
+      // A snapshot transfer that neither completed nor failed in time (the driver crashed, a
+      // report was lost): never leave the follower paused, probe it again.
+      if (pr.state == ProgressState::kSnapshot &&
+          ++pr.snapshot_ticks >= config_.snapshot_timeout_ticks) {
+        pr.pending_snapshot = 0;
+        pr.BecomeProbe();
+      }
+    }
     ++election_elapsed_;
     if (election_elapsed_ >= config_.election_ticks) {
       election_elapsed_ = 0;
@@ -693,6 +710,8 @@ void Raft::StepAppendResponse(const Message& m, Progress& pr) {
     pr.BecomeReplicate();
   } else if (pr.state == ProgressState::kReplicate) {
     pr.inflights.FreeLE(m.index());
+  } else if (pr.state == ProgressState::kSnapshot && pr.match >= pr.pending_snapshot) {
+    pr.BecomeReplicate();  // the follower installed the snapshot (or caught up otherwise)
   }
   if (MaybeCommit()) {
     BroadcastAppend();
@@ -759,6 +778,10 @@ absl::Status Raft::StepCandidate(const Message& m) {
       BecomeFollower(m.term(), m.from());
       HandleAppend(m);
       return absl::OkStatus();
+    case raftpb::MSG_SNAP:
+      BecomeFollower(m.term(), m.from());
+      HandleSnapshot(m);
+      return absl::OkStatus();
     case raftpb::MSG_HEARTBEAT:
       BecomeFollower(m.term(), m.from());
       HandleHeartbeat(m);
@@ -806,6 +829,11 @@ absl::Status Raft::StepFollower(const Message& m) {
       election_elapsed_ = 0;
       lead_ = m.from();
       HandleHeartbeat(m);
+      return absl::OkStatus();
+    case raftpb::MSG_SNAP:
+      election_elapsed_ = 0;
+      lead_ = m.from();
+      HandleSnapshot(m);
       return absl::OkStatus();
     case raftpb::MSG_TIMEOUT_NOW:
       // The leader hands over: campaign at once, skipping pre-vote (it asked for this).
@@ -863,6 +891,39 @@ void Raft::HandleAppend(const Message& m) {
   Send(std::move(resp));
 }
 
+// A snapshot from the leader, its data durable at the driver already.
+void Raft::HandleSnapshot(const Message& m) {
+  const raftpb::SnapshotMetadata& meta = m.snapshot().metadata();
+  Message resp;
+  resp.set_type(raftpb::MSG_APP_RESP);
+  resp.set_to(m.from());
+  if (meta.index() <= log_.committed()) {  // we are past it
+    resp.set_index(log_.committed());
+    resp.set_commit(log_.committed());
+    Send(std::move(resp));
+    return;
+  }
+  if (log_.MatchTerm(meta.index(), meta.term())) {  // we hold its last entry: just commit
+    log_.CommitTo(meta.index());
+    resp.set_index(meta.index());
+    resp.set_commit(log_.committed());
+    Send(std::move(resp));
+    return;
+  }
+  absl::StatusOr<Membership> membership = Membership::FromConfState(meta.conf_state());
+  if (!membership.ok()) {
+    ++ignored_messages_;
+    return;
+  }
+  log_.Restore(meta.index(), meta.term());
+  membership_ = *std::move(membership);
+  snapshot_ = meta;
+  pending_snapshot_ = meta;
+  resp.set_index(meta.index());
+  resp.set_commit(meta.index());
+  Send(std::move(resp));  // after the persist, with the snapshot's marker
+}
+
 void Raft::HandleHeartbeat(const Message& m) {
   log_.CommitTo(std::min(m.commit(), log_.last_index()));
   Message resp;
@@ -893,9 +954,7 @@ bool Raft::SendAppend(uint64_t to, bool send_if_empty) {
   Progress& pr = progress_.at(to);
   if (pr.paused()) return false;
   const uint64_t prev_index = pr.next - 1;
-  E2D_CHECK(prev_index >= log_.snapshot_index(),
-            "follower %llu needs entries before the snapshot (snapshots not supported yet)",
-            (ull)to);
+  if (prev_index < log_.snapshot_index()) return SendSnapshot(to, pr);  // compacted away
   std::vector<raftpb::Entry> entries;
   if (pr.next <= log_.last_index()) {
     entries = log_.Slice(pr.next, log_.last_index() + 1, config_.msg_bytes_max);
@@ -916,6 +975,41 @@ bool Raft::SendAppend(uint64_t to, bool send_if_empty) {
                  bytes);
   Send(std::move(m));
   return true;
+}
+
+bool Raft::SendSnapshot(uint64_t to, Progress& pr) {
+  E2D_CHECK(snapshot_.index() == log_.snapshot_index(), "snapshot %llu but log compacted to %llu",
+            (ull)snapshot_.index(), (ull)log_.snapshot_index());
+  Message m;
+  m.set_type(raftpb::MSG_SNAP);
+  m.set_to(to);
+  *m.mutable_snapshot()->mutable_metadata() = snapshot_;
+  pr.BecomeSnapshot(snapshot_.index());
+  pr.snapshot_ticks = 0;
+  Send(std::move(m));
+  return true;
+}
+
+void Raft::ReportSnapshotFailure(uint64_t to) {
+  if (role_ != Role::kLeader) return;
+  auto it = progress_.find(to);
+  if (it == progress_.end() || it->second.state != ProgressState::kSnapshot) return;
+  it->second.pending_snapshot = 0;
+  it->second.BecomeProbe();
+}
+
+absl::Status Raft::Compact(uint64_t index) {
+  if (index != log_.applied() || index <= log_.snapshot_index() || index > log_.stable_index()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "compact at ", index, ": must be the applied index ", log_.applied(),
+        " and past the snapshot ", log_.snapshot_index()));
+  }
+  const uint64_t term = log_.TermOr0(index);
+  log_.CompactTo(index);
+  snapshot_.set_index(index);
+  snapshot_.set_term(term);
+  *snapshot_.mutable_conf_state() = membership_.ToConfState();
+  return absl::OkStatus();
 }
 
 void Raft::BroadcastAppend() {
@@ -1088,7 +1182,7 @@ bool Raft::HasReady() const {
   if (ready_outstanding_) return false;
   if (!SameHardState(hard_state(), persisted_hard_state_)) return true;
   if (log_.HasUnpersisted() || !msgs_.empty() || !msgs_after_persist_.empty()) return true;
-  if (!read_states_.empty()) return true;
+  if (!read_states_.empty() || pending_snapshot_) return true;
   return ApplyLimit(0) > log_.applied();
 }
 
@@ -1102,6 +1196,8 @@ Ready Raft::GetReady() {
   if (apply_to > log_.applied()) {
     r.committed_entries = log_.Slice(log_.applied() + 1, apply_to + 1, config_.apply_bytes_max);
   }
+  r.snapshot = std::move(pending_snapshot_);
+  pending_snapshot_.reset();
   r.read_states = std::move(read_states_);
   read_states_.clear();
   r.messages = std::move(msgs_);
@@ -1117,7 +1213,8 @@ void Raft::Advance(const Ready& r) {
   ready_outstanding_ = false;
   if (r.hard_state) persisted_hard_state_ = *r.hard_state;
   log_.StableTo(r.entries);
-  if (!r.committed_entries.empty()) {
+  // Unless a snapshot installed since this Ready was taken supersedes them (it covers them).
+  if (!r.committed_entries.empty() && r.committed_entries.back().index() > log_.applied()) {
     log_.AppliedTo(r.committed_entries.back().index());
     for (const raftpb::Entry& e : r.committed_entries) {
       if (e.type() == raftpb::ENTRY_CONF_CHANGE) ApplyConfChange(e);

@@ -11,7 +11,20 @@
 // commit only by counting replicas of current-term entries (§5.4.2), and a bound on uncommitted
 // proposal bytes, leadership transfer (thesis §3.10), and membership changes (thesis §4:
 // learners, single-server changes, joint consensus; see membership.h), and linearizable reads
-// (thesis §6.4: ReadIndex, and optional lease reads). Not yet: snapshots.
+// (thesis §6.4: ReadIndex, and optional lease reads), and log compaction with snapshots
+// (thesis §5: a follower whose next entry was compacted away gets a snapshot).
+//
+// Snapshots: the core never holds snapshot data. The driver saves the state machine at the
+// applied index durably, then calls Compact(applied), which drops the log up to there and makes
+// that the snapshot the leader offers. To a follower that needs it the leader sends MSG_SNAP with
+// the metadata only (index, term, membership); the driver carries the data (in chunks), saves it
+// at the follower and steps the same MSG_SNAP into the follower's core once the data is durable.
+// The follower installs it (drops its log unless it holds the snapshot's last entry), and the
+// next Ready carries `snapshot`: restore the state machine from it before applying anything
+// else. The leader holds no appends for a follower in the snapshot state; it leaves that state
+// when the follower acknowledges the snapshot, when the driver reports the transfer failed
+// (ReportSnapshot), or after snapshot_timeout_ticks, so a crash mid-transfer never leaves a
+// follower paused.
 //
 // Reads: ReadIndex(context) asks the leader (directly, or forwarded by a follower) for the
 // commit index at the time of the request, confirmed by a quorum of heartbeat acknowledgements
@@ -96,6 +109,7 @@ struct Config {
   bool lease_reads = false;        // requires check_quorum
   int clock_drift_ticks = 2;       // lease margin: 0 < clock_drift_ticks < election_ticks
   size_t pending_reads_max = 4096; // reads a leader holds while confirming its leadership
+  int snapshot_timeout_ticks = 100; // a follower in the snapshot state this long is probed again
   uint64_t random_seed = 0;                     // the randomised election timeout's stream
   Mutation mutation = Mutation::kNone;          // tests only
 };
@@ -128,6 +142,9 @@ struct Ready {
   std::vector<raftpb::Message> messages_after_persist;  // only once the above is durable
   std::vector<raftpb::Entry> committed_entries;         // apply, in order, after the persist
   std::vector<ReadState> read_states;                   // answers to ReadIndex
+  // A snapshot received from the leader, installed: persist its marker (the data is durable
+  // already), then restore the state machine from it before applying committed_entries.
+  std::optional<raftpb::SnapshotMetadata> snapshot;
 };
 
 class Raft {
@@ -161,6 +178,17 @@ class Raft {
   // cannot even try (no leader known, leader not ready, too many pending reads); otherwise the
   // answer, possibly a refusal, comes as a ReadState with this context.
   absl::Status ReadIndex(std::string context);
+
+  // Log compaction: the driver has durably saved the state machine at `index`, which must be
+  // the applied index (the membership it records is the current one). Drops the log up to there.
+  // FailedPrecondition otherwise or if `index` is not past the current snapshot.
+  absl::Status Compact(uint64_t index);
+  // The newest snapshot: the local one, or the one installed from the leader.
+  const raftpb::SnapshotMetadata& snapshot() const { return snapshot_; }
+
+  // Leader: the driver could not deliver the snapshot to `to` (the stream broke, the follower
+  // refused it): probe the follower again.
+  void ReportSnapshotFailure(uint64_t to);
 
   // Starts an election now (as if the election timeout fired).
   void Campaign();
@@ -215,6 +243,8 @@ class Raft {
   void StepHeartbeatResponse(const raftpb::Message& m, Progress& pr);
 
   void HandleAppend(const raftpb::Message& m);
+  void HandleSnapshot(const raftpb::Message& m);
+  bool SendSnapshot(uint64_t to, Progress& pr);
   void HandleHeartbeat(const raftpb::Message& m);
   absl::Status AppendProposal(const raftpb::Message& m);
 
@@ -273,6 +303,8 @@ class Raft {
   uint64_t beat_seq_ = 0;
   std::deque<std::pair<uint64_t, uint64_t>> beat_ticks_;
   bool lease_revoked_ = false;
+  raftpb::SnapshotMetadata snapshot_;                       // the newest one
+  std::optional<raftpb::SnapshotMetadata> pending_snapshot_;  // installed, not yet in a Ready
   std::vector<raftpb::Message> msgs_;
   std::vector<raftpb::Message> msgs_after_persist_;
   raftpb::HardState persisted_hard_state_;

@@ -172,4 +172,25 @@ std::string RaftLog::ToString() const {
                          applied_, stable_index_);
 }
 
+void RaftLog::CompactTo(uint64_t index) {
+  E2D_CHECK(index > snapshot_index_ && index <= applied_ && index <= stable_index_,
+            "compact to %llu outside (snapshot %llu, min(applied %llu, stable %llu)]", (ull)index,
+            (ull)snapshot_index_, (ull)applied_, (ull)stable_index_);
+  snapshot_term_ = at(index).term();
+  entries_.erase(entries_.begin(), entries_.begin() + static_cast<long>(index - snapshot_index_));
+  snapshot_index_ = index;
+  CheckInvariants();
+}
+
+void RaftLog::Restore(uint64_t index, uint64_t term) {
+  E2D_CHECK(index > committed_, "restore to %llu at or below committed %llu", (ull)index,
+            (ull)committed_);
+  entries_.clear();
+  snapshot_index_ = index;
+  snapshot_term_ = term;
+  committed_ = applied_ = stable_index_ = index;
+  unpersisted_from_ = index + 1;
+  CheckInvariants();
+}
+
 }  // namespace e2d::raft

@@ -76,6 +76,16 @@ class RaftLog {
   // The entries handed out by TakeUnpersisted are now durable, except those overwritten since.
   void StableTo(const std::vector<raftpb::Entry>& persisted);
 
+  // Log compaction: drops the entries up to `index`, which a durable snapshot now covers.
+  // REQUIRES (crashes otherwise): snapshot_index < index <= applied and index <= stable_index.
+  void CompactTo(uint64_t index);
+
+  // Installs a snapshot received from the leader: every entry is dropped and the log restarts
+  // after (index, term), committed and applied there. REQUIRES: index > committed.
+  void Restore(uint64_t index, uint64_t term);
+
+  uint64_t snapshot_term() const { return snapshot_term_; }
+
   std::string ToString() const;
 
  private:

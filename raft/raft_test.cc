@@ -134,6 +134,7 @@ class Harness {
   const DurableState& durable(uint64_t id) { return durable_.at(id); }
   const std::vector<Entry>& applied(uint64_t id) { return applied_[id]; }
   std::vector<ReadState>& reads(uint64_t id) { return reads_[id]; }
+  const std::vector<raftpb::SnapshotMetadata>& installed(uint64_t id) { return installed_[id]; }
 
   void TickAll(int n) {
     for (int i = 0; i < n; ++i) {
@@ -145,6 +146,13 @@ class Harness {
  private:
   void Persist(uint64_t id, const Ready& rd) {
     DurableState& d = durable_[id];
+    if (rd.snapshot) {  // installed: the log restarts after it
+      d.snapshot_index = rd.snapshot->index();
+      d.snapshot_term = rd.snapshot->term();
+      d.conf_state = rd.snapshot->conf_state();
+      d.entries.clear();
+      installed_[id].push_back(*rd.snapshot);
+    }
     if (rd.hard_state) d.hard_state = *rd.hard_state;
     for (const Entry& e : rd.entries) {
       while (!d.entries.empty() && d.entries.back().index() >= e.index()) d.entries.pop_back();
@@ -156,6 +164,7 @@ class Harness {
   absl::btree_map<uint64_t, DurableState> durable_;
   absl::btree_map<uint64_t, std::vector<Entry>> applied_;
   absl::btree_map<uint64_t, std::vector<ReadState>> reads_;
+  absl::btree_map<uint64_t, std::vector<raftpb::SnapshotMetadata>> installed_;
   std::deque<Message> queue_;
   absl::btree_set<uint64_t> dropped_;
   absl::btree_set<std::pair<uint64_t, uint64_t>> cut_;
@@ -905,6 +914,62 @@ TEST(RaftReadTest, NoLeaseReadsAfterHandingLeadershipOver) {
   ASSERT_TRUE(h.node(1).ReadIndex("after-transfer").ok());
   h.Flush();
   EXPECT_TRUE(h.reads(1).empty());  // node 2 may be leading already: confirm by quorum
+}
+
+// ---- §7 Log compaction (paper) ---------------------------------------------------------------
+
+TEST(RaftSnapshotTest, Sec7_LaggingFollowerInstallsTheSnapshotAndCatchesUp) {
+  Harness h(3);
+  h.node(1).Campaign();
+  h.Deliver();
+  h.Isolate(3);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(h.node(1).Propose("e" + std::to_string(i)).ok());
+  h.Deliver();
+  const uint64_t applied = h.node(1).log().applied();
+  ASSERT_TRUE(h.node(1).Compact(applied).ok());
+  EXPECT_EQ(h.node(1).log().snapshot_index(), applied);
+  EXPECT_EQ(h.node(1).Compact(applied).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(h.node(1).Propose("after").ok());
+  h.HealAll();
+  h.TickAll(2);
+  ASSERT_EQ(h.installed(3).size(), 1u);
+  EXPECT_EQ(h.installed(3)[0].index(), applied);
+  EXPECT_EQ(h.installed(3)[0].conf_state().voters_size(), 3);
+  EXPECT_EQ(h.node(3).log().last_index(), h.node(1).log().last_index());
+  EXPECT_EQ(h.node(3).log().applied(), h.node(1).log().applied());
+  EXPECT_EQ(h.applied(3).back().data(), "after");
+  EXPECT_EQ(h.node(1).progress(3)->state, ProgressState::kReplicate);
+}
+
+TEST(RaftSnapshotTest, AFollowerIsNeverLeftPausedInTheSnapshotState) {
+  Harness h(3, [](Config& c) { c.snapshot_timeout_ticks = 20; });
+  h.node(1).Campaign();
+  h.Deliver();
+  h.Isolate(3);
+  ASSERT_TRUE(h.node(1).Propose("x").ok());
+  h.Deliver();
+  ASSERT_TRUE(h.node(1).Compact(h.node(1).log().applied()).ok());
+  h.HealAll();
+  h.DropIf([](const Message& m) { return m.type() == raftpb::MSG_SNAP; });  // lost in transit
+  h.TickAll(2);
+  ASSERT_EQ(h.node(1).progress(3)->state, ProgressState::kSnapshot);
+  h.TickAll(20);  // neither acknowledged nor reported: probed again, and the snapshot resent
+  EXPECT_GE(h.node(1).progress(3)->snapshot_ticks, 0);
+  h.DropIf(nullptr);
+  h.TickAll(25);
+  EXPECT_EQ(h.installed(3).size(), 1u);
+  EXPECT_EQ(h.node(3).log().applied(), h.node(1).log().applied());
+  // A reported failure probes at once.
+  h.Isolate(3);
+  ASSERT_TRUE(h.node(1).Propose("y").ok());
+  h.Deliver();
+  ASSERT_TRUE(h.node(1).Compact(h.node(1).log().applied()).ok());
+  h.HealAll();
+  h.DropIf([](const Message& m) { return m.type() == raftpb::MSG_SNAP; });
+  h.TickAll(1);
+  ASSERT_EQ(h.node(1).progress(3)->state, ProgressState::kSnapshot);
+  h.node(1).ReportSnapshotFailure(3);
+  EXPECT_EQ(h.node(1).progress(3)->state, ProgressState::kProbe);
 }
 
 TEST(RaftReadyTest, VotesAndAcksWaitForPersistAndCarryTheirHardState) {
