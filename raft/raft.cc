@@ -998,17 +998,24 @@ void Raft::ReportSnapshotFailure(uint64_t to) {
   it->second.BecomeProbe();
 }
 
-absl::Status Raft::Compact(uint64_t index) {
-  if (index != log_.applied() || index <= log_.snapshot_index() || index > log_.stable_index()) {
+raftpb::SnapshotMetadata Raft::SnapshotMetadataNow() const {
+  raftpb::SnapshotMetadata m;
+  m.set_index(log_.applied());
+  m.set_term(log_.TermOr0(log_.applied()));
+  *m.mutable_conf_state() = membership_.ToConfState();
+  return m;
+}
+
+absl::Status Raft::Compact(const raftpb::SnapshotMetadata& metadata) {
+  const uint64_t index = metadata.index();
+  if (index > log_.applied() || index <= log_.snapshot_index() || index > log_.stable_index() ||
+      !log_.MatchTerm(index, metadata.term())) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "compact at ", index, ": must be the applied index ", log_.applied(),
-        " and past the snapshot ", log_.snapshot_index()));
+        "compact at ", index, "/", metadata.term(), ": must be applied (", log_.applied(),
+        "), in the log, and past the snapshot ", log_.snapshot_index()));
   }
-  const uint64_t term = log_.TermOr0(index);
   log_.CompactTo(index);
-  snapshot_.set_index(index);
-  snapshot_.set_term(term);
-  *snapshot_.mutable_conf_state() = membership_.ToConfState();
+  snapshot_ = metadata;
   return absl::OkStatus();
 }
 

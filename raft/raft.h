@@ -179,10 +179,13 @@ class Raft {
   // answer, possibly a refusal, comes as a ReadState with this context.
   absl::Status ReadIndex(std::string context);
 
-  // Log compaction: the driver has durably saved the state machine at `index`, which must be
-  // the applied index (the membership it records is the current one). Drops the log up to there.
-  // FailedPrecondition otherwise or if `index` is not past the current snapshot.
-  absl::Status Compact(uint64_t index);
+  // The metadata of a snapshot of the state machine as applied now (index, term, membership).
+  raftpb::SnapshotMetadata SnapshotMetadataNow() const;
+  // Log compaction: the driver has durably saved the state machine as `metadata` describes
+  // (taken with SnapshotMetadataNow, perhaps a while ago). Drops the log up to its index.
+  // FailedPrecondition if that is not past the current snapshot, not applied, or its term does
+  // not match the log.
+  absl::Status Compact(const raftpb::SnapshotMetadata& metadata);
   // The newest snapshot: the local one, or the one installed from the leader.
   const raftpb::SnapshotMetadata& snapshot() const { return snapshot_; }
 

@@ -8,20 +8,45 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "env/check.h"
+#include "env/crc32c.h"
 
 namespace e2d::raft {
+namespace {
+
+constexpr char kChunk[] = "chunk";
+constexpr char kChunkAck[] = "chunk-ack";
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<RaftNode>> RaftNode::Open(env::Env& env, RaftNodeConfig config,
                                                          RaftNodeHooks hooks) {
   WalContents contents;
   absl::StatusOr<std::unique_ptr<Wal>> wal = Wal::Open(env.fs(), config.wal, &contents);
   if (!wal.ok()) return wal.status();
+  auto store = std::make_unique<SnapshotStore>(env.fs(), config.snapshot_dir,
+                                                config.snapshot_bytes_max);
+  if (absl::Status s = store->Open(); !s.ok()) return s;
   DurableState state;
   if (contents.hard_state) state.hard_state = *contents.hard_state;
-  if (contents.snapshot) {
-    return absl::UnimplementedError("raft node: snapshots are not supported yet");
+  std::optional<StoredSnapshot> snapshot;
+  if (contents.snapshot && contents.snapshot->index > 0) {
+    absl::StatusOr<StoredSnapshot> loaded =
+        store->Load(contents.snapshot->index, contents.snapshot->term);
+    if (!loaded.ok()) {
+      return absl::Status(loaded.status().code(),
+                          absl::StrCat("raft node: the snapshot the WAL names (index ",
+                                       contents.snapshot->index, ", term ",
+                                       contents.snapshot->term, "): ", loaded.status().message()));
+    }
+    state.snapshot_index = loaded->metadata.index();
+    state.snapshot_term = loaded->metadata.term();
+    state.conf_state = loaded->metadata.conf_state();
+    if (hooks.on_restore) hooks.on_restore(loaded->metadata, loaded->data);
+    snapshot = std::move(*loaded);
   }
-  state.entries = std::move(contents.entries);
+  for (raftpb::Entry& e : contents.entries) {
+    if (e.index() > state.snapshot_index) state.entries.push_back(std::move(e));
+  }
   if (contents.torn_bytes_cut > 0) {
     env.Log(absl::StrCat("wal: cut a torn tail of ", contents.torn_bytes_cut, " bytes"));
   }
@@ -29,18 +54,22 @@ absl::StatusOr<std::unique_ptr<RaftNode>> RaftNode::Open(env::Env& env, RaftNode
   absl::StatusOr<std::unique_ptr<Raft>> raft = Raft::Create(config.raft, std::move(state));
   if (!raft.ok()) return raft.status();
   std::unique_ptr<RaftNode> node(new RaftNode(env, std::move(config), std::move(hooks),
-                                              std::move(*wal), std::move(*raft)));
+                                              std::move(*wal), std::move(*raft), std::move(store),
+                                              std::move(snapshot)));
   node->Start();
   return node;
 }
 
 RaftNode::RaftNode(env::Env& env, RaftNodeConfig config, RaftNodeHooks hooks,
-                   std::unique_ptr<Wal> wal, std::unique_ptr<Raft> raft)
+                   std::unique_ptr<Wal> wal, std::unique_ptr<Raft> raft,
+                   std::unique_ptr<SnapshotStore> store, std::optional<StoredSnapshot> snapshot)
     : env_(env),
       config_(std::move(config)),
       hooks_(std::move(hooks)),
       wal_(std::move(wal)),
       raft_(std::move(raft)),
+      store_(std::move(store)),
+      snapshot_(std::move(snapshot)),
       addresses_(config_.peers) {}
 
 RaftNode::~RaftNode() {
@@ -179,9 +208,13 @@ void RaftNode::ProcessReady() {
     ready_in_progress_ = true;
     Ready ready = raft_->GetReady();
     SendAll(ready.messages);
-    if (ready.entries.empty() && !ready.hard_state) {
+    if (ready.entries.empty() && !ready.hard_state && !ready.snapshot) {
       CompleteReady(std::move(ready), absl::OkStatus());
       continue;
+    }
+    if (ready.snapshot) {  // installed from the leader: its data is durable, now the marker
+      absl::Status s = wal_->AppendSnapshotMarker({ready.snapshot->index(), ready.snapshot->term()});
+      if (!s.ok()) return Fail(s);
     }
     const raftpb::HardState* hs = ready.hard_state ? &*ready.hard_state : nullptr;
     if (absl::Status s = wal_->Append(ready.entries, hs); !s.ok()) return Fail(s);
@@ -199,6 +232,16 @@ void RaftNode::ProcessReady() {
 
 void RaftNode::CompleteReady(Ready ready, absl::Status persisted) {
   if (!persisted.ok()) return Fail(persisted);
+  if (ready.snapshot) {
+    E2D_CHECK(snapshot_ && snapshot_->metadata.index() == ready.snapshot->index(),
+              "installed snapshot %llu without its data",
+              static_cast<unsigned long long>(ready.snapshot->index()));
+    ++snapshots_installed_;
+    env_.Log(absl::StrCat("raft node: installed snapshot ", ready.snapshot->index(), " (term ",
+                          ready.snapshot->term(), ") from the leader"));
+    if (hooks_.on_restore) hooks_.on_restore(*ready.snapshot, snapshot_->data);
+    AfterSnapshotDurable(ready.snapshot->index(), ready.snapshot->term());
+  }
   SendAll(ready.messages_after_persist);
   for (const raftpb::Entry& e : ready.committed_entries) {
     if (e.type() == raftpb::ENTRY_CONF_CHANGE) LearnAddresses(e);
@@ -208,6 +251,7 @@ void RaftNode::CompleteReady(Ready ready, absl::Status persisted) {
   ready_in_progress_ = false;
   Observe();
   AnswerReads(ready.read_states);
+  MaybeSaveSnapshot();
   const bool member = raft_->membership().IsMember(raft_->id());
   was_member_ = was_member_ || member;
   if (was_member_ && !member && raft_->role() != Role::kLeader && !removed_) {
@@ -257,6 +301,7 @@ void RaftNode::SendAll(const std::vector<raftpb::Message>& messages) {
 }
 
 void RaftNode::SendTo(const raftpb::Message& m) {
+  if (m.type() == raftpb::MSG_SNAP && m.context().empty()) return StartTransfer(m);
   Outbound* out = OutboundFor(m.to());
   if (out == nullptr || out->stream == nullptr ||
       !out->stream->Send(m.SerializeAsString()).ok()) {
@@ -288,6 +333,7 @@ RaftNode::Outbound* RaftNode::OutboundFor(uint64_t peer) {
                             auto it = outbound_.find(peer);
                             if (it == outbound_.end()) return;  // dropped since
                             Outbound& o = it->second;
+                            if (transfers_.contains(peer)) AbortTransfer(peer);
                             o.closed = true;
                             o.retry_at = env_.clock().Now() + o.backoff;
                             o.backoff = std::min(o.backoff * 2, config_.backoff_max);
@@ -327,10 +373,230 @@ void RaftNode::OnMessage(const std::string& bytes) {
   if (auto it = outbound_.find(m.from()); it != outbound_.end()) {
     it->second.backoff = config_.backoff_min;
   }
+  // Snapshot transfers are the drivers' business; the core only ever sees a whole snapshot,
+  // stepped in by OnChunk once its data is durable.
+  if (m.type() == raftpb::MSG_SNAP || m.type() == raftpb::MSG_SNAP_STATUS) {
+    CatchUpTicks();
+    if (m.type() == raftpb::MSG_SNAP && m.context() == kChunk) {
+      OnChunk(m);
+    } else if (m.type() == raftpb::MSG_SNAP_STATUS && m.context() == kChunkAck) {
+      OnChunkAck(m);
+    } else {
+      ++messages_dropped_;
+    }
+    Observe();
+    ProcessReady();
+    return;
+  }
   CatchUpTicks();
   raft_->Step(m).IgnoreError();
   Observe();
   ProcessReady();
+}
+
+// ---- Snapshots ---------------------------------------------------------------------------------
+
+void RaftNode::MaybeSaveSnapshot() {
+  if (config_.snapshot_entries == 0 || snapshot_saving_ || failed_ || !hooks_.snapshot_data) {
+    return;
+  }
+  const uint64_t from = std::max(raft_->snapshot().index(), snapshot_retry_from_);
+  if (raft_->log().applied() < from + config_.snapshot_entries) return;
+  const raftpb::SnapshotMetadata meta = raft_->SnapshotMetadataNow();
+  auto data = std::make_shared<std::string>(hooks_.snapshot_data());
+  snapshot_saving_ = true;
+  std::shared_ptr<bool> alive = alive_;
+  store_->Save(meta, *data, [this, alive, meta, data](absl::Status s) {
+    if (!*alive) return;
+    if (!s.ok()) {
+      // Not fatal: nothing refers to the file yet. Try again snapshot_entries entries later
+      // (a full disk may have room by then; the WAL's own errors are what stop the node).
+      env_.Log(absl::StrCat("raft node: saving snapshot ", meta.index(), " failed: ",
+                            s.ToString()));
+      snapshot_retry_from_ = meta.index();
+      snapshot_saving_ = false;
+      return;
+    }
+    if (absl::Status c = raft_->Compact(meta); !c.ok()) {
+      // Overtaken, e.g. by a snapshot installed from the leader meanwhile.
+      env_.Log(absl::StrCat("raft node: snapshot not used: ", c.message()));
+      snapshot_saving_ = false;
+      return;
+    }
+    ++snapshots_saved_;
+    snapshot_ = StoredSnapshot{meta, std::move(*data)};
+    if (absl::Status m = wal_->AppendSnapshotMarker({meta.index(), meta.term()}); !m.ok()) {
+      return Fail(m);
+    }
+    wal_->Sync([this, alive, meta](absl::Status s) {
+      if (!*alive) return;
+      if (!s.ok()) return Fail(s);
+      AfterSnapshotDurable(meta.index(), meta.term());
+      snapshot_saving_ = false;
+    });
+  });
+}
+
+// The WAL's marker for snapshot `index` is durable: older segments and snapshots can go.
+void RaftNode::AfterSnapshotDurable(uint64_t index, uint64_t term) {
+  if (absl::Status s = wal_->ReleaseTo(index); !s.ok()) return Fail(s);
+  if (absl::Status s = store_->RemoveBelow(index); !s.ok()) {
+    env_.Log(absl::StrCat("raft node: removing old snapshots: ", s.ToString()));
+  }
+}
+
+void RaftNode::StartTransfer(const raftpb::Message& m) {
+  const uint64_t peer = m.to();
+  if (!snapshot_ || snapshot_->metadata.index() != m.snapshot().metadata().index()) {
+    raft_->ReportSnapshotFailure(peer);  // cannot happen: the core offers what we saved
+    return;
+  }
+  transfers_[peer] = Transfer{snapshot_->metadata, 0, 0};
+  SendChunks(peer);
+}
+
+void RaftNode::SendChunks(uint64_t peer) {
+  auto it = transfers_.find(peer);
+  if (it == transfers_.end()) return;
+  Transfer& t = it->second;
+  if (!snapshot_ || snapshot_->metadata.index() != t.meta.index()) return AbortTransfer(peer);
+  const std::string& data = snapshot_->data;
+  const uint64_t window = config_.snapshot_chunk_bytes * config_.snapshot_chunks_in_flight;
+  const uint32_t crc = env::Crc32c(data);
+  do {
+    if (t.next > t.acked && t.next - t.acked >= window) break;
+    if (t.next > 0 && t.next >= data.size()) break;
+    const uint64_t len = std::min<uint64_t>(config_.snapshot_chunk_bytes, data.size() - t.next);
+    raftpb::Message chunk;
+    chunk.set_type(raftpb::MSG_SNAP);
+    chunk.set_to(peer);
+    chunk.set_from(raft_->id());
+    chunk.set_term(raft_->term());
+    chunk.set_context(kChunk);
+    *chunk.mutable_snapshot()->mutable_metadata() = t.meta;
+    chunk.mutable_snapshot()->set_data(data.substr(t.next, len));
+    chunk.set_index(t.next);
+    chunk.set_commit(data.size());
+    chunk.set_reject_hint(crc);
+    Outbound* out = OutboundFor(peer);
+    if (out == nullptr || out->stream == nullptr ||
+        !out->stream->Send(chunk.SerializeAsString()).ok()) {
+      return AbortTransfer(peer);
+    }
+    ++snapshot_chunks_sent_;
+    t.next += len;
+  } while (t.next < data.size());
+}
+
+void RaftNode::AbortTransfer(uint64_t peer) {
+  transfers_.erase(peer);
+  raft_->ReportSnapshotFailure(peer);
+}
+
+void RaftNode::OnChunkAck(const raftpb::Message& m) {
+  auto it = transfers_.find(m.from());
+  if (it == transfers_.end()) return;
+  Transfer& t = it->second;
+  if (m.index() != t.meta.index() || m.log_term() != t.meta.term()) return;  // an older transfer's
+  if (m.reject()) return AbortTransfer(m.from());
+  t.acked = std::max(t.acked, m.commit());
+  t.next = std::max(t.next, t.acked);
+  if (snapshot_ && t.acked >= snapshot_->data.size()) {
+    transfers_.erase(it);  // delivered; the follower's core acknowledges it to ours
+    return;
+  }
+  SendChunks(m.from());
+}
+
+void RaftNode::AckChunk(uint64_t to, const raftpb::SnapshotMetadata& meta, uint64_t next,
+                        bool reject) {
+  raftpb::Message ack;
+  ack.set_type(raftpb::MSG_SNAP_STATUS);
+  ack.set_to(to);
+  ack.set_from(raft_->id());
+  ack.set_term(raft_->term());
+  ack.set_context(kChunkAck);
+  ack.set_index(meta.index());
+  ack.set_log_term(meta.term());
+  ack.set_commit(next);
+  ack.set_reject(reject);
+  Outbound* out = OutboundFor(to);
+  if (out == nullptr || out->stream == nullptr ||
+      !out->stream->Send(ack.SerializeAsString()).ok()) {
+    ++messages_dropped_;
+  }
+}
+
+void RaftNode::OnChunk(const raftpb::Message& m) {
+  const raftpb::SnapshotMetadata& meta = m.snapshot().metadata();
+  const uint64_t total = m.commit();
+  if (m.term() < raft_->term()) return;  // from a deposed leader
+  if (meta.index() <= raft_->log().committed()) {
+    // Not needed: let the core say so (it answers with its commit index), and stop the sender.
+    raftpb::Message snap;
+    snap.set_type(raftpb::MSG_SNAP);
+    snap.set_from(m.from());
+    snap.set_to(raft_->id());
+    snap.set_term(m.term());
+    *snap.mutable_snapshot()->mutable_metadata() = meta;
+    raft_->Step(snap).IgnoreError();
+    return AckChunk(m.from(), meta, total, false);
+  }
+  if (total > config_.snapshot_bytes_max) return AckChunk(m.from(), meta, 0, true);
+  const uint32_t crc = static_cast<uint32_t>(m.reject_hint());
+  if (!receive_ || receive_->meta.index() != meta.index() ||
+      receive_->meta.term() != meta.term() || receive_->total != total || receive_->crc != crc) {
+    if (receive_ && receive_->saving) return;  // one at a time
+    receive_ = Receive{meta, total, crc, "", false};
+  }
+  Receive& r = *receive_;
+  if (r.saving) return;
+  const std::string& chunk = m.snapshot().data();
+  const uint64_t offset = m.index();
+  if (offset <= r.data.size() && offset + chunk.size() > r.data.size()) {
+    r.data.append(chunk, r.data.size() - offset, std::string::npos);
+  }
+  if (r.data.size() > total) {
+    receive_.reset();
+    return AckChunk(m.from(), meta, 0, true);
+  }
+  if (r.data.size() < total) return AckChunk(m.from(), meta, r.data.size(), false);
+  if (env::Crc32c(r.data) != r.crc) {
+    env_.Log(absl::StrCat("raft node: snapshot ", meta.index(), " from n", m.from(),
+                          " fails its checksum; refused"));
+    receive_.reset();
+    return AckChunk(m.from(), meta, 0, true);
+  }
+  r.saving = true;
+  std::shared_ptr<bool> alive = alive_;
+  const uint64_t leader = m.from();
+  const uint64_t term = m.term();
+  store_->Save(meta, r.data, [this, alive, leader, term](absl::Status s) {
+    if (!*alive) return;
+    if (!s.ok()) {  // refuse it: the leader will offer it again later
+      env_.Log(absl::StrCat("raft node: saving a snapshot from n", leader, " failed: ",
+                            s.ToString()));
+      const Receive failed = std::move(*receive_);
+      receive_.reset();
+      return AckChunk(leader, failed.meta, 0, true);
+    }
+    Receive done = std::move(*receive_);
+    receive_.reset();
+    raftpb::Message snap;
+    snap.set_type(raftpb::MSG_SNAP);
+    snap.set_from(leader);
+    snap.set_to(raft_->id());
+    snap.set_term(term);
+    *snap.mutable_snapshot()->mutable_metadata() = done.meta;
+    std::optional<StoredSnapshot> previous = std::move(snapshot_);
+    snapshot_ = StoredSnapshot{done.meta, std::move(done.data)};
+    CatchUpTicks();
+    raft_->Step(snap).IgnoreError();
+    if (raft_->snapshot().index() != done.meta.index()) snapshot_ = std::move(previous);
+    Observe();
+    AckChunk(leader, done.meta, done.total, false);
+    ProcessReady();
+  });
 }
 
 }  // namespace e2d::raft

@@ -18,6 +18,18 @@
 // but keeps answering votes and appends: members that have not learned that the removal
 // committed may still need it to elect a leader that tells them (a node that exits at once can
 // strand the survivor of a two-node cluster for good). Exiting is the node layer's call.
+//
+// Snapshots: every snapshot_entries applied entries the node saves the state machine
+// (hooks.snapshot_data) to the SnapshotStore, then compacts the core's log, writes the WAL's
+// snapshot marker and, once that is durable, releases WAL segments and older snapshot files.
+// A follower that needs a snapshot gets it in chunks of snapshot_chunk_bytes, at most
+// snapshot_chunks_in_flight unacknowledged, each acknowledged with the contiguous byte count
+// received; a transfer that breaks (stream closed, node crashed) is reported to the core, which
+// probes and offers it again, and the receiver keeps what it has, so the next attempt resumes
+// where the last one stopped. The receiver checks the whole snapshot's CRC32C, saves it, and
+// only then steps it into its core; the state machine is restored (hooks.on_restore) before
+// any later entry is applied. Recovery loads the snapshot the WAL's marker names (DataLoss,
+// naming the file, if it is damaged) and replays the entries after it.
 
 #ifndef E2D_RAFT_RAFT_NODE_H_
 #define E2D_RAFT_RAFT_NODE_H_
@@ -34,6 +46,7 @@
 #include "absl/time/time.h"
 #include "env/env.h"
 #include "raft/raft.h"
+#include "raft/snapshot_store.h"
 #include "raft/wal.h"
 
 namespace e2d::raft {
@@ -50,6 +63,11 @@ struct RaftNodeConfig {
   size_t accepted_streams_max = 64;
   absl::Duration read_timeout = absl::Seconds(2);  // a read not answered by then fails
   size_t reads_pending_max = 1024;
+  uint64_t snapshot_entries = 0;  // take a snapshot every this many applied entries (0: never)
+  std::string snapshot_dir = "snap";
+  uint64_t snapshot_bytes_max = 256ull << 20;
+  size_t snapshot_chunk_bytes = 64 << 10;
+  size_t snapshot_chunks_in_flight = 4;
 };
 
 struct RaftNodeHooks {
@@ -62,6 +80,11 @@ struct RaftNodeHooks {
   std::function<void(const absl::Status& why)> on_fatal;
   // This node applied its own removal (it stays passive; see the header comment).
   std::function<void()> on_removed;
+  // The state machine as of the last entry applied, serialized (for a snapshot).
+  std::function<std::string()> snapshot_data;
+  // Replaces the state machine with a snapshot's (at recovery, or installed from the leader).
+  std::function<void(const raftpb::SnapshotMetadata& metadata, const std::string& data)>
+      on_restore;
 };
 
 class RaftNode {
@@ -96,6 +119,9 @@ class RaftNode {
   bool removed() const { return removed_; }
   uint64_t messages_dropped() const { return messages_dropped_; }
   uint64_t wal_syncs() const { return wal_syncs_; }
+  uint64_t snapshots_saved() const { return snapshots_saved_; }
+  uint64_t snapshots_installed() const { return snapshots_installed_; }
+  uint64_t snapshot_chunks_sent() const { return snapshot_chunks_sent_; }
 
  private:
   struct Outbound {
@@ -110,7 +136,8 @@ class RaftNode {
   };
 
   RaftNode(env::Env& env, RaftNodeConfig config, RaftNodeHooks hooks, std::unique_ptr<Wal> wal,
-           std::unique_ptr<Raft> raft);
+           std::unique_ptr<Raft> raft, std::unique_ptr<SnapshotStore> store,
+           std::optional<StoredSnapshot> snapshot);
   void Start();
   void OnTick();
   // Ticks the core once for every tick interval the clock says has passed since the last tick
@@ -128,6 +155,14 @@ class RaftNode {
   void Observe();
   void Fail(const absl::Status& why);
   void LearnAddresses(const raftpb::Entry& e);
+  void MaybeSaveSnapshot();
+  void AfterSnapshotDurable(uint64_t index, uint64_t term);
+  void StartTransfer(const raftpb::Message& m);
+  void SendChunks(uint64_t peer);
+  void AbortTransfer(uint64_t peer);
+  void OnChunk(const raftpb::Message& m);
+  void OnChunkAck(const raftpb::Message& m);
+  void AckChunk(uint64_t to, const raftpb::SnapshotMetadata& meta, uint64_t next, bool reject);
   void AnswerReads(const std::vector<ReadState>& states);
   void ServeReads();
   void FailReads(const absl::Status& why);
@@ -138,6 +173,27 @@ class RaftNode {
   const RaftNodeHooks hooks_;
   std::unique_ptr<Wal> wal_;
   std::unique_ptr<Raft> raft_;
+  std::unique_ptr<SnapshotStore> store_;
+  std::optional<StoredSnapshot> snapshot_;  // the newest one, to send to followers
+  bool snapshot_saving_ = false;
+  uint64_t snapshot_retry_from_ = 0;  // after a failed save: count snapshot_entries from here
+  struct Transfer {  // sending a snapshot to one follower
+    raftpb::SnapshotMetadata meta;
+    uint64_t acked = 0;  // bytes the follower confirmed
+    uint64_t next = 0;   // bytes sent
+  };
+  absl::btree_map<uint64_t, Transfer> transfers_;
+  struct Receive {  // receiving one from the leader
+    raftpb::SnapshotMetadata meta;
+    uint64_t total = 0;
+    uint32_t crc = 0;
+    std::string data;
+    bool saving = false;
+  };
+  std::optional<Receive> receive_;
+  uint64_t snapshots_saved_ = 0;
+  uint64_t snapshots_installed_ = 0;
+  uint64_t snapshot_chunks_sent_ = 0;
   absl::btree_map<uint64_t, env::Address> addresses_;  // the address book
   absl::btree_map<uint64_t, Outbound> outbound_;      // current members but this node
   std::vector<Inbound> inbound_;

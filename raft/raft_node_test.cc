@@ -5,6 +5,7 @@
 
 #include "raft/raft_node.h"
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,14 +21,17 @@ struct Proc final : sim::Process {
   std::unique_ptr<RaftNode> node;
   absl::Status open_status;
   std::vector<std::string> applied;
+  int restores = 0;
 };
 
 class RaftNodeTest : public ::testing::Test {
  protected:
-  void Start(int n) {
+  void Start(int n, std::function<void(RaftNodeConfig&)> tweak = nullptr) {
     for (int i = 1; i <= n; ++i) addresses_.push_back(absl::StrCat("10.0.0.", i, ":2380"));
-    cluster_ = std::make_unique<sim::Cluster>(sim_, [this, n](env::Env& env, sim::NodeId id) {
+    cluster_ = std::make_unique<sim::Cluster>(sim_, [this, n, tweak](env::Env& env,
+                                                                      sim::NodeId id) {
       RaftNodeConfig c;
+      if (tweak) tweak(c);
       c.raft.id = id;
       for (int i = 1; i <= n; ++i) {
         c.raft.voters.push_back(i);
@@ -37,6 +41,12 @@ class RaftNodeTest : public ::testing::Test {
       Proc* raw = p.get();
       RaftNodeHooks h;
       h.on_apply = [raw](const raftpb::Entry& e, const Raft&) { raw->applied.push_back(e.data()); };
+      // A state machine with a large snapshot (the applied data is not kept in it).
+      h.snapshot_data = [raw] { return absl::StrCat(raw->applied.size(), std::string(20000, 'f')); };
+      h.on_restore = [raw](const raftpb::SnapshotMetadata&, const std::string&) {
+        raw->applied.clear();
+        ++raw->restores;
+      };
       auto node = RaftNode::Open(env, std::move(c), std::move(h));
       if (node.ok()) {
         p->node = std::move(*node);
@@ -67,6 +77,58 @@ class RaftNodeTest : public ::testing::Test {
   std::vector<env::Address> addresses_;
   std::unique_ptr<sim::Cluster> cluster_;
 };
+
+TEST_F(RaftNodeTest, ABrokenSnapshotTransferResumesWhereItStopped) {
+  Start(3, [](RaftNodeConfig& c) {
+    c.snapshot_entries = 10;
+    c.snapshot_chunk_bytes = 64;
+    c.snapshot_chunks_in_flight = 4;
+  });
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return Leader() != sim::kNoNode; }, 10'000'000'000));
+  const sim::NodeId leader = Leader();
+  const sim::NodeId lagging = leader == 3 ? 2 : 3;
+  cluster_->network().Isolate(lagging);
+  for (int i = 0; i < 30; ++i) ASSERT_TRUE(node(leader)->Propose(absl::StrCat("e", i)).ok());
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return node(leader)->raft().snapshot().index() >= 30; },
+                                sim_.now_ns() + 5'000'000'000));
+  cluster_->network().Heal();
+  // About 313 chunks of 64 bytes. A third of the way in, the stream breaks.
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return node(leader)->snapshot_chunks_sent() >= 100; },
+                                sim_.now_ns() + 10'000'000'000));
+  ASSERT_GT(cluster_->network().BreakStreams(leader, lagging), 0);
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return node(lagging)->snapshots_installed() == 1; },
+                                sim_.now_ns() + 30'000'000'000));
+  const uint64_t chunks = (std::to_string(30).size() + 20000 + 63) / 64;
+  EXPECT_LT(node(leader)->snapshot_chunks_sent(), chunks + 20)
+      << "the second attempt started over instead of resuming";
+  EXPECT_EQ(node(lagging)->raft().snapshot().index(), node(leader)->raft().snapshot().index());
+  // And the follower then replicates normally.
+  ASSERT_TRUE(node(leader)->Propose("after").ok());
+  EXPECT_TRUE(sim_.RunUntilTrue([&] { return AppliedEverywhere("after", {1, 2, 3}); },
+                                sim_.now_ns() + 5'000'000'000));
+  EXPECT_EQ(proc(lagging)->restores, 1);
+}
+
+TEST_F(RaftNodeTest, ADamagedSnapshotRefusesToStartNamingTheFile) {
+  Start(3, [](RaftNodeConfig& c) { c.snapshot_entries = 5; });
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return Leader() != sim::kNoNode; }, 10'000'000'000));
+  const sim::NodeId leader = Leader();
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(node(leader)->Propose(absl::StrCat("e", i)).ok());
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return node(leader)->raft().snapshot().index() >= 5; },
+                                sim_.now_ns() + 5'000'000'000));
+  sim_.RunUntil(sim_.now_ns() + 1'000'000'000);  // the marker is durable
+  const raftpb::SnapshotMetadata meta = node(leader)->raft().snapshot();
+  cluster_->Crash(leader);
+  const std::string path = "snap/" + SnapshotStore::FileName(meta.index(), meta.term());
+  auto f = cluster_->disk(leader).fs().Open(path, env::OpenOptions());
+  ASSERT_TRUE(f.ok()) << f.status();
+  ASSERT_TRUE((*f)->WriteAt(100, "garbage").ok());
+  cluster_->Restart(leader);
+  ASSERT_EQ(node(leader), nullptr);
+  EXPECT_EQ(proc(leader)->open_status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(proc(leader)->open_status.message().find(path), std::string::npos)
+      << proc(leader)->open_status;
+}
 
 TEST_F(RaftNodeTest, ElectsALeaderAndReplicates) {
   Start(3);

@@ -926,9 +926,10 @@ TEST(RaftSnapshotTest, Sec7_LaggingFollowerInstallsTheSnapshotAndCatchesUp) {
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(h.node(1).Propose("e" + std::to_string(i)).ok());
   h.Deliver();
   const uint64_t applied = h.node(1).log().applied();
-  ASSERT_TRUE(h.node(1).Compact(applied).ok());
+  const raftpb::SnapshotMetadata meta = h.node(1).SnapshotMetadataNow();
+  ASSERT_TRUE(h.node(1).Compact(meta).ok());
   EXPECT_EQ(h.node(1).log().snapshot_index(), applied);
-  EXPECT_EQ(h.node(1).Compact(applied).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(h.node(1).Compact(meta).code(), absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(h.node(1).Propose("after").ok());
   h.HealAll();
   h.TickAll(2);
@@ -948,7 +949,7 @@ TEST(RaftSnapshotTest, AFollowerIsNeverLeftPausedInTheSnapshotState) {
   h.Isolate(3);
   ASSERT_TRUE(h.node(1).Propose("x").ok());
   h.Deliver();
-  ASSERT_TRUE(h.node(1).Compact(h.node(1).log().applied()).ok());
+  ASSERT_TRUE(h.node(1).Compact(h.node(1).SnapshotMetadataNow()).ok());
   h.HealAll();
   h.DropIf([](const Message& m) { return m.type() == raftpb::MSG_SNAP; });  // lost in transit
   h.TickAll(2);
@@ -963,7 +964,7 @@ TEST(RaftSnapshotTest, AFollowerIsNeverLeftPausedInTheSnapshotState) {
   h.Isolate(3);
   ASSERT_TRUE(h.node(1).Propose("y").ok());
   h.Deliver();
-  ASSERT_TRUE(h.node(1).Compact(h.node(1).log().applied()).ok());
+  ASSERT_TRUE(h.node(1).Compact(h.node(1).SnapshotMetadataNow()).ok());
   h.HealAll();
   h.DropIf([](const Message& m) { return m.type() == raftpb::MSG_SNAP; });
   h.TickAll(1);

@@ -18,6 +18,7 @@ RaftScenarioConfig RaftCrashesConfig() {
   c.swarm.down_max = 2;
   c.swarm.swarm = false;
   c.swarm.target_leader = true;
+  c.snapshot_entries = 25;
   return c;
 }
 

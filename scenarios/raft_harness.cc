@@ -10,6 +10,7 @@
 
 #include "absl/container/btree_map.h"
 #include "absl/container/btree_set.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -21,9 +22,38 @@ namespace {
 
 using sim::NodeId;
 
+// The replicated state machine of the scenarios: a running hash of every applied entry.
+struct StateMachine {
+  uint64_t applied = 0;
+  uint64_t hash = 0;
+};
+
 struct RaftProcess final : sim::Process {
+  StateMachine sm;
   std::unique_ptr<raft::RaftNode> node;  // null if recovery failed
 };
+
+// Snapshot data: applied index and hash, then filler derived from the hash (so snapshots span
+// several chunks and damage anywhere in them is noticed).
+std::string EncodeSnapshot(const StateMachine& sm, size_t filler_bytes) {
+  std::string out = absl::StrCat(sm.applied, ":", sm.hash, ":");
+  uint64_t x = sm.hash;
+  for (size_t i = 0; i < filler_bytes; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    out.push_back(static_cast<char>('a' + (x >> 59)));
+  }
+  return out;
+}
+
+bool DecodeSnapshot(const std::string& data, size_t filler_bytes, StateMachine* sm) {
+  const size_t a = data.find(':');
+  const size_t b = a == std::string::npos ? a : data.find(':', a + 1);
+  if (b == std::string::npos || !absl::SimpleAtoi(data.substr(0, a), &sm->applied) ||
+      !absl::SimpleAtoi(data.substr(a + 1, b - a - 1), &sm->hash)) {
+    return false;
+  }
+  return EncodeSnapshot(*sm, filler_bytes) == data;
+}
 
 class RaftOracle {
  public:
@@ -35,11 +65,41 @@ class RaftOracle {
   void set_on_leader_commit(std::function<void(NodeId)> fn) { on_leader_commit_ = std::move(fn); }
   void set_on_new_leader(std::function<void(NodeId)> fn) { on_new_leader_ = std::move(fn); }
 
-  raft::RaftNodeHooks HooksFor(NodeId n) {
-    next_apply_[n] = 1;  // a (re)started node replays its log from the start
+  raft::RaftNodeHooks HooksFor(NodeId n, StateMachine* sm, size_t filler_bytes) {
+    next_apply_[n] = 1;  // a (re)started node replays its log from the start (or a snapshot)
     commit_seen_[n] = 0;  // and its recovered commit index is checked again
     raft::RaftNodeHooks h;
-    h.on_apply = [this, n](const raftpb::Entry& e, const raft::Raft& r) { Applied(n, e, r); };
+    h.on_apply = [this, n, sm](const raftpb::Entry& e, const raft::Raft& r) {
+      Applied(n, e, r);
+      sm->applied = e.index();
+      sm->hash = env::HashCombine(sm->hash, env::StableHash(e.SerializeAsString()));
+      auto [it, fresh] = state_at_.try_emplace(e.index(), sm->hash);
+      if (!fresh && it->second != sm->hash) {
+        Fail(absl::StrCat("state machine safety: n", n, " reached state ", sm->hash,
+                          " at index ", e.index(), " where others reached ", it->second));
+      }
+    };
+    h.snapshot_data = [sm, filler_bytes] { return EncodeSnapshot(*sm, filler_bytes); };
+    h.on_restore = [this, n, sm, filler_bytes](const raftpb::SnapshotMetadata& meta,
+                                               const std::string& data) {
+      StateMachine restored;
+      if (!DecodeSnapshot(data, filler_bytes, &restored) || restored.applied != meta.index()) {
+        return Fail(absl::StrCat("snapshot: n", n, " restored a damaged snapshot at index ",
+                                 meta.index()));
+      }
+      auto it = state_at_.find(meta.index());
+      if (it == state_at_.end() || it->second != restored.hash) {
+        return Fail(absl::StrCat("snapshot: n", n, " restored state ", restored.hash,
+                                 " at index ", meta.index(), ", which no node reached there"));
+      }
+      if (meta.index() + 1 < next_apply_[n]) {
+        return Fail(absl::StrCat("snapshot: n", n, " went back to index ", meta.index(),
+                                 " after applying ", next_apply_[n] - 1));
+      }
+      *sm = restored;
+      next_apply_[n] = meta.index() + 1;
+      ++restores_;
+    };
     h.on_state = [this, n](const raft::Raft& r) { State(n, r); };
     h.on_fatal = [this, n](const absl::Status& s) {
       cluster_.Log(n, absl::StrCat("fail-stop: ", s.ToString()));
@@ -72,6 +132,7 @@ class RaftOracle {
       }
     });
   }
+  uint64_t restores() const { return restores_; }
   uint64_t reads_ok() const { return reads_ok_; }
   uint64_t reads_failed() const { return reads_failed_; }
   const std::string& failure() const { return failure_; }
@@ -164,6 +225,8 @@ class RaftOracle {
   std::string failure_;
   uint64_t reads_ok_ = 0;
   uint64_t reads_failed_ = 0;
+  absl::btree_map<uint64_t, uint64_t> state_at_;  // index -> state hash after applying it
+  uint64_t restores_ = 0;
 };
 
 raft::RaftNode* NodeOf(sim::Cluster& cluster, NodeId n) {
@@ -334,16 +397,25 @@ sim::ScenarioResult RunRaft(const sim::FaultSchedule& schedule, const sim::RunOp
     c.raft.mutation = config.mutation;
     c.raft.msg_bytes_max = config.msg_bytes_max;
     c.raft.lease_reads = config.lease_reads;
+    c.snapshot_entries = config.snapshot_entries;
+    c.snapshot_chunk_bytes = config.snapshot_chunk_bytes;
+    c.snapshot_chunks_in_flight = 2;
     for (int i = 1; i <= schedule.nodes; ++i) {
       if (i <= voters && static_cast<int>(n) <= voters) c.raft.voters.push_back(i);
       if (i != static_cast<int>(n)) c.peers[i] = addresses[i - 1];
     }
     auto p = std::make_unique<RaftProcess>();
-    absl::StatusOr<std::unique_ptr<raft::RaftNode>> node =
-        raft::RaftNode::Open(env, std::move(c), oracle_ptr->HooksFor(n));
+    absl::StatusOr<std::unique_ptr<raft::RaftNode>> node = raft::RaftNode::Open(
+        env, std::move(c), oracle_ptr->HooksFor(n, &p->sm, config.snapshot_filler_bytes));
     if (node.ok()) {
       p->node = std::move(*node);
+    } else if (node.status().code() == absl::StatusCode::kInternal ||
+               node.status().code() == absl::StatusCode::kResourceExhausted) {
+      // An injected I/O error (EIO, ENOSPC) during recovery: the node stays down, as a real
+      // one would until its supervisor retries (the heal restarts it on a sound disk).
+      env.Log(absl::StrCat("recovery failed on an I/O error: ", node.status().ToString()));
     } else {
+      // Anything else (DataLoss, an inconsistent state) means what was durable got lost.
       oracle_ptr->Fail(absl::StrCat("n", n, " could not recover: ", node.status().ToString()));
     }
     return p;
@@ -476,10 +548,10 @@ sim::ScenarioResult RunRaft(const sim::FaultSchedule& schedule, const sim::RunOp
   result.end_ns = sim.now_ns();
   result.summary = absl::StrFormat(
       "events=%d proposals=%d committed=%d leaders=%d reads=%d/%d conf_changes=%d/%d "
-      "converged_ms=%.1f",
+      "restores=%d converged_ms=%.1f",
       result.events, seq, oracle.committed(), oracle.leaders(), oracle.reads_ok(),
       oracle.reads_ok() + oracle.reads_failed(), op.proposed() - op.refused(), op.proposed(),
-      converged_ns / 1e6);
+      oracle.restores(), converged_ns / 1e6);
   if (!result.pass) result.log_tail = absl::StrJoin(cluster.log_tail(), "\n");
   return result;
 }

@@ -9,7 +9,8 @@
 //    node's commit index, not only on what it applied), nor apply different entries at one
 //    index; every node applies indexes in order without gaps;
 //  - a committed entry is never lost: restarted nodes replay their WAL and re-apply the same
-//    entries, and recovery from torn writes and lost fsyncs never fails;
+//    entries, and recovery from torn writes and lost fsyncs never fails (it may fail only on an
+//    injected I/O error, never with DataLoss or an inconsistent state);
 //  - liveness: once every fault is healed and every node restarted, a leader exists and a
 //    fresh proposal is applied by every node within a bound of simulated time.
 // A client acts on a random live node every 20-200 ms throughout: it proposes a unique value
@@ -54,6 +55,9 @@ struct RaftScenarioConfig {
   raft::Mutation mutation = raft::Mutation::kNone;  // the mutation self-test breaks a rule
   uint64_t msg_bytes_max = 1 << 20;  // entry bytes per append (small: one entry per message)
   bool lease_reads = false;  // reads served on the leader lease (see raft.h)
+  uint64_t snapshot_entries = 0;       // each node snapshots every this many entries (0: never)
+  size_t snapshot_chunk_bytes = 512;   // small: a snapshot travels in several chunks
+  size_t snapshot_filler_bytes = 3000; // snapshot size beyond the state itself
   // A nemesis aimed at the moment a leader advances its commit index: with this chance it
   // crashes right then (its messages still in flight are lost) and restarts 0.3-3 s later.
   double crash_leader_on_commit = 0;

@@ -21,6 +21,7 @@ RaftScenarioConfig RaftMembershipConfig() {
   c.swarm.down_max = 1;
   c.swarm.swarm = false;
   c.swarm.target_leader = true;
+  c.snapshot_entries = 30;
   return c;
 }
 

@@ -16,6 +16,7 @@ RaftScenarioConfig RaftSwarmConfig() {
   c.swarm.down_max = 2;
   c.swarm.target_leader = true;
   c.lease_reads = true;
+  c.snapshot_entries = 40;
   return c;
 }
 

@@ -7,7 +7,7 @@ namespace e2d::scenarios {
 std::vector<sim::Scenario> AllScenarios() {
   return {CounterSwarm(), CounterPartitions(), CounterCrashes(), CounterDiskErrors(),
           CounterClocks(), RaftPartitions(), RaftCrashes(), RaftFigure8(), RaftSwarm(),
-          RaftMembership(), RaftReplace(), RaftTwoNode()};
+          RaftMembership(), RaftReplace(), RaftTwoNode(), RaftSnapshots()};
 }
 
 bool FindScenario(std::string_view name, sim::Scenario* out) {

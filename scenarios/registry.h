@@ -27,6 +27,7 @@ sim::Scenario RaftFigure8();
 sim::Scenario RaftMembership();
 sim::Scenario RaftReplace();
 sim::Scenario RaftTwoNode();
+sim::Scenario RaftSnapshots();
 
 // The Raft scenarios' configurations (the mutation self-test reruns them with a rule broken).
 RaftScenarioConfig RaftPartitionsConfig();
@@ -36,6 +37,7 @@ RaftScenarioConfig RaftFigure8Config();
 RaftScenarioConfig RaftMembershipConfig();
 RaftScenarioConfig RaftReplaceConfig();
 RaftScenarioConfig RaftTwoNodeConfig();
+RaftScenarioConfig RaftSnapshotsConfig();
 
 // In a fixed order (the order `sim --list` prints).
 std::vector<sim::Scenario> AllScenarios();
