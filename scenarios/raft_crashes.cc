@@ -23,7 +23,8 @@ RaftScenarioConfig RaftCrashesConfig() {
 }
 
 sim::Scenario RaftCrashes() {
-  return MakeRaftScenario("raft_crashes", "raft, crashes, torn WAL writes, slow disks", RaftCrashesConfig());
+  return MakeRaftScenario("raft_crashes", "raft, crashes, torn WAL writes, slow disks",
+                          RaftCrashesConfig());
 }
 
 }  // namespace e2d::scenarios

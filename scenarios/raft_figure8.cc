@@ -30,7 +30,8 @@ RaftScenarioConfig RaftFigure8Config() {
 }
 
 sim::Scenario RaftFigure8() {
-  return MakeRaftScenario("raft_figure8", "raft, leaders cut off with unreplicated entries", RaftFigure8Config());
+  return MakeRaftScenario("raft_figure8", "raft, leaders cut off with unreplicated entries",
+                          RaftFigure8Config());
 }
 
 }  // namespace e2d::scenarios

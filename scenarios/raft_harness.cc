@@ -237,23 +237,24 @@ raft::RaftNode* NodeOf(sim::Cluster& cluster, NodeId n) {
 
 // Proposes a unique value to a random live node every 20-200 ms until `stop_ns`.
 void ScheduleClient(sim::Cluster& cluster, RaftOracle* oracle, env::Random* random,
-                    uint64_t* seq, int64_t at_ns, int64_t stop_ns) {
+                    uint64_t* seq, int transfer_percent, int64_t at_ns, int64_t stop_ns) {
   if (at_ns >= stop_ns) return;
   cluster.sim().Schedule(at_ns, sim::kNoNode, "client", *seq,
-                         [&cluster, oracle, random, seq, stop_ns] {
+                         [&cluster, oracle, random, seq, transfer_percent, stop_ns] {
     const std::vector<NodeId> nodes = cluster.nodes();
     const NodeId n = nodes[random->Uniform(nodes.size())];
     if (raft::RaftNode* node = NodeOf(cluster, n); node != nullptr && !cluster.paused(n)) {
       const uint64_t action = random->Uniform(100);
-      if (action < 2) {  // now and then an operator moves the leader
+      const uint64_t transfers = static_cast<uint64_t>(transfer_percent);
+      if (action < transfers) {  // now and then an operator moves the leader
         node->TransferLeadership(nodes[random->Uniform(nodes.size())]);
-      } else if (action < 20) {
+      } else if (action < transfers + 18) {
         oracle->Read(n, *node);
       } else {
         node->Propose(absl::StrCat("v", (*seq)++)).IgnoreError();
       }
     }
-    ScheduleClient(cluster, oracle, random, seq,
+    ScheduleClient(cluster, oracle, random, seq, transfer_percent,
                    cluster.sim().now_ns() + random->Range(20'000'000, 200'000'000), stop_ns);
   });
 }
@@ -475,7 +476,8 @@ sim::ScenarioResult RunRaft(const sim::FaultSchedule& schedule, const sim::RunOp
   sim::ScheduleFaults(schedule, cluster, [&oracle](const std::string& why) { oracle.Fail(why); });
   env::Random client_random = sim.ForkRandom("client");
   uint64_t seq = 0;
-  ScheduleClient(cluster, &oracle, &client_random, &seq, 100'000'000, heal_ns);
+  ScheduleClient(cluster, &oracle, &client_random, &seq, config.transfer_percent, 100'000'000,
+                 heal_ns);
   MembershipOperator op(cluster, config, voters);
   const int64_t deadline = heal_ns + converge_ms_max * 1'000'000;
   // Replacing every original is part of the liveness goal: that operator keeps going.

@@ -14,9 +14,9 @@
 //  - liveness: once every fault is healed and every node restarted, a leader exists and a
 //    fresh proposal is applied by every node within a bound of simulated time.
 // A client acts on a random live node every 20-200 ms throughout: it proposes a unique value
-// (80% of its actions), reads (18%: linearizable reads are checked to be served at an index at
+// (most of its actions), reads (18%: linearizable reads are checked to be served at an index at
 // least as high as anything declared committed when they began), or asks the node to move
-// leadership to a random voter (2%). An operator
+// leadership to a random voter (transfer_percent, 2% by default). An operator
 // may change the membership through the leader every 0.5-2 s (see Operator); the liveness check
 // then covers the members of the final membership, and a node that applied its own removal
 // stops, as a removed etcd member does.
@@ -55,6 +55,7 @@ struct RaftScenarioConfig {
   raft::Mutation mutation = raft::Mutation::kNone;  // the mutation self-test breaks a rule
   uint64_t msg_bytes_max = 1 << 20;  // entry bytes per append (small: one entry per message)
   bool lease_reads = false;  // reads served on the leader lease (see raft.h)
+  int transfer_percent = 2;  // of the client's actions, leadership transfers
   uint64_t snapshot_entries = 0;       // each node snapshots every this many entries (0: never)
   size_t snapshot_chunk_bytes = 512;   // small: a snapshot travels in several chunks
   size_t snapshot_filler_bytes = 3000; // snapshot size beyond the state itself

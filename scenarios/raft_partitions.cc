@@ -21,7 +21,8 @@ RaftScenarioConfig RaftPartitionsConfig() {
 }
 
 sim::Scenario RaftPartitions() {
-  return MakeRaftScenario("raft_partitions", "raft, network faults and partitions", RaftPartitionsConfig());
+  return MakeRaftScenario("raft_partitions", "raft, network faults and partitions",
+                          RaftPartitionsConfig());
 }
 
 }  // namespace e2d::scenarios

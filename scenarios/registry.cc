@@ -7,7 +7,8 @@ namespace e2d::scenarios {
 std::vector<sim::Scenario> AllScenarios() {
   return {CounterSwarm(), CounterPartitions(), CounterCrashes(), CounterDiskErrors(),
           CounterClocks(), RaftPartitions(), RaftCrashes(), RaftFigure8(), RaftSwarm(),
-          RaftMembership(), RaftReplace(), RaftTwoNode(), RaftSnapshots()};
+          RaftMembership(), RaftReplace(), RaftTwoNode(), RaftSnapshots(), RaftSlowDisks(),
+          RaftClocks(), RaftPrevote(), RaftTransfer(), RaftFlapping()};
 }
 
 bool FindScenario(std::string_view name, sim::Scenario* out) {

@@ -28,6 +28,11 @@ sim::Scenario RaftMembership();
 sim::Scenario RaftReplace();
 sim::Scenario RaftTwoNode();
 sim::Scenario RaftSnapshots();
+sim::Scenario RaftSlowDisks();
+sim::Scenario RaftClocks();
+sim::Scenario RaftPrevote();
+sim::Scenario RaftTransfer();
+sim::Scenario RaftFlapping();
 
 // The Raft scenarios' configurations (the mutation self-test reruns them with a rule broken).
 RaftScenarioConfig RaftPartitionsConfig();
@@ -38,6 +43,11 @@ RaftScenarioConfig RaftMembershipConfig();
 RaftScenarioConfig RaftReplaceConfig();
 RaftScenarioConfig RaftTwoNodeConfig();
 RaftScenarioConfig RaftSnapshotsConfig();
+RaftScenarioConfig RaftSlowDisksConfig();
+RaftScenarioConfig RaftClocksConfig();
+RaftScenarioConfig RaftPrevoteConfig();
+RaftScenarioConfig RaftTransferConfig();
+RaftScenarioConfig RaftFlappingConfig();
 
 // In a fixed order (the order `sim --list` prints).
 std::vector<sim::Scenario> AllScenarios();

@@ -55,7 +55,7 @@ void Sides(Builder& b, std::vector<std::string>* a, std::vector<std::string>* c)
 
 void Partitions(Builder& b) {
   if (b.o.nodes < 2) return;
-  const int64_t mean_ms = b.r.Range(1000, 8000);
+  const int64_t mean_ms = b.r.Range(b.o.partition_gap_ms_min, b.o.partition_gap_ms_max);
   for (int64_t t = b.Gap(mean_ms); t < b.o.duration_ms; t += b.Gap(mean_ms)) {
     const uint64_t kind = b.r.Uniform(4);
     if (kind == 0) {

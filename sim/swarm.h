@@ -20,6 +20,8 @@ struct SwarmOptions {
   int64_t duration_ms = 20'000;
   bool network = true;     // latency, jitter, tail, loss, duplication, clogging, stream breaks
   bool partitions = true;  // isolate, split, one-way, bridge, then heal
+  int64_t partition_gap_ms_min = 1000;  // mean time between partitions, drawn per seed in
+  int64_t partition_gap_ms_max = 8000;  // [min, max] (small: flapping links)
   bool processes = true;   // crash, restart, pause, resume
   bool lose = false;       // permanent loss of a node's disk
   bool disk = true;        // sync latency and spikes, stalls, torn writes on crash
