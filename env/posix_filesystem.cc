@@ -1,0 +1,276 @@
+// Copyright e2d authors.
+
+#include "env/posix_filesystem.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "env/strings.h"
+
+namespace e2d::env {
+namespace {
+
+// A descriptor shared by a File and the syncs queued for it.
+struct Fd {
+  explicit Fd(int fd) : fd(fd) {}
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+  int fd;
+};
+
+class PosixFile final : public File {
+ public:
+  PosixFile(PosixFileSystem* fs, std::string path, int fd)
+      : fs_(fs), path_(std::move(path)), fd_(std::make_shared<Fd>(fd)) {}
+
+  absl::Status Append(std::string_view data) override {
+    struct stat st;
+    if (::fstat(fd_->fd, &st) != 0) return ErrnoToStatus(errno, absl::StrCat("fstat ", path_));
+    return WriteAt(static_cast<uint64_t>(st.st_size), data);
+  }
+
+  absl::Status WriteAt(uint64_t offset, std::string_view data) override {
+    size_t done = 0;
+    while (done < data.size()) {
+      const ssize_t n = ::pwrite(fd_->fd, data.data() + done, data.size() - done,
+                                 static_cast<off_t>(offset + done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoToStatus(errno, absl::StrCat("writing ", path_, " at offset ", offset + done));
+      }
+      done += static_cast<size_t>(n);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::string> ReadAt(uint64_t offset, size_t n) override {
+    std::string out(n, '\0');
+    size_t done = 0;
+    while (done < n) {
+      const ssize_t r =
+          ::pread(fd_->fd, out.data() + done, n - done, static_cast<off_t>(offset + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoToStatus(errno, absl::StrCat("reading ", path_, " at offset ", offset + done));
+      }
+      if (r == 0) break;  // end of file
+      done += static_cast<size_t>(r);
+    }
+    out.resize(done);
+    return out;
+  }
+
+  absl::StatusOr<uint64_t> Size() override {
+    struct stat st;
+    if (::fstat(fd_->fd, &st) != 0) return ErrnoToStatus(errno, absl::StrCat("fstat ", path_));
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+  absl::Status Truncate(uint64_t size) override {
+    if (::ftruncate(fd_->fd, static_cast<off_t>(size)) != 0) {
+      return ErrnoToStatus(errno, absl::StrCat("truncating ", path_, " to ", size));
+    }
+    return absl::OkStatus();
+  }
+
+  void Sync(SyncCallback done) override { SyncWith(false, std::move(done)); }
+  void DataSync(SyncCallback done) override { SyncWith(true, std::move(done)); }
+
+ private:
+  void SyncWith(bool data_only, SyncCallback done) {
+    std::shared_ptr<Fd> fd = fd_;
+    std::string path = path_;
+    fs_->Enqueue(
+        [fd, path, data_only]() -> absl::Status {
+          const int r = data_only ? ::fdatasync(fd->fd) : ::fsync(fd->fd);
+          if (r != 0) return ErrnoToStatus(errno, absl::StrCat("syncing ", path));
+          return absl::OkStatus();
+        },
+        std::move(done));
+  }
+
+  PosixFileSystem* fs_;
+  const std::string path_;
+  std::shared_ptr<Fd> fd_;
+};
+
+}  // namespace
+
+absl::Status ErrnoToStatus(int err, std::string_view what) {
+  const std::string message = absl::StrCat(ToAbsl(what), ": ", std::strerror(err));
+  switch (err) {
+    case ENOENT:
+      return absl::NotFoundError(message);
+    case EEXIST:
+      return absl::AlreadyExistsError(message);
+    case ENOTDIR:
+    case EISDIR:
+    case ENOTEMPTY:
+      return absl::FailedPreconditionError(message);
+    case ENOSPC:
+    case EDQUOT:
+      return absl::ResourceExhaustedError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+PosixFileSystem::PosixFileSystem(std::string root, Poster post, size_t sync_queue_max)
+    : root_(std::move(root)), post_(std::move(post)), sync_queue_max_(sync_queue_max) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+PosixFileSystem::~PosixFileSystem() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+absl::StatusOr<std::string> PosixFileSystem::Resolve(std::string_view path) const {
+  if (path.empty()) return root_;
+  if (path.front() == '/') {
+    return absl::InvalidArgumentError(absl::StrCat("path '", ToAbsl(path), "' is absolute"));
+  }
+  for (absl::string_view part : absl::StrSplit(ToAbsl(path), '/')) {
+    if (part == ".." || part == "." || part.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("path '", ToAbsl(path), "' has an empty, '.' or '..' component"));
+    }
+  }
+  return absl::StrCat(root_, "/", ToAbsl(path));
+}
+
+absl::StatusOr<std::unique_ptr<File>> PosixFileSystem::Open(std::string_view path,
+                                                            const OpenOptions& options) {
+  absl::StatusOr<std::string> full = Resolve(path);
+  if (!full.ok()) return full.status();
+  int flags = O_RDWR | O_CLOEXEC;
+  if (options.create) flags |= O_CREAT;
+  if (options.create && options.exclusive) flags |= O_EXCL;
+  if (options.truncate) flags |= O_TRUNC;
+  const int fd = ::open(full->c_str(), flags, 0644);
+  if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("opening ", *full));
+  return std::unique_ptr<File>(new PosixFile(this, *full, fd));
+}
+
+absl::Status PosixFileSystem::CreateDir(std::string_view path) {
+  absl::StatusOr<std::string> full = Resolve(path);
+  if (!full.ok()) return full.status();
+  if (::mkdir(full->c_str(), 0755) != 0 && errno != EEXIST) {
+    return ErrnoToStatus(errno, absl::StrCat("creating directory ", *full));
+  }
+  struct stat st;
+  if (::stat(full->c_str(), &st) != 0) return ErrnoToStatus(errno, absl::StrCat("stat ", *full));
+  if (!S_ISDIR(st.st_mode)) return ErrnoToStatus(ENOTDIR, absl::StrCat("creating directory ", *full));
+  return absl::OkStatus();
+}
+
+absl::Status PosixFileSystem::Rename(std::string_view from, std::string_view to) {
+  absl::StatusOr<std::string> a = Resolve(from);
+  if (!a.ok()) return a.status();
+  absl::StatusOr<std::string> b = Resolve(to);
+  if (!b.ok()) return b.status();
+  if (::rename(a->c_str(), b->c_str()) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("renaming ", *a, " to ", *b));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PosixFileSystem::Remove(std::string_view path) {
+  absl::StatusOr<std::string> full = Resolve(path);
+  if (!full.ok()) return full.status();
+  if (::remove(full->c_str()) != 0) return ErrnoToStatus(errno, absl::StrCat("removing ", *full));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> PosixFileSystem::List(std::string_view dir) {
+  absl::StatusOr<std::string> full = Resolve(dir);
+  if (!full.ok()) return full.status();
+  DIR* d = ::opendir(full->c_str());
+  if (d == nullptr) return ErrnoToStatus(errno, absl::StrCat("listing ", *full));
+  std::vector<std::string> names;
+  errno = 0;
+  while (struct dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  const int err = errno;
+  ::closedir(d);
+  if (err != 0) return ErrnoToStatus(err, absl::StrCat("listing ", *full));
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+absl::StatusOr<bool> PosixFileSystem::Exists(std::string_view path) {
+  absl::StatusOr<std::string> full = Resolve(path);
+  if (!full.ok()) return full.status();
+  struct stat st;
+  if (::stat(full->c_str(), &st) == 0) return true;
+  if (errno == ENOENT) return false;
+  return ErrnoToStatus(errno, absl::StrCat("stat ", *full));
+}
+
+void PosixFileSystem::SyncDir(std::string_view dir, SyncCallback done) {
+  absl::StatusOr<std::string> full = Resolve(dir);
+  if (!full.ok()) {
+    absl::Status s = full.status();
+    post_([done = std::move(done), s] { done(s); });
+    return;
+  }
+  std::string path = *full;
+  Enqueue(
+      [path]() -> absl::Status {
+        const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("opening directory ", path));
+        const int r = ::fsync(fd);
+        const int err = errno;
+        ::close(fd);
+        if (r != 0) return ErrnoToStatus(err, absl::StrCat("syncing directory ", path));
+        return absl::OkStatus();
+      },
+      std::move(done));
+}
+
+void PosixFileSystem::Enqueue(std::function<absl::Status()> op, SyncCallback done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (jobs_.size() < sync_queue_max_) {
+      jobs_.push_back(Job{std::move(op), std::move(done)});
+      cv_.notify_one();
+      return;
+    }
+  }
+  const absl::Status full = absl::ResourceExhaustedError(
+      absl::StrCat("sync queue full (", sync_queue_max_, " waiting)"));
+  post_([done = std::move(done), full] { done(full); });
+}
+
+void PosixFileSystem::Run() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;  // stopping, and everything queued is done
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    absl::Status s = job.op();
+    post_([done = std::move(job.done), s] { done(s); });
+  }
+}
+
+}  // namespace e2d::env
