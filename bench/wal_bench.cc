@@ -11,50 +11,18 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <condition_variable>
 #include <cstdlib>
-#include <deque>
-#include <functional>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
 #include "env/check.h"
+#include "env/completion_queue.h"
 #include "env/posix_filesystem.h"
 #include "raft/wal.h"
 
 namespace {
-
-// The node's thread for this benchmark: completions queue here and run in RunUntil.
-class Loop {
- public:
-  e2d::env::PosixFileSystem::Poster poster() {
-    return [this](std::function<void()> f) {
-      std::lock_guard<std::mutex> lock(mu_);
-      q_.push_back(std::move(f));
-      cv_.notify_all();
-    };
-  }
-  void RunUntil(const bool& flag) {
-    while (!flag) {
-      std::function<void()> f;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return !q_.empty(); });
-        f = std::move(q_.front());
-        q_.pop_front();
-      }
-      f();
-    }
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> q_;
-};
 
 std::string TempDir(const std::string& name) {
   const char* base = std::getenv("TEST_TMPDIR");
@@ -74,7 +42,7 @@ void BM_WalAppendSync(benchmark::State& state) {
   const size_t payload = static_cast<size_t>(state.range(1));
   const std::string dir = TempDir("wal");
   {
-    Loop loop;
+    e2d::env::CompletionQueue loop;
     e2d::env::PosixFileSystem fs(dir, loop.poster());
     e2d::raft::WalContents contents;
     auto wal = e2d::raft::Wal::Open(fs, e2d::raft::WalOptions{}, &contents);
@@ -97,7 +65,7 @@ void BM_WalAppendSync(benchmark::State& state) {
         E2D_CHECK(s.ok(), "sync: %s", s.ToString().c_str());
         done = true;
       });
-      loop.RunUntil(done);
+      loop.RunUntil([&done] { return done; });
     }
     state.SetItemsProcessed(state.iterations() * batch);
     state.SetBytesProcessed(state.iterations() * batch * static_cast<int64_t>(payload));

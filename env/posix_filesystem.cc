@@ -127,7 +127,7 @@ absl::Status ErrnoToStatus(int err, std::string_view what) {
 
 PosixFileSystem::PosixFileSystem(std::string root, Poster post, size_t sync_queue_max)
     : root_(std::move(root)), post_(std::move(post)), sync_queue_max_(sync_queue_max) {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] { Run(); });  // determinism-ok: real runtime only (sim: SimDisk)
 }
 
 PosixFileSystem::~PosixFileSystem() {

@@ -74,7 +74,7 @@ class PosixFileSystem final : public FileSystem {
   std::condition_variable cv_;
   std::deque<Job> jobs_;  // guarded by mu_
   bool stop_ = false;     // guarded by mu_
-  std::thread thread_;
+  std::thread thread_;  // determinism-ok: real runtime only; the simulator uses SimDisk
 };
 
 // errno -> status, as the header comment says. `what` names the operation and the path.

@@ -2,9 +2,10 @@
 
 #include "env/posix_filesystem.h"
 
+#include "env/completion_queue.h"
+
 #include <condition_variable>
 #include <cstdlib>
-#include <deque>
 #include <mutex>
 #include <string>
 
@@ -14,36 +15,6 @@
 namespace e2d::env {
 namespace {
 
-// The node's thread, as far as the tests need one: completions queue up here until drained.
-class Poster {
- public:
-  PosixFileSystem::Poster fn() {
-    return [this](std::function<void()> f) {
-      std::lock_guard<std::mutex> lock(mu_);
-      q_.push_back(std::move(f));
-      cv_.notify_all();
-    };
-  }
-  // Runs completions until `n` have run (waits for them, no sleeps).
-  void Drain(size_t n) {
-    for (size_t i = 0; i < n; ++i) {
-      std::function<void()> f;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return !q_.empty(); });
-        f = std::move(q_.front());
-        q_.pop_front();
-      }
-      f();
-    }
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> q_;
-};
-
 class PosixFileSystemTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -52,7 +23,7 @@ class PosixFileSystemTest : public ::testing::Test {
                          ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::string cmd = absl::StrCat("rm -rf '", root_, "' && mkdir -p '", root_, "'");
     ASSERT_EQ(std::system(cmd.c_str()), 0);
-    fs_ = std::make_unique<PosixFileSystem>(root_, poster_.fn(), 4);
+    fs_ = std::make_unique<PosixFileSystem>(root_, poster_.poster(), 4);
   }
 
   absl::Status SyncFile(File& f) {
@@ -63,12 +34,12 @@ class PosixFileSystemTest : public ::testing::Test {
       result = s;
     });
     returned = true;
-    poster_.Drain(1);
+    poster_.Run(1);
     return result;
   }
 
   std::string root_;
-  Poster poster_;
+  CompletionQueue poster_;
   std::unique_ptr<PosixFileSystem> fs_;
 };
 
@@ -94,7 +65,7 @@ TEST_F(PosixFileSystemTest, WritesReadsTruncatesAndSyncs) {
   EXPECT_TRUE(SyncFile(**f).ok());
   absl::Status dir = absl::UnknownError("not run");
   fs_->SyncDir("", [&](absl::Status s) { dir = s; });
-  poster_.Drain(1);
+  poster_.Run(1);
   EXPECT_TRUE(dir.ok()) << dir;
 }
 
@@ -154,7 +125,7 @@ TEST_F(PosixFileSystemTest, SyncQueueIsBoundedAndAFileMayCloseWhileItsSyncWaits)
     release = true;
   }
   cv.notify_all();
-  poster_.Drain(7);
+  poster_.Run(7);
   int exhausted = 0, ok = 0;
   for (const absl::Status& s : results) {
     (s.code() == absl::StatusCode::kResourceExhausted ? exhausted : ok) += 1;
