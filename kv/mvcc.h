@@ -1,0 +1,140 @@
+// Copyright e2d authors.
+//
+// MvccStore: etcd v3's multi-version key-value model over a KvEngine.
+//
+// One global revision counts write transactions; each change in a transaction gets the next
+// sub-revision. Every key has create_revision (the put that created its current life),
+// mod_revision (its last change) and version (puts since creation, 1 for the first); a delete
+// writes a tombstone and ends the key's life, a later put starts a new one at version 1. Reads
+// name a revision (0: the current one) and see the store exactly as it was then. Compaction at
+// revision C forgets every value no read at or after C can see; reads below C then fail.
+//
+// Range follows etcd: `range_end` empty reads the single `key`; "\0" reads every key >= `key`;
+// otherwise [key, range_end). `count` is the number of keys in the range (before the
+// min/max revision filters); `limit` bounds the keys returned after filtering and sorting, and
+// `more` says whether it cut some off.
+//
+// Writes go through a Txn: its reads see its own earlier writes; Commit writes every change, the
+// new revision and the Raft applied index in one engine batch, so after a crash the store is
+// exactly as of some applied index, and the log is replayed from there.
+//
+// A new store is at revision 1, as etcd's is; the first write makes revision 2.
+//
+// Errors (etcd's messages, code OutOfRange): "mvcc: required revision has been compacted",
+// "mvcc: required revision is a future revision". Open fails with DataLoss on a damaged record.
+// An engine error during Commit or Compact leaves the store unusable: the caller must stop
+// (fail-stop, as for the WAL) and recover from the engine.
+
+#ifndef E2D_KV_MVCC_H_
+#define E2D_KV_MVCC_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kv/engine.h"
+#include "kv/key_index.h"
+#include "kv/kvpb.pb.h"
+
+namespace e2d::kv {
+
+inline constexpr char kErrCompacted[] = "mvcc: required revision has been compacted";
+inline constexpr char kErrFutureRev[] = "mvcc: required revision is a future revision";
+
+struct RangeRequest {
+  std::string key;
+  std::string range_end;
+  int64_t limit = 0;     // 0: no limit
+  int64_t revision = 0;  // 0: current
+  enum class SortOrder { kNone, kAscend, kDescend } sort_order = SortOrder::kNone;
+  enum class SortTarget { kKey, kVersion, kCreate, kMod, kValue } sort_target = SortTarget::kKey;
+  bool keys_only = false;
+  bool count_only = false;
+  int64_t min_mod_revision = 0;  // 0: no bound
+  int64_t max_mod_revision = 0;
+  int64_t min_create_revision = 0;
+  int64_t max_create_revision = 0;
+};
+
+struct RangeResult {
+  std::vector<kvpb::KeyValue> kvs;
+  bool more = false;
+  int64_t count = 0;
+  int64_t revision = 0;  // the store revision the read saw
+};
+
+class MvccStore {
+ public:
+  // Loads the store from `engine` (which must outlive it), rebuilding the in-memory index.
+  static absl::StatusOr<std::unique_ptr<MvccStore>> Open(KvEngine* engine);
+
+  int64_t revision() const { return revision_; }
+  int64_t compact_revision() const { return compact_revision_; }
+  uint64_t applied_index() const { return applied_index_; }
+
+  absl::StatusOr<RangeResult> Range(const RangeRequest& request) const;
+
+  class Txn {
+   public:
+    Txn(Txn&& other) noexcept;
+    Txn& operator=(Txn&&) = delete;
+    ~Txn();
+    absl::StatusOr<RangeResult> Range(const RangeRequest& request) const;
+    // Returns the key's previous value, if it had one.
+    absl::StatusOr<std::optional<kvpb::KeyValue>> Put(const std::string& key,
+                                                      const std::string& value, int64_t lease);
+    // Deletes every live key in the range (range_end as in Range); returns their last values.
+    absl::StatusOr<std::vector<kvpb::KeyValue>> DeleteRange(const std::string& key,
+                                                            const std::string& range_end);
+    // Writes the changes (if any: a read-only txn leaves the revision alone) with the applied
+    // index, in one batch.
+    absl::Status Commit(uint64_t applied_index);
+    // The revision this txn writes at, or the current one if it changed nothing (yet).
+    int64_t revision() const;
+
+   private:
+    friend class MvccStore;
+    explicit Txn(MvccStore* store);
+    // The key's value as this txn sees it.
+    absl::StatusOr<std::optional<kvpb::KeyValue>> Get(const std::string& key) const;
+
+    MvccStore* store_;
+    int64_t main_;
+    int64_t sub_ = 0;
+    bool done_ = false;
+    std::vector<std::pair<Revision, kvpb::Stored>> changes_;
+    absl::btree_map<std::string, kvpb::Stored> pending_;  // each changed key's latest state
+  };
+
+  // Starts a write transaction. REQUIRES: no other is open (crashes otherwise).
+  Txn Begin();
+
+  // Compacts at `revision` (see the header comment), recording `applied_index`.
+  absl::Status Compact(int64_t revision, uint64_t applied_index);
+
+ private:
+  explicit MvccStore(KvEngine* engine) : engine_(engine) {}
+  absl::StatusOr<kvpb::KeyValue> Load(Revision rev) const;
+  absl::Status CheckRevision(int64_t revision) const;
+  // Keys of the range [key, end) as the index holds them (end semantics resolved).
+  static bool InRange(const std::string& k, const std::string& key, const std::string& end);
+
+  KvEngine* engine_;
+  absl::btree_map<std::string, KeyIndex> index_;
+  int64_t revision_ = 0;
+  int64_t compact_revision_ = 0;
+  uint64_t applied_index_ = 0;
+  bool txn_open_ = false;
+};
+
+// The engine key of a revision's record, ordered by revision.
+std::string RevisionKey(Revision rev);
+
+}  // namespace e2d::kv
+
+#endif  // E2D_KV_MVCC_H_
