@@ -6,12 +6,15 @@ def _base(src):
         fail("expected a .proto file, got " + src)
     return src[:-len(".proto")]
 
-def cc_proto(name, src, deps = [], testonly = False, visibility = None):
-    """A cc_library `name` holding the C++ messages generated from one .proto file `src`."""
+def cc_proto(name, src, deps = [], imports = [], testonly = False, visibility = None):
+    """A cc_library `name` holding the C++ messages generated from one .proto file `src`.
+
+    `imports`: the .proto files `src` imports (protoc reads them); their cc_proto goes in `deps`.
+    """
     base = _base(src)
     native.genrule(
         name = name + "_gen",
-        srcs = [src],
+        srcs = [src] + imports,
         outs = [base + ".pb.h", base + ".pb.cc"],
         cmd = "protoc -I. --cpp_out=$(GENDIR) $(location " + src + ")",
         testonly = testonly,
