@@ -183,6 +183,7 @@ MvccStore::Txn::Txn(Txn&& other) noexcept
       sub_(other.sub_),
       done_(other.done_),
       changes_(std::move(other.changes_)),
+      events_(std::move(other.events_)),
       pending_(std::move(other.pending_)) {}
 
 MvccStore::Txn::~Txn() {
@@ -248,6 +249,10 @@ absl::StatusOr<std::optional<kvpb::KeyValue>> MvccStore::Txn::Put(const std::str
     kv->set_create_revision(main_);
     kv->set_version(1);
   }
+  kvpb::Event& ev = events_.emplace_back();
+  ev.set_type(kvpb::Event::PUT);
+  *ev.mutable_kv() = s.kv();
+  if (*prev) *ev.mutable_prev_kv() = **prev;
   changes_.emplace_back(Revision{main_, sub_++}, s);
   pending_[key] = std::move(s);
   return prev;
@@ -265,6 +270,10 @@ absl::StatusOr<std::vector<kvpb::KeyValue>> MvccStore::Txn::DeleteRange(
     s.set_tombstone(true);
     s.mutable_kv()->set_key(prev.key());
     s.mutable_kv()->set_mod_revision(main_);
+    kvpb::Event& ev = events_.emplace_back();
+    ev.set_type(kvpb::Event::DELETE);
+    *ev.mutable_kv() = s.kv();
+    *ev.mutable_prev_kv() = prev;
     changes_.emplace_back(Revision{main_, sub_++}, s);
     pending_[prev.key()] = std::move(s);
   }
@@ -290,6 +299,7 @@ absl::Status MvccStore::Txn::Commit(uint64_t applied_index) {
   store_->applied_index_ = applied_index;
   done_ = true;
   store_->txn_open_ = false;
+  if (!changes_.empty() && store_->on_commit_) store_->on_commit_(main_, events_);
   return absl::OkStatus();
 }
 
@@ -310,6 +320,37 @@ absl::Status MvccStore::Compact(int64_t revision, uint64_t applied_index) {
   compact_revision_ = revision;
   applied_index_ = applied_index;
   return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> MvccStore::History(int64_t from, int64_t to, size_t events_max,
+                                           std::vector<kvpb::Event>* out) const {
+  if (from < compact_revision_) return absl::OutOfRangeError(kErrCompacted);
+  if (to > revision_) return absl::OutOfRangeError(kErrFutureRev);
+  std::unique_ptr<KvIterator> it =
+      engine_->Scan(RevisionKey({from, 0}), RevisionKey({to + 1, 0}));
+  int64_t last = 0;
+  for (; it->Valid(); it->Next()) {
+    const std::string_view k = it->key();
+    const int64_t main = static_cast<int64_t>(GetBigEndian(k.substr(1, 8)));
+    if (main != last && last != 0 && out->size() >= events_max) return main;
+    last = main;
+    kvpb::Stored stored;
+    if (!stored.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat("mvcc: record of revision ", main, " is damaged"));
+    }
+    kvpb::Event& ev = out->emplace_back();
+    ev.set_type(stored.tombstone() ? kvpb::Event::DELETE : kvpb::Event::PUT);
+    *ev.mutable_kv() = std::move(*stored.mutable_kv());
+    if (main - 1 >= compact_revision_ && main - 1 >= 1) {
+      RangeRequest before;
+      before.key = ev.kv().key();
+      before.revision = main - 1;
+      absl::StatusOr<RangeResult> prev = Range(before);
+      if (prev.ok() && !prev->kvs.empty()) *ev.mutable_prev_kv() = std::move(prev->kvs[0]);
+    }
+  }
+  if (!it->status().ok()) return it->status();
+  return to + 1;
 }
 
 }  // namespace e2d::kv

@@ -29,6 +29,7 @@
 #define E2D_KV_MVCC_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -108,6 +109,7 @@ class MvccStore {
     int64_t sub_ = 0;
     bool done_ = false;
     std::vector<std::pair<Revision, kvpb::Stored>> changes_;
+    std::vector<kvpb::Event> events_;  // one per change, with prev_kv
     absl::btree_map<std::string, kvpb::Stored> pending_;  // each changed key's latest state
   };
 
@@ -116,6 +118,18 @@ class MvccStore {
 
   // Compacts at `revision` (see the header comment), recording `applied_index`.
   absl::Status Compact(int64_t revision, uint64_t applied_index);
+
+  // Called after every commit that changed something, with the new revision and its events in
+  // order (a delete's kv holds the key and mod_revision; prev_kv the value before).
+  using CommitListener = std::function<void(int64_t revision, const std::vector<kvpb::Event>&)>;
+  void set_on_commit(CommitListener listener) { on_commit_ = std::move(listener); }
+
+  // The events of revisions [from, to] (to <= revision()), in order, whole revisions only,
+  // stopping after the revision that makes `out` reach `events_max` (at least one revision).
+  // Returns the first revision not read. prev_kv is filled where the revision before is still
+  // readable. OutOfRange (kErrCompacted) if `from` was compacted away.
+  absl::StatusOr<int64_t> History(int64_t from, int64_t to, size_t events_max,
+                                  std::vector<kvpb::Event>* out) const;
 
  private:
   explicit MvccStore(KvEngine* engine) : engine_(engine) {}
@@ -130,6 +144,7 @@ class MvccStore {
   int64_t compact_revision_ = 0;
   uint64_t applied_index_ = 0;
   bool txn_open_ = false;
+  CommitListener on_commit_;
 };
 
 // The engine key of a revision's record, ordered by revision.
