@@ -235,7 +235,9 @@ absl::Status KvApplier::RunOp(MvccStore::Txn& t, const RequestOp& op,
     }
     case RequestOp::kRequestPut: {
       const etcdserverpb::PutRequest& p = op.request_put();
-      if (p.lease() != 0) return absl::NotFoundError(kErrLeaseNotFound);  // no leases yet
+      if (p.lease() != 0 && (lessor_ == nullptr || !lessor_->Exists(p.lease()))) {
+        return absl::NotFoundError(kErrLeaseNotFound);
+      }
       std::string value = p.value();
       int64_t lease = p.lease();
       if (p.ignore_value() || p.ignore_lease()) {
@@ -306,7 +308,12 @@ absl::StatusOr<etcdserverpb::TxnResponse> KvApplier::RunTxn(MvccStore::Txn& t,
 }
 
 absl::Status KvApplier::Finish(MvccStore::Txn t, const absl::Status& result, uint64_t index) {
-  if (result.ok()) return t.Commit(index);
+  if (result.ok()) {
+    const std::vector<kvpb::Event> events = t.events();
+    if (absl::Status s = t.Commit(index); !s.ok()) return s;
+    if (lessor_ != nullptr) lessor_->OnEvents(events);
+    return absl::OkStatus();
+  }
   { MvccStore::Txn abandoned = std::move(t); }  // nothing of it is written
   MvccStore::Txn empty = store_->Begin();
   if (absl::Status s = empty.Commit(index); !s.ok()) return s;

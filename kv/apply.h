@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kv/etcdserverpb.pb.h"
+#include "kv/lease.h"
 #include "kv/mvcc.h"
 
 namespace e2d::kv {
@@ -41,7 +42,9 @@ absl::Status ValidateTxn(const etcdserverpb::TxnRequest& r, const KvLimits& limi
 
 class KvApplier {
  public:
-  explicit KvApplier(MvccStore* store) : store_(store) {}
+  // `lessor` (optional) checks that a put's lease exists and follows attachments.
+  explicit KvApplier(MvccStore* store, Lessor* lessor = nullptr)
+      : store_(store), lessor_(lessor) {}
 
   absl::StatusOr<etcdserverpb::RangeResponse> Range(const etcdserverpb::RangeRequest& r) const;
   absl::StatusOr<etcdserverpb::PutResponse> Put(const etcdserverpb::PutRequest& r,
@@ -62,6 +65,7 @@ class KvApplier {
   absl::Status Finish(MvccStore::Txn t, const absl::Status& result, uint64_t index);
 
   MvccStore* store_;
+  Lessor* lessor_;
 };
 
 }  // namespace e2d::kv

@@ -184,6 +184,7 @@ MvccStore::Txn::Txn(Txn&& other) noexcept
       done_(other.done_),
       changes_(std::move(other.changes_)),
       events_(std::move(other.events_)),
+      aux_(std::move(other.aux_)),
       pending_(std::move(other.pending_)) {}
 
 MvccStore::Txn::~Txn() {
@@ -280,11 +281,39 @@ absl::StatusOr<std::vector<kvpb::KeyValue>> MvccStore::Txn::DeleteRange(
   return std::move(live->kvs);
 }
 
+void MvccStore::Txn::PutAux(const std::string& key, const std::string& value) {
+  aux_.Put(absl::StrCat("x/", key), value);
+}
+
+void MvccStore::Txn::DeleteAux(const std::string& key) { aux_.Delete(absl::StrCat("x/", key)); }
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> MvccStore::Aux(
+    const std::string& prefix) const {
+  const std::string start = absl::StrCat("x/", prefix);
+  std::string end = start;
+  while (!end.empty() && static_cast<uint8_t>(end.back()) == 0xff) end.pop_back();
+  if (!end.empty()) end.back() = static_cast<char>(end.back() + 1);
+  std::vector<std::pair<std::string, std::string>> out;
+  std::unique_ptr<KvIterator> it = engine_->Scan(start, end.empty() ? "y" : end);
+  for (; it->Valid(); it->Next()) {
+    out.emplace_back(std::string(it->key().substr(2)), std::string(it->value()));
+  }
+  if (!it->status().ok()) return it->status();
+  return out;
+}
+
 absl::Status MvccStore::Txn::Commit(uint64_t applied_index) {
   E2D_CHECK(!done_, "mvcc: transaction committed twice");
   WriteBatch batch;
   for (const auto& [rev, stored] : changes_) batch.Put(RevisionKey(rev), stored.SerializeAsString());
   if (!changes_.empty()) batch.Put(kMetaRevision, absl::StrCat(main_));
+  for (const WriteBatch::Op& op : aux_.ops()) {
+    if (op.del) {
+      batch.Delete(op.key);
+    } else {
+      batch.Put(op.key, op.value);
+    }
+  }
   batch.Put(kMetaApplied, absl::StrCat(applied_index));
   if (absl::Status s = store_->engine_->Write(batch); !s.ok()) return s;
   for (const auto& [rev, stored] : changes_) {

@@ -92,6 +92,12 @@ class MvccStore {
     // Deletes every live key in the range (range_end as in Range); returns their last values.
     absl::StatusOr<std::vector<kvpb::KeyValue>> DeleteRange(const std::string& key,
                                                             const std::string& range_end);
+    // The events of the changes so far (prev_kv filled).
+    const std::vector<kvpb::Event>& events() const { return events_; }
+    // Records outside the versioned key space (leases, ...), written in the same batch. Their
+    // keys get the prefix "x/" in the engine; read them back with MvccStore::Aux.
+    void PutAux(const std::string& key, const std::string& value);
+    void DeleteAux(const std::string& key);
     // Writes the changes (if any: a read-only txn leaves the revision alone) with the applied
     // index, in one batch.
     absl::Status Commit(uint64_t applied_index);
@@ -110,11 +116,16 @@ class MvccStore {
     bool done_ = false;
     std::vector<std::pair<Revision, kvpb::Stored>> changes_;
     std::vector<kvpb::Event> events_;  // one per change, with prev_kv
+    WriteBatch aux_;
     absl::btree_map<std::string, kvpb::Stored> pending_;  // each changed key's latest state
   };
 
   // Starts a write transaction. REQUIRES: no other is open (crashes otherwise).
   Txn Begin();
+
+  // The auxiliary records whose keys start with `prefix`, in key order (prefix included).
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Aux(
+      const std::string& prefix) const;
 
   // Compacts at `revision` (see the header comment), recording `applied_index`.
   absl::Status Compact(int64_t revision, uint64_t applied_index);
