@@ -49,12 +49,6 @@ void Fill(RangeResult res, etcdserverpb::RangeResponse* out) {
   out->set_count(res.count);
 }
 
-bool InRange(const std::string& k, const std::string& key, const std::string& end) {
-  if (end.empty()) return k == key;
-  if (k < key) return false;
-  return end == std::string(1, '\0') || k < end;
-}
-
 // Writes of one branch: keys put and ranges deleted, for the duplicate check.
 struct Writes {
   std::vector<std::string> puts;
@@ -64,7 +58,7 @@ struct Writes {
       if (p == key) return true;
     }
     for (const auto& [k, e] : deletes) {
-      if (InRange(key, k, e)) return true;
+      if (KeyInRange(key, k, e)) return true;
     }
     return false;
   }
@@ -87,7 +81,9 @@ absl::Status CheckOp(const RequestOp& op, const KvLimits& limits, Writes* w) {
       const auto& d = op.request_delete_range();
       if (absl::Status s = ValidateDeleteRange(d, limits); !s.ok()) return s;
       for (const std::string& p : w->puts) {
-        if (InRange(p, d.key(), d.range_end())) return absl::InvalidArgumentError(kErrDuplicateKey);
+        if (KeyInRange(p, d.key(), d.range_end())) {
+          return absl::InvalidArgumentError(kErrDuplicateKey);
+        }
       }
       w->deletes.emplace_back(d.key(), d.range_end());
       return absl::OkStatus();

@@ -130,7 +130,7 @@ absl::StatusOr<std::unique_ptr<MvccStore>> MvccStore::Open(KvEngine* engine) {
   return s;
 }
 
-bool MvccStore::InRange(const std::string& k, const std::string& key, const std::string& end) {
+bool KeyInRange(const std::string& k, const std::string& key, const std::string& end) {
   if (end.empty()) return k == key;
   if (k < key) return false;
   return end == std::string(1, '\0') || k < end;
@@ -159,7 +159,7 @@ absl::StatusOr<RangeResult> MvccStore::Range(const RangeRequest& r) const {
   const int64_t at = r.revision > 0 ? r.revision : revision_;
   std::vector<kvpb::KeyValue> all;
   for (auto it = index_.lower_bound(r.key); it != index_.end(); ++it) {
-    if (!InRange(it->first, r.key, r.range_end)) break;
+    if (!KeyInRange(it->first, r.key, r.range_end)) break;
     if (std::optional<Revision> rev = it->second.Get(at)) {
       absl::StatusOr<kvpb::KeyValue> kv = Load(*rev);
       if (!kv.ok()) return kv.status();
@@ -214,11 +214,11 @@ absl::StatusOr<RangeResult> MvccStore::Txn::Range(const RangeRequest& r) const {
   // The committed keys of the range and this txn's changed ones, in key order.
   std::vector<std::string> keys;
   for (auto it = store_->index_.lower_bound(r.key); it != store_->index_.end(); ++it) {
-    if (!InRange(it->first, r.key, r.range_end)) break;
+    if (!KeyInRange(it->first, r.key, r.range_end)) break;
     keys.push_back(it->first);
   }
   for (auto it = pending_.lower_bound(r.key); it != pending_.end(); ++it) {
-    if (!InRange(it->first, r.key, r.range_end)) break;
+    if (!KeyInRange(it->first, r.key, r.range_end)) break;
     keys.push_back(it->first);
   }
   std::sort(keys.begin(), keys.end());

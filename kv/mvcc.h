@@ -146,8 +146,6 @@ class MvccStore {
   explicit MvccStore(KvEngine* engine) : engine_(engine) {}
   absl::StatusOr<kvpb::KeyValue> Load(Revision rev) const;
   absl::Status CheckRevision(int64_t revision) const;
-  // Keys of the range [key, end) as the index holds them (end semantics resolved).
-  static bool InRange(const std::string& k, const std::string& key, const std::string& end);
 
   KvEngine* engine_;
   absl::btree_map<std::string, KeyIndex> index_;
@@ -160,6 +158,10 @@ class MvccStore {
 
 // The engine key of a revision's record, ordered by revision.
 std::string RevisionKey(Revision rev);
+
+// Whether `k` lies in the range etcd's (key, range_end) names: range_end empty means `key`
+// itself; "\0" every key from `key` on; otherwise [key, range_end).
+bool KeyInRange(const std::string& k, const std::string& key, const std::string& range_end);
 
 }  // namespace e2d::kv
 

@@ -7,15 +7,6 @@
 #include "absl/strings/str_cat.h"
 
 namespace e2d::kv {
-namespace {
-
-bool InRange(const std::string& k, const std::string& key, const std::string& end) {
-  if (end.empty()) return k == key;
-  if (k < key) return false;
-  return end == std::string(1, '\0') || k < end;
-}
-
-}  // namespace
 
 absl::StatusOr<int64_t> WatchHub::Watch(const WatchRequest& request, Send send) {
   if (watchers_.size() >= watchers_max_) {
@@ -48,7 +39,7 @@ void WatchHub::Cancel(int64_t watch_id) {
 }
 
 bool WatchHub::Matches(const Watcher& w, const kvpb::Event& e) const {
-  if (!InRange(e.kv().key(), w.request.key, w.request.range_end)) return false;
+  if (!KeyInRange(e.kv().key(), w.request.key, w.request.range_end)) return false;
   if (e.type() == kvpb::Event::PUT && w.request.no_put) return false;
   if (e.type() == kvpb::Event::DELETE && w.request.no_delete) return false;
   return true;
