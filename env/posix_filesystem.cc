@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "env/check.h"
 #include "env/strings.h"
 
 namespace e2d::env {
@@ -88,15 +89,15 @@ class PosixFile final : public File {
 
  private:
   void SyncWith(bool data_only, SyncCallback done) {
-    std::shared_ptr<Fd> fd = fd_;
-    std::string path = path_;
-    fs_->Enqueue(
-        [fd, path, data_only]() -> absl::Status {
-          const int r = data_only ? ::fdatasync(fd->fd) : ::fsync(fd->fd);
-          if (r != 0) return ErrnoToStatus(errno, absl::StrCat("syncing ", path));
-          return absl::OkStatus();
-        },
-        std::move(done));
+    E2D_CHECK(done != nullptr, "a sync needs a callback");
+    std::string what = absl::StrCat(data_only ? "fdatasync " : "fsync ", path_);
+    std::shared_ptr<Fd> fd = fd_;  // keeps the descriptor open if the File closes first
+    auto op = [fd, what, data_only]() -> absl::Status {
+      const int r = data_only ? ::fdatasync(fd->fd) : ::fsync(fd->fd);
+      if (r != 0) return ErrnoToStatus(errno, what);
+      return absl::OkStatus();
+    };
+    fs_->Enqueue(what, std::move(op), std::move(done));
   }
 
   PosixFileSystem* fs_;
@@ -127,27 +128,37 @@ absl::Status ErrnoToStatus(int err, std::string_view what) {
 
 PosixFileSystem::PosixFileSystem(std::string root, Poster post, size_t sync_queue_max)
     : root_(std::move(root)), post_(std::move(post)), sync_queue_max_(sync_queue_max) {
+  E2D_CHECK(!root_.empty(), "PosixFileSystem needs a root directory");
+  E2D_CHECK(post_ != nullptr, "PosixFileSystem needs a completion poster");
+  E2D_CHECK(sync_queue_max_ > 0, "a sync queue bound of 0 would refuse every sync");
   thread_ = std::thread([this] { Run(); });  // determinism-ok: real runtime only (sim: SimDisk)
 }
 
 PosixFileSystem::~PosixFileSystem() {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    E2D_CHECK(!stop_, "destroyed twice");
     stop_ = true;
   }
   cv_.notify_all();
   thread_.join();
+  E2D_CHECK(jobs_.empty(), "the I/O thread stopped with %zu syncs queued", jobs_.size());
 }
 
 absl::StatusOr<std::string> PosixFileSystem::Resolve(std::string_view path) const {
   if (path.empty()) return root_;
   if (path.front() == '/') {
-    return absl::InvalidArgumentError(absl::StrCat("path '", ToAbsl(path), "' is absolute"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("path '", ToAbsl(path), "' is absolute; paths are relative to the root"));
   }
   for (absl::string_view part : absl::StrSplit(ToAbsl(path), '/')) {
-    if (part == ".." || part == "." || part.empty()) {
+    if (part == "..") {
       return absl::InvalidArgumentError(
-          absl::StrCat("path '", ToAbsl(path), "' has an empty, '.' or '..' component"));
+          absl::StrCat("path '", ToAbsl(path), "' has a '..' component (escapes the root)"));
+    }
+    if (part == "." || part.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("path '", ToAbsl(path), "' has an empty or '.' component"));
     }
   }
   return absl::StrCat(root_, "/", ToAbsl(path));
@@ -174,11 +185,18 @@ absl::Status PosixFileSystem::CreateDir(std::string_view path) {
   }
   struct stat st;
   if (::stat(full->c_str(), &st) != 0) return ErrnoToStatus(errno, absl::StrCat("stat ", *full));
-  if (!S_ISDIR(st.st_mode)) return ErrnoToStatus(ENOTDIR, absl::StrCat("creating directory ", *full));
+  if (!S_ISDIR(st.st_mode)) {  // mkdir's EEXIST, as SimDisk reports it
+    return absl::AlreadyExistsError(
+        absl::StrCat("creating directory ", *full, ": exists and is not a directory"));
+  }
   return absl::OkStatus();
 }
 
 absl::Status PosixFileSystem::Rename(std::string_view from, std::string_view to) {
+  if (from.empty() || to.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("renaming '", ToAbsl(from), "' to '",
+                                                   ToAbsl(to), "': cannot rename the root"));
+  }
   absl::StatusOr<std::string> a = Resolve(from);
   if (!a.ok()) return a.status();
   absl::StatusOr<std::string> b = Resolve(to);
@@ -190,6 +208,7 @@ absl::Status PosixFileSystem::Rename(std::string_view from, std::string_view to)
 }
 
 absl::Status PosixFileSystem::Remove(std::string_view path) {
+  if (path.empty()) return absl::InvalidArgumentError("cannot remove the root directory");
   absl::StatusOr<std::string> full = Resolve(path);
   if (!full.ok()) return full.status();
   if (::remove(full->c_str()) != 0) return ErrnoToStatus(errno, absl::StrCat("removing ", *full));
@@ -219,43 +238,54 @@ absl::StatusOr<bool> PosixFileSystem::Exists(std::string_view path) {
   if (!full.ok()) return full.status();
   struct stat st;
   if (::stat(full->c_str(), &st) == 0) return true;
-  if (errno == ENOENT) return false;
+  // ENOTDIR: an ancestor is a file, so nothing below it exists (as SimDisk answers).
+  if (errno == ENOENT || errno == ENOTDIR) return false;
   return ErrnoToStatus(errno, absl::StrCat("stat ", *full));
 }
 
 void PosixFileSystem::SyncDir(std::string_view dir, SyncCallback done) {
+  E2D_CHECK(done != nullptr, "SyncDir needs a callback");
   absl::StatusOr<std::string> full = Resolve(dir);
   if (!full.ok()) {
-    absl::Status s = full.status();
-    post_([done = std::move(done), s] { done(s); });
+    Complete(std::move(done), full.status());
     return;
   }
-  std::string path = *full;
-  Enqueue(
-      [path]() -> absl::Status {
-        const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("opening directory ", path));
-        const int r = ::fsync(fd);
-        const int err = errno;
-        ::close(fd);
-        if (r != 0) return ErrnoToStatus(err, absl::StrCat("syncing directory ", path));
-        return absl::OkStatus();
-      },
-      std::move(done));
+  std::string what = absl::StrCat("syncing directory ", *full);
+  auto op = [path = *full, what]() -> absl::Status {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("opening directory ", path));
+    const int r = ::fsync(fd);
+    const int err = errno;
+    ::close(fd);
+    if (r != 0) return ErrnoToStatus(err, what);
+    return absl::OkStatus();
+  };
+  Enqueue(what, std::move(op), std::move(done));
 }
 
-void PosixFileSystem::Enqueue(std::function<absl::Status()> op, SyncCallback done) {
+void PosixFileSystem::Enqueue(std::string_view what, std::function<absl::Status()> op,
+                              SyncCallback done) {
+  E2D_CHECK(op != nullptr && done != nullptr, "a sync needs an operation and a callback");
   {
     std::lock_guard<std::mutex> lock(mu_);
+    E2D_CHECK(!stop_, "sync requested while the file system is being destroyed");
     if (jobs_.size() < sync_queue_max_) {
       jobs_.push_back(Job{std::move(op), std::move(done)});
       cv_.notify_one();
       return;
     }
   }
-  const absl::Status full = absl::ResourceExhaustedError(
-      absl::StrCat("sync queue full (", sync_queue_max_, " waiting)"));
-  post_([done = std::move(done), full] { done(full); });
+  absl::Status full = absl::ResourceExhaustedError(
+      absl::StrCat(ToAbsl(what), ": sync queue full (", sync_queue_max_, " waiting)"));
+  Complete(std::move(done), std::move(full));
+}
+
+void PosixFileSystem::Complete(SyncCallback done, absl::Status status) {
+  // The status moves to the node's thread whole: no copy stays behind, so its reference count
+  // is never shared between threads (system Abseil's refcounting is invisible to TSan).
+  post_([done = std::move(done), status = std::move(status)]() mutable {
+    done(std::move(status));
+  });
 }
 
 void PosixFileSystem::Run() {
@@ -265,11 +295,11 @@ void PosixFileSystem::Run() {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
       if (jobs_.empty()) return;  // stopping, and everything queued is done
+      E2D_CHECK(jobs_.size() <= sync_queue_max_, "sync queue over its bound: %zu", jobs_.size());
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
-    absl::Status s = job.op();
-    post_([done = std::move(job.done), s] { done(s); });
+    Complete(std::move(job.done), job.op());
   }
 }
 
