@@ -7,11 +7,16 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "env/check.h"
 
 namespace e2d::kv {
 namespace {
 
+using etcdserverpb::AlarmRequest;
+using etcdserverpb::AlarmType;
 using etcdserverpb::Compare;
 using etcdserverpb::RequestOp;
 
@@ -178,6 +183,30 @@ void SetRevision(etcdserverpb::TxnResponse* r, int64_t revision) {
   }
 }
 
+// Whether any branch of `r`, at any depth, holds a put.
+bool HasPut(const etcdserverpb::TxnRequest& r) {
+  for (const auto* branch : {&r.success(), &r.failure()}) {
+    for (const RequestOp& op : *branch) {
+      if (op.has_request_put()) return true;
+      if (op.has_request_txn() && HasPut(op.request_txn())) return true;
+    }
+  }
+  return false;
+}
+
+// etcd's quota cost of the puts a transaction ran (its PUT events).
+uint64_t PutCostBytes(const std::vector<kvpb::Event>& events) {
+  uint64_t cost = 0;
+  for (const kvpb::Event& e : events) {
+    if (e.type() == kvpb::Event::PUT) {
+      cost += kKvOverheadBytes + e.kv().key().size() + e.kv().value().size();
+    }
+  }
+  return cost;
+}
+
+constexpr char kAlarmPrefix[] = "alarm/";
+
 }  // namespace
 
 absl::Status ValidateRange(const etcdserverpb::RangeRequest& r, const KvLimits& limits) {
@@ -209,6 +238,83 @@ absl::Status ValidateTxn(const etcdserverpb::TxnRequest& r, const KvLimits& limi
   *op.mutable_request_txn() = r;
   Writes none;
   return CheckOp(op, limits, &none);
+}
+
+absl::Status ValidateAlarm(const AlarmRequest& r) {
+  if (!AlarmRequest::AlarmAction_IsValid(r.action())) {
+    return absl::InvalidArgumentError("etcdserver: unknown alarm action");
+  }
+  if (!etcdserverpb::AlarmType_IsValid(r.alarm())) {
+    return absl::InvalidArgumentError("etcdserver: unknown alarm type");
+  }
+  return absl::OkStatus();
+}
+
+KvApplier::KvApplier(MvccStore* store, Lessor* lessor, KvLimits limits)
+    : store_(store), lessor_(lessor), limits_(limits) {
+  load_status_ = LoadAlarms();
+}
+
+absl::StatusOr<std::unique_ptr<KvApplier>> KvApplier::Open(MvccStore* store, Lessor* lessor,
+                                                           KvLimits limits) {
+  auto applier = std::make_unique<KvApplier>(store, lessor, limits);
+  if (!applier->load_status_.ok()) return applier->load_status_;
+  return applier;
+}
+
+std::string KvApplier::AlarmRecordKey(AlarmKey key) {
+  return absl::StrFormat("%s%016x/%08x", kAlarmPrefix, key.first,
+                         static_cast<uint32_t>(key.second));
+}
+
+absl::Status KvApplier::LoadAlarms() {
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> records =
+      store_->Aux(kAlarmPrefix);
+  if (!records.ok()) return records.status();
+  constexpr size_t kPrefix = sizeof(kAlarmPrefix) - 1;
+  for (const auto& [key, value] : *records) {
+    uint64_t member = 0;
+    uint32_t type = 0;
+    if (key.size() != kPrefix + 16 + 1 + 8 || key[kPrefix + 16] != '/' ||
+        !absl::SimpleHexAtoi(key.substr(kPrefix, 16), &member) ||
+        !absl::SimpleHexAtoi(key.substr(kPrefix + 17), &type) ||
+        !etcdserverpb::AlarmType_IsValid(static_cast<int>(type)) ||
+        type == etcdserverpb::NONE || !value.empty()) {
+      return absl::DataLossError(absl::StrCat("kv: alarm record ", key, " is damaged"));
+    }
+    alarms_.insert({member, static_cast<int>(type)});
+  }
+  return absl::OkStatus();
+}
+
+std::vector<etcdserverpb::AlarmMember> KvApplier::Alarms(AlarmType type) const {
+  std::vector<etcdserverpb::AlarmMember> out;
+  for (const auto& [member, t] : alarms_) {
+    if (type != etcdserverpb::NONE && t != type) continue;
+    etcdserverpb::AlarmMember& m = out.emplace_back();
+    m.set_memberid(member);
+    m.set_alarm(static_cast<AlarmType>(t));
+  }
+  return out;
+}
+
+bool KvApplier::Raised(AlarmType type) const {
+  for (const auto& [member, t] : alarms_) {
+    if (t == type) return true;
+  }
+  return false;
+}
+
+absl::Status KvApplier::Admit(bool adds) const {
+  if (Raised(etcdserverpb::CORRUPT)) return absl::DataLossError(kErrCorrupt);
+  if (adds && Raised(etcdserverpb::NOSPACE)) return absl::ResourceExhaustedError(kErrNoSpace);
+  return absl::OkStatus();
+}
+
+bool KvApplier::OverQuota(uint64_t cost_bytes) const {
+  const uint64_t quota = limits_.quota_bytes;
+  if (quota == 0) return false;
+  return cost_bytes > quota || store_->size_bytes() > quota - cost_bytes;
 }
 
 absl::StatusOr<etcdserverpb::RangeResponse> KvApplier::Range(
@@ -303,7 +409,8 @@ absl::StatusOr<etcdserverpb::TxnResponse> KvApplier::RunTxn(MvccStore::Txn& t,
   return out;
 }
 
-absl::Status KvApplier::Finish(MvccStore::Txn t, const absl::Status& result, uint64_t index) {
+absl::Status KvApplier::Finish(MvccStore::Txn t, const absl::Status& result, uint64_t index,
+                              bool raise_nospace) {
   if (result.ok()) {
     const std::vector<kvpb::Event> events = t.events();
     if (absl::Status s = t.Commit(index); !s.ok()) return s;
@@ -311,16 +418,40 @@ absl::Status KvApplier::Finish(MvccStore::Txn t, const absl::Status& result, uin
     return absl::OkStatus();
   }
   { MvccStore::Txn abandoned = std::move(t); }  // nothing of it is written
+  return Refuse(result, index, raise_nospace);
+}
+
+absl::Status KvApplier::Refuse(const absl::Status& why, uint64_t index, bool raise_nospace) {
+  E2D_CHECK(!why.ok(), "kv: a refusal without a reason");
+  const AlarmKey nospace{kQuotaAlarmMemberId, etcdserverpb::NOSPACE};
   MvccStore::Txn empty = store_->Begin();
+  if (raise_nospace) {
+    // Only a write that passed Admit (no NOSPACE raised) can cross the quota.
+    E2D_CHECK(!Raised(etcdserverpb::NOSPACE), "kv: the quota raised NOSPACE twice");
+    empty.PutAux(AlarmRecordKey(nospace), "");
+  }
   if (absl::Status s = empty.Commit(index); !s.ok()) return s;
-  return result;
+  if (raise_nospace) alarms_.insert(nospace);
+  return why;
 }
 
 absl::StatusOr<etcdserverpb::TxnResponse> KvApplier::Txn(const etcdserverpb::TxnRequest& r,
                                                          uint64_t index) {
+  if (!load_status_.ok()) return load_status_;
+  if (absl::Status s = Admit(HasPut(r)); !s.ok()) return Refuse(s, index);
   MvccStore::Txn t = store_->Begin();
   absl::StatusOr<etcdserverpb::TxnResponse> out = RunTxn(t, r);
-  if (absl::Status s = Finish(std::move(t), out.status(), index); !s.ok()) return s;
+  bool raise_nospace = false;
+  if (out.ok()) {
+    const uint64_t cost_bytes = PutCostBytes(t.events());
+    if (cost_bytes > 0 && OverQuota(cost_bytes)) {
+      out = absl::ResourceExhaustedError(kErrNoSpace);
+      raise_nospace = true;
+    }
+  }
+  if (absl::Status s = Finish(std::move(t), out.status(), index, raise_nospace); !s.ok()) {
+    return s;
+  }
   SetRevision(&*out, store_->revision());
   return out;
 }
@@ -345,13 +476,64 @@ absl::StatusOr<etcdserverpb::DeleteRangeResponse> KvApplier::DeleteRange(
 
 absl::StatusOr<etcdserverpb::CompactionResponse> KvApplier::Compact(
     const etcdserverpb::CompactionRequest& r, uint64_t index) {
+  if (!load_status_.ok()) return load_status_;
+  if (absl::Status s = Admit(false); !s.ok()) return Refuse(s, index);
   if (absl::Status s = store_->Compact(r.revision(), index); !s.ok()) {
-    MvccStore::Txn empty = store_->Begin();
-    if (absl::Status c = empty.Commit(index); !c.ok()) return c;
-    return s;
+    // A refused compaction (OutOfRange) wrote nothing; an engine error leaves the store unusable.
+    if (s.code() != absl::StatusCode::kOutOfRange) return s;
+    return Refuse(s, index);
   }
   etcdserverpb::CompactionResponse out;
   out.mutable_header()->set_revision(store_->revision());
+  return out;
+}
+
+absl::StatusOr<int64_t> KvApplier::LeaseGrant(int64_t id, int64_t ttl_seconds, uint64_t index,
+                                              int64_t now_ms) {
+  E2D_CHECK(lessor_ != nullptr, "kv: LeaseGrant without a lessor");
+  if (!load_status_.ok()) return load_status_;
+  if (absl::Status s = Admit(true); !s.ok()) return Refuse(s, index);
+  if (OverQuota(kLeaseOverheadBytes)) {
+    return Refuse(absl::ResourceExhaustedError(kErrNoSpace), index, /*raise_nospace=*/true);
+  }
+  return lessor_->Grant(id, ttl_seconds, index, now_ms);
+}
+
+absl::Status KvApplier::LeaseRevoke(int64_t id, uint64_t index) {
+  E2D_CHECK(lessor_ != nullptr, "kv: LeaseRevoke without a lessor");
+  if (!load_status_.ok()) return load_status_;
+  if (absl::Status s = Admit(false); !s.ok()) return Refuse(s, index);
+  return lessor_->Revoke(id, index);
+}
+
+absl::StatusOr<etcdserverpb::AlarmResponse> KvApplier::Alarm(const AlarmRequest& r,
+                                                             uint64_t index) {
+  if (!load_status_.ok()) return load_status_;
+  if (absl::Status s = ValidateAlarm(r); !s.ok()) return Refuse(s, index);
+  const AlarmKey key{r.memberid(), r.alarm()};
+  const bool known = r.alarm() != etcdserverpb::NONE;  // (member, NONE) is never raised
+  const bool raise = r.action() == AlarmRequest::ACTIVATE && known && !alarms_.contains(key);
+  const bool clear = r.action() == AlarmRequest::DEACTIVATE && alarms_.contains(key);
+  if (raise && alarms_.size() >= limits_.alarms_max) {
+    return Refuse(absl::ResourceExhaustedError(absl::StrCat(
+                      "etcdserver: too many alarms (bound ", limits_.alarms_max, ")")),
+                  index);
+  }
+  MvccStore::Txn t = store_->Begin();
+  if (raise) t.PutAux(AlarmRecordKey(key), "");
+  if (clear) t.DeleteAux(AlarmRecordKey(key));
+  if (absl::Status s = t.Commit(index); !s.ok()) return s;
+  if (raise) alarms_.insert(key);
+  if (clear) alarms_.erase(key);
+  etcdserverpb::AlarmResponse out;
+  out.mutable_header()->set_revision(store_->revision());
+  if (r.action() == AlarmRequest::GET) {
+    for (etcdserverpb::AlarmMember& m : Alarms(r.alarm())) *out.add_alarms() = std::move(m);
+  } else if ((r.action() == AlarmRequest::ACTIVATE && known) || clear) {
+    etcdserverpb::AlarmMember* m = out.add_alarms();
+    m->set_memberid(key.first);
+    m->set_alarm(r.alarm());
+  }
   return out;
 }
 

@@ -16,6 +16,21 @@ constexpr char kRevisionPrefix[] = "r";
 constexpr char kMetaRevision[] = "m/revision";
 constexpr char kMetaCompact[] = "m/compact";
 constexpr char kMetaApplied[] = "m/applied";
+// The counted records (see "Size" in mvcc.h): revision records ["r", "s") and aux records
+// ["x/", "x0").
+constexpr char kRevisionEnd[] = "s";
+constexpr char kAuxPrefix[] = "x/";
+constexpr char kAuxEnd[] = "x0";
+
+// The key and value bytes of every record in [start, end).
+absl::StatusOr<uint64_t> ScanBytes(KvEngine* engine, std::string_view start,
+                                   std::string_view end) {
+  uint64_t bytes = 0;
+  std::unique_ptr<KvIterator> it = engine->Scan(start, end);
+  for (; it->Valid(); it->Next()) bytes += it->key().size() + it->value().size();
+  if (!it->status().ok()) return it->status();
+  return bytes;
+}
 
 void PutBigEndian(std::string* out, uint64_t v) {
   for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -104,9 +119,11 @@ absl::StatusOr<std::unique_ptr<MvccStore>> MvccStore::Open(KvEngine* engine) {
   if (absl::Status st = meta(kMetaApplied, &applied); !st.ok()) return st;
   s->applied_index_ = static_cast<uint64_t>(applied);
   if (s->revision_ == 0) s->revision_ = 1;  // a new store, as etcd's, starts at revision 1
-  std::unique_ptr<KvIterator> it = engine->Scan("r", "s");
+  uint64_t revision_bytes = 0;
+  std::unique_ptr<KvIterator> it = engine->Scan(kRevisionPrefix, kRevisionEnd);
   for (; it->Valid(); it->Next()) {
     const std::string_view k = it->key();
+    revision_bytes += k.size() + it->value().size();
     kvpb::Stored stored;
     if (k.size() != 17 || !stored.ParseFromArray(it->value().data(),
                                                  static_cast<int>(it->value().size()))) {
@@ -127,7 +144,18 @@ absl::StatusOr<std::unique_ptr<MvccStore>> MvccStore::Open(KvEngine* engine) {
     }
   }
   if (!it->status().ok()) return it->status();
+  absl::StatusOr<uint64_t> aux_bytes = ScanBytes(engine, kAuxPrefix, kAuxEnd);
+  if (!aux_bytes.ok()) return aux_bytes.status();
+  s->size_bytes_ = revision_bytes + *aux_bytes;
   return s;
+}
+
+absl::StatusOr<uint64_t> MvccStore::ComputeSizeBytes() const {
+  absl::StatusOr<uint64_t> revision_bytes = ScanBytes(engine_, kRevisionPrefix, kRevisionEnd);
+  if (!revision_bytes.ok()) return revision_bytes.status();
+  absl::StatusOr<uint64_t> aux_bytes = ScanBytes(engine_, kAuxPrefix, kAuxEnd);
+  if (!aux_bytes.ok()) return aux_bytes.status();
+  return *revision_bytes + *aux_bytes;
 }
 
 bool KeyInRange(const std::string& k, const std::string& key, const std::string& end) {
@@ -282,10 +310,12 @@ absl::StatusOr<std::vector<kvpb::KeyValue>> MvccStore::Txn::DeleteRange(
 }
 
 void MvccStore::Txn::PutAux(const std::string& key, const std::string& value) {
-  aux_.Put(absl::StrCat("x/", key), value);
+  aux_.Put(absl::StrCat(kAuxPrefix, key), value);
 }
 
-void MvccStore::Txn::DeleteAux(const std::string& key) { aux_.Delete(absl::StrCat("x/", key)); }
+void MvccStore::Txn::DeleteAux(const std::string& key) {
+  aux_.Delete(absl::StrCat(kAuxPrefix, key));
+}
 
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> MvccStore::Aux(
     const std::string& prefix) const {
@@ -305,16 +335,41 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> MvccStore::Aux(
 absl::Status MvccStore::Txn::Commit(uint64_t applied_index) {
   E2D_CHECK(!done_, "mvcc: transaction committed twice");
   WriteBatch batch;
-  for (const auto& [rev, stored] : changes_) batch.Put(RevisionKey(rev), stored.SerializeAsString());
+  uint64_t added_bytes = 0;    // of the records this batch writes
+  uint64_t removed_bytes = 0;  // of the records it deletes or replaces
+  for (const auto& [rev, stored] : changes_) {
+    std::string key = RevisionKey(rev);
+    std::string value = stored.SerializeAsString();
+    added_bytes += key.size() + value.size();  // a revision record is always a new key
+    batch.Put(key, value);
+  }
   if (!changes_.empty()) batch.Put(kMetaRevision, absl::StrCat(main_));
+  // An aux op replaces what the engine holds, or what an earlier op of this batch wrote.
+  absl::btree_map<std::string, std::optional<size_t>> aux_value_bytes;
   for (const WriteBatch::Op& op : aux_.ops()) {
+    auto known = aux_value_bytes.find(op.key);
+    if (known == aux_value_bytes.end()) {
+      absl::StatusOr<std::optional<std::string>> old = store_->engine_->Get(op.key);
+      if (!old.ok()) return old.status();
+      std::optional<size_t> old_bytes;
+      if (*old) old_bytes = (*old)->size();
+      known = aux_value_bytes.emplace(op.key, old_bytes).first;
+    }
+    if (known->second) removed_bytes += op.key.size() + *known->second;
     if (op.del) {
+      known->second.reset();
       batch.Delete(op.key);
     } else {
+      known->second = op.value.size();
+      added_bytes += op.key.size() + op.value.size();
       batch.Put(op.key, op.value);
     }
   }
   batch.Put(kMetaApplied, absl::StrCat(applied_index));
+  E2D_CHECK(store_->size_bytes_ + added_bytes >= removed_bytes,
+            "mvcc: a commit removes %llu bytes of a store of %llu",
+            static_cast<unsigned long long>(removed_bytes),
+            static_cast<unsigned long long>(store_->size_bytes_ + added_bytes));
   if (absl::Status s = store_->engine_->Write(batch); !s.ok()) return s;
   for (const auto& [rev, stored] : changes_) {
     KeyIndex& ki = store_->index_[stored.kv().key()];
@@ -326,6 +381,7 @@ absl::Status MvccStore::Txn::Commit(uint64_t applied_index) {
   }
   if (!changes_.empty()) store_->revision_ = main_;
   store_->applied_index_ = applied_index;
+  store_->size_bytes_ = store_->size_bytes_ + added_bytes - removed_bytes;
   done_ = true;
   store_->txn_open_ = false;
   if (!changes_.empty() && store_->on_commit_) store_->on_commit_(main_, events_);
@@ -341,13 +397,28 @@ absl::Status MvccStore::Compact(int64_t revision, uint64_t applied_index) {
     if (ki.Compact(revision, &dropped)) empty.push_back(key);
   }
   WriteBatch batch;
-  for (Revision r : dropped) batch.Delete(RevisionKey(r));
+  uint64_t removed_bytes = 0;
+  for (Revision r : dropped) {
+    const std::string key = RevisionKey(r);
+    absl::StatusOr<std::optional<std::string>> record = engine_->Get(key);
+    if (!record.ok()) return record.status();
+    if (!*record) {
+      return absl::DataLossError(absl::StrCat("mvcc: record of revision ", r.main, ".", r.sub,
+                                              " is missing"));
+    }
+    removed_bytes += key.size() + (*record)->size();
+    batch.Delete(key);
+  }
   batch.Put(kMetaCompact, absl::StrCat(revision));
   batch.Put(kMetaApplied, absl::StrCat(applied_index));
+  E2D_CHECK(removed_bytes <= size_bytes_, "mvcc: compaction drops %llu bytes of %llu",
+            static_cast<unsigned long long>(removed_bytes),
+            static_cast<unsigned long long>(size_bytes_));
   if (absl::Status s = engine_->Write(batch); !s.ok()) return s;
   for (const std::string& k : empty) index_.erase(k);
   compact_revision_ = revision;
   applied_index_ = applied_index;
+  size_bytes_ -= removed_bytes;
   return absl::OkStatus();
 }
 

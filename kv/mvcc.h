@@ -20,6 +20,15 @@
 //
 // A new store is at revision 1, as etcd's is; the first write makes revision 2.
 //
+// Size (the backend size etcd's space quota is measured against): size_bytes() is the sum of
+// key and value bytes of every record the store holds in the engine, revision records and
+// auxiliary records ("x/..."); the few fixed meta records ("m/...") are not counted. It grows
+// with every commit, shrinks when a compaction drops records or an aux record is deleted or
+// replaced by a shorter one, and is a function of the applied entries only (the same on every
+// replica). It is not persisted: Open recounts it by scanning the records, so it always matches
+// what the engine holds, after a crash too. Unlike etcd's bbolt file it needs no defragmentation
+// to shrink.
+//
 // Errors (etcd's messages, code OutOfRange): "mvcc: required revision has been compacted",
 // "mvcc: required revision is a future revision". Open fails with DataLoss on a damaged record.
 // An engine error during Commit or Compact leaves the store unusable: the caller must stop
@@ -77,6 +86,11 @@ class MvccStore {
   int64_t revision() const { return revision_; }
   int64_t compact_revision() const { return compact_revision_; }
   uint64_t applied_index() const { return applied_index_; }
+  // See "Size" above. Changes only in Commit and Compact (after their batch is written).
+  uint64_t size_bytes() const { return size_bytes_; }
+  // Recounts size_bytes() from the engine (a full scan of the counted records): the independent
+  // read of the same fact, for Open, invariant checkers and tests.
+  absl::StatusOr<uint64_t> ComputeSizeBytes() const;
 
   absl::StatusOr<RangeResult> Range(const RangeRequest& request) const;
 
@@ -99,7 +113,8 @@ class MvccStore {
     void PutAux(const std::string& key, const std::string& value);
     void DeleteAux(const std::string& key);
     // Writes the changes (if any: a read-only txn leaves the revision alone) with the applied
-    // index, in one batch.
+    // index, in one batch, and moves size_bytes() by what the batch adds and replaces (an aux
+    // write reads the record it replaces first).
     absl::Status Commit(uint64_t applied_index);
     // The revision this txn writes at, or the current one if it changed nothing (yet).
     int64_t revision() const;
@@ -127,7 +142,8 @@ class MvccStore {
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Aux(
       const std::string& prefix) const;
 
-  // Compacts at `revision` (see the header comment), recording `applied_index`.
+  // Compacts at `revision` (see the header comment), recording `applied_index`; size_bytes()
+  // drops by the records deleted (read once each to learn their size).
   absl::Status Compact(int64_t revision, uint64_t applied_index);
 
   // Called after every commit that changed something, with the new revision and its events in
@@ -152,6 +168,7 @@ class MvccStore {
   int64_t revision_ = 0;
   int64_t compact_revision_ = 0;
   uint64_t applied_index_ = 0;
+  uint64_t size_bytes_ = 0;
   bool txn_open_ = false;
   CommitListener on_commit_;
 };
