@@ -35,6 +35,12 @@ void KeyIndex::Tombstone(Revision rev) {
   gens_.back().ended = true;
 }
 
+void KeyIndex::LoneTombstone(Revision rev) {
+  Check(rev);
+  E2D_CHECK(!live(), "key index: a lone tombstone at %lld for a live key", (ll)rev.main);
+  gens_.push_back(Generation{rev.main, 0, {rev}, true});
+}
+
 std::optional<Revision> KeyIndex::Get(int64_t at) const {
   for (auto g = gens_.rbegin(); g != gens_.rend(); ++g) {
     if (g->revs.empty() || g->revs.front().main > at) continue;  // the generation is later
@@ -55,8 +61,16 @@ KeyIndex::Next KeyIndex::NextPut(int64_t main) const {
 bool KeyIndex::Compact(int64_t at, std::vector<Revision>* dropped) {
   std::vector<Generation> kept;
   for (Generation& g : gens_) {
-    if (g.ended && g.revs.back().main <= at) {  // gone for every read at or after `at`
+    if (g.ended && g.revs.back().main < at) {  // gone for every read at or after `at`
       dropped->insert(dropped->end(), g.revs.begin(), g.revs.end());
+      continue;
+    }
+    if (g.ended && g.revs.back().main == at) {
+      // Deleted at `at` itself: revision `at` stays readable, and its history (a watch from
+      // `at`) must still show the delete. Keep the tombstone alone (etcd-io/etcd#18089).
+      dropped->insert(dropped->end(), g.revs.begin(), g.revs.end() - 1);
+      g.revs.erase(g.revs.begin(), g.revs.end() - 1);
+      kept.push_back(std::move(g));
       continue;
     }
     // Keep the newest revision at or below `at` (visible at `at`) and everything after it.

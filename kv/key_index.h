@@ -47,8 +47,12 @@ class KeyIndex {
   // Whether the key exists now (its last generation is open).
   bool live() const { return !gens_.empty() && !gens_.back().ended; }
 
+  // A tombstone whose generation's puts were compacted away (Compact keeps a tombstone at the
+  // compact revision itself): how MvccStore::Open rebuilds such a key. REQUIRES: not live.
+  void LoneTombstone(Revision rev);
   // Drops what no read at or after `at` can see: every revision below `at` except the newest one
-  // at or below `at` of a generation still open at `at`. Appends the dropped revisions to
+  // at or below `at` of a generation still open at `at`; a generation deleted exactly at `at`
+  // keeps its tombstone (the history of revision `at` still holds the delete). Appends the dropped revisions to
   // `dropped`. Returns whether the index is now empty.
   bool Compact(int64_t at, std::vector<Revision>* dropped);
 

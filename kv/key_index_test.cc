@@ -41,8 +41,13 @@ TEST(KeyIndexTest, CompactionKeepsWhatReadsAtOrAfterItCanSee) {
   EXPECT_EQ(k.Get(8), (Revision{8, 0}));
   k.Tombstone({10, 0});
   dropped.clear();
-  EXPECT_TRUE(k.Compact(10, &dropped));
-  EXPECT_EQ(dropped.size(), 3u);
+  // Deleted at the compact revision itself: the tombstone stays (revision 10's history).
+  EXPECT_FALSE(k.Compact(10, &dropped));
+  EXPECT_EQ(dropped, (std::vector<Revision>{{8, 0}, {9, 0}}));
+  EXPECT_EQ(k.Get(10), std::nullopt);
+  dropped.clear();
+  EXPECT_TRUE(k.Compact(11, &dropped));
+  EXPECT_EQ(dropped, (std::vector<Revision>{{10, 0}}));
 }
 
 TEST(KeyIndexDeathTest, RevisionsMustIncrease) {

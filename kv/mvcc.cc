@@ -137,8 +137,14 @@ absl::StatusOr<std::unique_ptr<MvccStore>> MvccStore::Open(KvEngine* engine) {
     }
     KeyIndex& ki = s->index_[stored.kv().key()];
     if (stored.tombstone()) {
-      if (!ki.live()) return absl::DataLossError("mvcc: a tombstone for a key that is not live");
-      ki.Tombstone(rev);
+      if (ki.live()) {
+        ki.Tombstone(rev);
+      } else if (rev.main == s->compact_revision_) {
+        ki.LoneTombstone(rev);  // its puts were compacted away (KeyIndex::Compact)
+      } else {
+        return absl::DataLossError(absl::StrCat("mvcc: a tombstone at revision ", rev.main,
+                                                " for a key that is not live"));
+      }
     } else {
       ki.Put(rev);
     }

@@ -173,12 +173,13 @@ TEST_F(MvccTest, CompactionForgetsWhatNoLaterReadSees) {
   EXPECT_TRUE(Get(Key("b", 5)).kvs.empty());
   EXPECT_EQ(store_->Compact(5, ++applied_).code(), absl::StatusCode::kOutOfRange);
   EXPECT_EQ(store_->Compact(99, ++applied_).code(), absl::StatusCode::kOutOfRange);
-  // Only what is still visible is left in the engine: a@3, c@6 and the meta records.
+  // Only what is still visible is left in the engine: a@3, c@6, b's tombstone at 5 (revision 5
+  // is readable, and its history holds the delete) and the meta records.
   auto items = engine_.Checkpoint();
   ASSERT_TRUE(items.ok());
   int records = 0;
   for (const auto& [k, v] : *items) records += k[0] == 'r';
-  EXPECT_EQ(records, 2);
+  EXPECT_EQ(records, 3);
 }
 
 TEST_F(MvccTest, ReopenRebuildsTheSameStore) {
@@ -215,6 +216,34 @@ TEST_F(MvccTest, ACrashKeepsAWholePrefixOfCommitsWithTheirAppliedIndex) {
     EXPECT_EQ((*s)->applied_index(), synced + keep);  // replay the Raft log from there
     EXPECT_EQ((*s)->revision(), 2 + static_cast<int64_t>(keep));
   }
+}
+
+TEST_F(MvccTest, ADeleteAtTheCompactRevisionStaysInItsHistoryAcrossReopen) {
+  Put("k", "v1");        // revision 2
+  Put("k", "v2");        // revision 3
+  Delete("k");           // revision 4
+  Put("j", "x");         // revision 5
+  ASSERT_TRUE(store_->Compact(4, ++applied_).ok());
+  for (int pass = 0; pass < 2; ++pass) {  // before and after reopening (etcd #18089, #19179)
+    std::vector<kvpb::Event> events;
+    absl::StatusOr<int64_t> next = store_->History(4, store_->revision(), 100, &events);
+    ASSERT_TRUE(next.ok()) << next.status();
+    ASSERT_EQ(events.size(), 2u);
+    EXPECT_EQ(events[0].type(), kvpb::Event::DELETE);
+    EXPECT_EQ(events[0].kv().key(), "k");
+    EXPECT_EQ(events[0].kv().mod_revision(), 4);
+    EXPECT_TRUE(Get(Key("k", 4)).kvs.empty());
+    EXPECT_EQ(Get(Key("j")).kvs.size(), 1u);
+    Reopen();
+  }
+  // A later put starts a new life; a later compaction drops the lone tombstone.
+  Put("k", "v3");  // revision 6
+  EXPECT_EQ(Get(Key("k")).kvs[0].version(), 1);
+  ASSERT_TRUE(store_->Compact(6, ++applied_).ok());
+  Reopen();
+  std::vector<kvpb::Event> events;
+  EXPECT_FALSE(store_->History(4, store_->revision(), 100, &events).ok());  // compacted
+  EXPECT_EQ(Get(Key("k")).kvs[0].value(), "v3");
 }
 
 }  // namespace

@@ -26,6 +26,12 @@ absl::StatusOr<int64_t> WatchHub::Watch(const WatchRequest& request, Send send) 
   return id;
 }
 
+void WatchHub::CancelAll() {
+  std::vector<int64_t> ids;
+  for (const auto& [id, w] : watchers_) ids.push_back(id);
+  for (int64_t id : ids) Cancel(id);
+}
+
 void WatchHub::Cancel(int64_t watch_id) {
   auto it = watchers_.find(watch_id);
   if (it == watchers_.end()) return;
@@ -50,21 +56,24 @@ void WatchHub::Deliver(int64_t id, Watcher& w, const std::vector<kvpb::Event>& e
   WatchResponse r;
   r.watch_id = id;
   r.revision = upto;
-  for (size_t i = 0; i < events.size(); ++i) {
-    const kvpb::Event& e = events[i];
-    if (e.kv().mod_revision() < w.next || !Matches(w, e)) continue;
-    const bool revision_ends =
-        i + 1 == events.size() || events[i + 1].kv().mod_revision() != e.kv().mod_revision();
+  // The events this watcher gets; a revision "ends" at its last matching event (not at the
+  // last event of the commit: the rest may not match, and a fragment flag with nothing after it
+  // would leave the client holding the revision back).
+  std::vector<const kvpb::Event*> matching;
+  for (const kvpb::Event& e : events) {
+    if (e.kv().mod_revision() >= w.next && Matches(w, e)) matching.push_back(&e);
+  }
+  for (size_t i = 0; i < matching.size(); ++i) {
+    const kvpb::Event& e = *matching[i];
+    const bool revision_ends = i + 1 == matching.size() ||
+                               matching[i + 1]->kv().mod_revision() != e.kv().mod_revision();
     kvpb::Event& out = r.events.emplace_back(e);
     if (!w.request.prev_kv) out.clear_prev_kv();
-    if (r.events.size() >= events_max_ && !revision_ends) {  // a huge revision: fragment it
-      r.fragment = true;
+    if (r.events.size() >= events_max_) {  // full: a huge revision is fragmented
+      r.fragment = !revision_ends;
       w.send(r);
       r.events.clear();
       r.fragment = false;
-    } else if (r.events.size() >= events_max_ && revision_ends) {
-      w.send(r);
-      r.events.clear();
     }
   }
   if (!r.events.empty()) w.send(r);

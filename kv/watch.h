@@ -63,6 +63,8 @@ class WatchHub {
   // Registers a watch; `send` gets the created response at once, then events.
   absl::StatusOr<int64_t> Watch(const WatchRequest& request, Send send);
   void Cancel(int64_t watch_id);
+  // Cancels every watch (each gets its canceled response): the store under them was replaced.
+  void CancelAll();
 
   // A commit at `revision` with `events` (MvccStore's listener).
   void OnCommit(int64_t revision, const std::vector<kvpb::Event>& events);
