@@ -70,7 +70,9 @@ RaftNode::RaftNode(env::Env& env, RaftNodeConfig config, RaftNodeHooks hooks,
       raft_(std::move(raft)),
       store_(std::move(store)),
       snapshot_(std::move(snapshot)),
-      addresses_(config_.peers) {}
+      addresses_(config_.peers) {
+  if (snapshot_) sm_applied_ = snapshot_->metadata.index();
+}
 
 RaftNode::~RaftNode() {
   *alive_ = false;
@@ -144,7 +146,9 @@ void RaftNode::AnswerReads(const std::vector<ReadState>& states) {
 void RaftNode::ServeReads() {
   std::vector<std::pair<std::function<void(absl::StatusOr<uint64_t>)>, uint64_t>> ready;
   for (auto it = reads_.begin(); it != reads_.end();) {
-    if (it->second.index && *it->second.index <= raft_->log().applied()) {
+    // The state machine's index, not the core's: the core counts a snapshot as applied as soon
+    // as it accepts it, long before the state machine has it (the install must persist first).
+    if (it->second.index && *it->second.index <= sm_applied_) {
       ready.emplace_back(std::move(it->second.done), *it->second.index);
       it = reads_.erase(it);
     } else {
@@ -233,19 +237,24 @@ void RaftNode::ProcessReady() {
 void RaftNode::CompleteReady(Ready ready, absl::Status persisted) {
   if (!persisted.ok()) return Fail(persisted);
   if (ready.snapshot) {
-    E2D_CHECK(snapshot_ && snapshot_->metadata.index() == ready.snapshot->index(),
-              "installed snapshot %llu without its data",
+    auto it = installing_.find(ready.snapshot->index());
+    E2D_CHECK(it != installing_.end(), "installed snapshot %llu without its data",
               static_cast<unsigned long long>(ready.snapshot->index()));
+    snapshot_ = std::move(it->second);
+    installing_.erase(installing_.begin(), std::next(it));  // and any older ones it overtook
     ++snapshots_installed_;
     env_.Log(absl::StrCat("raft node: installed snapshot ", ready.snapshot->index(), " (term ",
                           ready.snapshot->term(), ") from the leader"));
     if (hooks_.on_restore) hooks_.on_restore(*ready.snapshot, snapshot_->data);
+    sm_applied_ = ready.snapshot->index();
     AfterSnapshotDurable(ready.snapshot->index(), ready.snapshot->term());
   }
   SendAll(ready.messages_after_persist);
   for (const raftpb::Entry& e : ready.committed_entries) {
     if (e.type() == raftpb::ENTRY_CONF_CHANGE) LearnAddresses(e);
+    if (e.index() <= sm_applied_) continue;  // covered by a snapshot installed meanwhile
     if (hooks_.on_apply) hooks_.on_apply(e, *raft_);
+    sm_applied_ = e.index();
   }
   raft_->Advance(ready);
   ready_in_progress_ = false;
@@ -400,6 +409,9 @@ void RaftNode::MaybeSaveSnapshot() {
   if (config_.snapshot_entries == 0 || snapshot_saving_ || failed_ || !hooks_.snapshot_data) {
     return;
   }
+  // The state machine must be exactly at the core's applied index (not behind an install that
+  // is still persisting), or the data would not match the metadata.
+  if (!installing_.empty() || sm_applied_ != raft_->log().applied()) return;
   const uint64_t from = std::max(raft_->snapshot().index(), snapshot_retry_from_);
   if (raft_->log().applied() < from + config_.snapshot_entries) return;
   const raftpb::SnapshotMetadata meta = raft_->SnapshotMetadataNow();
@@ -527,6 +539,9 @@ void RaftNode::AckChunk(uint64_t to, const raftpb::SnapshotMetadata& meta, uint6
   }
 }
 
+// Received snapshots waiting for the Ready that installs them to be durable.
+constexpr size_t kInstallsInFlightMax = 4;
+
 void RaftNode::OnChunk(const raftpb::Message& m) {
   const raftpb::SnapshotMetadata& meta = m.snapshot().metadata();
   const uint64_t total = m.commit();
@@ -588,11 +603,16 @@ void RaftNode::OnChunk(const raftpb::Message& m) {
     snap.set_to(raft_->id());
     snap.set_term(term);
     *snap.mutable_snapshot()->mutable_metadata() = done.meta;
-    std::optional<StoredSnapshot> previous = std::move(snapshot_);
-    snapshot_ = StoredSnapshot{done.meta, std::move(done.data)};
+    // Kept aside until the Ready that installs it is durable: an earlier install may still be
+    // persisting, and snapshot_ is what this node offers others meanwhile.
+    const uint64_t index = done.meta.index();
+    if (installing_.size() >= kInstallsInFlightMax) {  // the disk is far behind: later
+      return AckChunk(leader, done.meta, 0, true);
+    }
+    installing_[index] = StoredSnapshot{done.meta, std::move(done.data)};
     CatchUpTicks();
     raft_->Step(snap).IgnoreError();
-    if (raft_->snapshot().index() != done.meta.index()) snapshot_ = std::move(previous);
+    if (raft_->snapshot().index() != index) installing_.erase(index);  // the core declined
     Observe();
     AckChunk(leader, done.meta, done.total, false);
     ProcessReady();

@@ -175,6 +175,14 @@ class RaftNode {
   std::unique_ptr<Raft> raft_;
   std::unique_ptr<SnapshotStore> store_;
   std::optional<StoredSnapshot> snapshot_;  // the newest one, to send to followers
+  // Snapshots received and stepped into the core, by index, until the Ready installing each is
+  // durable (then it becomes snapshot_). While a slow disk persists one, the leader may send
+  // newer ones; past 4 waiting, the next is refused (the leader offers it again later).
+  absl::btree_map<uint64_t, StoredSnapshot> installing_;
+  // The index the state machine reflects (the last entry applied or snapshot restored through
+  // the hooks). Reads are served against it, never against the core's applied index, which
+  // jumps to a received snapshot's index before the install is durable and restored.
+  uint64_t sm_applied_ = 0;
   bool snapshot_saving_ = false;
   uint64_t snapshot_retry_from_ = 0;  // after a failed save: count snapshot_entries from here
   struct Transfer {  // sending a snapshot to one follower
