@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "scenarios/counter_harness.h"
+#include "scenarios/kv_harness.h"
 #include "scenarios/raft_harness.h"
 #include "sim/scenario.h"
 
@@ -33,6 +34,9 @@ sim::Scenario RaftClocks();
 sim::Scenario RaftPrevote();
 sim::Scenario RaftTransfer();
 sim::Scenario RaftFlapping();
+sim::Scenario KvSwarm();
+sim::Scenario KvPartitions();
+sim::Scenario KvCrashes();
 
 // The Raft scenarios' configurations (the mutation self-test reruns them with a rule broken).
 RaftScenarioConfig RaftPartitionsConfig();
@@ -48,6 +52,9 @@ RaftScenarioConfig RaftClocksConfig();
 RaftScenarioConfig RaftPrevoteConfig();
 RaftScenarioConfig RaftTransferConfig();
 RaftScenarioConfig RaftFlappingConfig();
+KvScenarioConfig KvSwarmConfig();
+KvScenarioConfig KvPartitionsConfig();
+KvScenarioConfig KvCrashesConfig();
 
 // In a fixed order (the order `sim --list` prints).
 std::vector<sim::Scenario> AllScenarios();
