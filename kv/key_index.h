@@ -52,8 +52,8 @@ class KeyIndex {
   void LoneTombstone(Revision rev);
   // Drops what no read at or after `at` can see: every revision below `at` except the newest one
   // at or below `at` of a generation still open at `at`; a generation deleted exactly at `at`
-  // keeps its tombstone (the history of revision `at` still holds the delete). Appends the dropped revisions to
-  // `dropped`. Returns whether the index is now empty.
+  // keeps its tombstone (the history of revision `at` still holds the delete). Appends the dropped
+  // revisions to `dropped`. Returns whether the index is now empty.
   bool Compact(int64_t at, std::vector<Revision>* dropped);
 
  private:

@@ -158,7 +158,8 @@ void KvServer::Put(const etcdserverpb::PutRequest& r, Done<etcdserverpb::PutResp
   requestpb::Request req;
   *req.mutable_put() = r;
   Propose(std::move(req), Unwrap<etcdserverpb::PutResponse>(
-                              std::move(done), [](const requestpb::Response& x) { return x.put(); }));
+                              std::move(done),
+                              [](const requestpb::Response& x) { return x.put(); }));
 }
 
 void KvServer::DeleteRange(const etcdserverpb::DeleteRangeRequest& r,
@@ -176,7 +177,8 @@ void KvServer::Txn(const etcdserverpb::TxnRequest& r, Done<etcdserverpb::TxnResp
   requestpb::Request req;
   *req.mutable_txn() = r;
   Propose(std::move(req), Unwrap<etcdserverpb::TxnResponse>(
-                              std::move(done), [](const requestpb::Response& x) { return x.txn(); }));
+                              std::move(done),
+                              [](const requestpb::Response& x) { return x.txn(); }));
 }
 
 void KvServer::Compact(const etcdserverpb::CompactionRequest& r,
@@ -213,7 +215,8 @@ void KvServer::Alarm(const etcdserverpb::AlarmRequest& r,
   requestpb::Request req;
   *req.mutable_alarm() = r;
   Propose(std::move(req), Unwrap<etcdserverpb::AlarmResponse>(
-                              std::move(done), [](const requestpb::Response& x) { return x.alarm(); }));
+                              std::move(done),
+                              [](const requestpb::Response& x) { return x.alarm(); }));
 }
 
 absl::StatusOr<int64_t> KvServer::LeaseKeepAlive(int64_t id) {

@@ -5,12 +5,13 @@
 // Lessor and WatchHub, and the RaftNode that orders every change. The gRPC server and the
 // simulator's clients both call it; the same code runs in the node and in the simulator.
 //
-// Writes (Put, DeleteRange, Txn, Compact, LeaseGrant, LeaseRevoke, Alarm) are validated (a bad request
-// never reaches the log), wrapped in a requestpb::Request with an id unique to this server, and
-// proposed. Every replica applies the entry; the one that proposed it hands the result to the
-// waiting caller. Reads: a Range with serializable=true is served from the local store at once;
-// otherwise it waits for a ReadIndex (so it reflects every write acknowledged before it began).
-// Txns always go through the log, read-only ones included (simple and linearizable; slower).
+// Writes (Put, DeleteRange, Txn, Compact, LeaseGrant, LeaseRevoke, Alarm) are validated (a bad
+// request never reaches the log), wrapped in a requestpb::Request with an id unique to this
+// server, and proposed. Every replica applies the entry; the one that proposed it hands the
+// result to the waiting caller. Reads: a Range with serializable=true is served from the local
+// store at once; otherwise it waits for a ReadIndex (so it reflects every write acknowledged before
+// it began). Txns always go through the log, read-only ones included (simple and linearizable;
+// slower).
 //
 // Outcomes, as a client must read them:
 //   - an error returned before the proposal (validation; "etcdserver: no leader" as
@@ -30,9 +31,10 @@
 // synced, so the WAL segments the snapshot releases are never the only copy of what the engine
 // has not made durable.
 //
-// Leases: the minimum TTL is raised to 1.5 election timeouts (as etcd). Expiry is decided by the leader's lessor (promoted when this replica becomes leader,
-// demoted when it stops) and proposed as a LeaseRevoke, so every replica deletes the same keys
-// at the same index. Keep-alives are answered by the leader only.
+// Leases: the minimum TTL is raised to 1.5 election timeouts (as etcd). Expiry is decided by
+// the leader's lessor (promoted when this replica becomes leader, demoted when it stops) and
+// proposed as a LeaseRevoke, so every replica deletes the same keys at the same index. Keep-alives
+// are answered by the leader only.
 //
 // Space: options.limits.quota_bytes bounds the store; past it the NOSPACE alarm refuses puts
 // and lease grants (apply.h). The limits must be the same on every member.

@@ -578,9 +578,10 @@ class Watchers {
     ++watches_;
     checker_.OnWatchStart(c.watcher, c.request, s->store().revision());
     const int64_t watcher = c.watcher;
-    absl::StatusOr<int64_t> id = s->Watch(c.request, [this, i, watcher](const kv::WatchResponse& r) {
-      OnResponse(i, watcher, r);
-    });
+    absl::StatusOr<int64_t> id =
+        s->Watch(c.request, [this, i, watcher](const kv::WatchResponse& r) {
+          OnResponse(i, watcher, r);
+        });
     if (!id.ok()) {
       oracle_.Fail(absl::StrCat("watch refused: ", id.status().ToString()));
       return;
@@ -779,7 +780,9 @@ sim::ScenarioResult RunKv(const sim::FaultSchedule& schedule, const sim::RunOpti
   // Every watch response was checked as it came; nothing may still wait for the reference.
   watchers.EndAll();
   if (!oracle.failed()) {
-    if (absl::Status w = checker.status(); !w.ok()) oracle.Fail(absl::StrCat("watch: ", w.message()));
+    if (absl::Status w = checker.status(); !w.ok()) {
+      oracle.Fail(absl::StrCat("watch: ", w.message()));
+    }
   }
   if (!oracle.failed()) {
     if (absl::Status w = checker.CheckDrained(); !w.ok()) {

@@ -8,8 +8,8 @@
 //    a fifth of the reads range over every register at once (checked as one read per key at
 //    the same instant). Each operation is recorded with its virtual call and return times and
 //    its outcome (ok, fail, or unknown for a timeout or a crash); at the end sim/lincheck checks
-//    the whole history, per key. A "gave up" verdict fails the run too: a history the checker cannot decide is a
-//    workload to fix, not a pass;
+//    the whole history, per key. A "gave up" verdict fails the run too: a history the checker
+//    cannot decide is a workload to fix, not a pass;
 //  - replica agreement: every replica commits the same events at every revision (a hash of
 //    each revision's events, compared across replicas and across restarts);
 //  - recovery: a replica restarts from its engine and WAL (or a snapshot) without error unless

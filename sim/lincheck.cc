@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "absl/container/btree_map.h"
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/flat_hash_set.h"  // determinism-ok: lookup-only, never iterated
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -238,7 +238,7 @@ class ConfigStore {
   std::vector<uint64_t> arena_;
   const Config* probe_ = nullptr;
   uint64_t probe_hash_ = 0;
-  absl::flat_hash_set<uint32_t, BaseHash, BaseEq> table_;
+  absl::flat_hash_set<uint32_t, BaseHash, BaseEq> table_;  // determinism-ok: find/insert only
 };
 
 struct KeyResult {
