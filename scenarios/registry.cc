@@ -8,7 +8,8 @@ std::vector<sim::Scenario> AllScenarios() {
   return {CounterSwarm(), CounterPartitions(), CounterCrashes(), CounterDiskErrors(),
           CounterClocks(), RaftPartitions(), RaftCrashes(), RaftFigure8(), RaftSwarm(),
           RaftMembership(), RaftReplace(), RaftTwoNode(), RaftSnapshots(), RaftSlowDisks(),
-          RaftClocks(), RaftPrevote(), RaftTransfer(), RaftFlapping(), KvSwarm(), KvPartitions(), KvCrashes()};
+          RaftClocks(), RaftPrevote(), RaftTransfer(), RaftFlapping(), KvSwarm(), KvPartitions(), KvCrashes(),
+          GossipSwarm(), GossipDetect(), GossipPartitions(), GossipLarge()};
 }
 
 bool FindScenario(std::string_view name, sim::Scenario* out) {

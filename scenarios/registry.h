@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "scenarios/counter_harness.h"
+#include "scenarios/gossip_harness.h"
 #include "scenarios/kv_harness.h"
 #include "scenarios/raft_harness.h"
 #include "sim/scenario.h"
@@ -37,6 +38,10 @@ sim::Scenario RaftFlapping();
 sim::Scenario KvSwarm();
 sim::Scenario KvPartitions();
 sim::Scenario KvCrashes();
+sim::Scenario GossipSwarm();
+sim::Scenario GossipDetect();
+sim::Scenario GossipPartitions();
+sim::Scenario GossipLarge();
 
 // The Raft scenarios' configurations (the mutation self-test reruns them with a rule broken).
 RaftScenarioConfig RaftPartitionsConfig();
@@ -55,6 +60,7 @@ RaftScenarioConfig RaftFlappingConfig();
 KvScenarioConfig KvSwarmConfig();
 KvScenarioConfig KvPartitionsConfig();
 KvScenarioConfig KvCrashesConfig();
+GossipScenarioConfig GossipDetectConfig();
 
 // In a fixed order (the order `sim --list` prints).
 std::vector<sim::Scenario> AllScenarios();
