@@ -102,7 +102,8 @@ Memberlist::Memberlist(Config config, Keyring keyring, env::Random random, Insta
   me.state_since = now;
   members_.emplace(me.name, me);
   // Spread the periodic work so that members started together do not act in lockstep.
-  next_probe_ = now + Micros(random_.UniformDouble() * absl::ToDoubleSeconds(config_.probe_interval));
+  next_probe_ =
+      now + Micros(random_.UniformDouble() * absl::ToDoubleSeconds(config_.probe_interval));
   next_gossip_ = now + config_.gossip_interval;
   next_push_pull_ =
       now + Micros(random_.UniformDouble() * absl::ToDoubleSeconds(config_.push_pull_interval));
@@ -297,11 +298,11 @@ void Memberlist::QueueBroadcast(const std::string& node, const gossippb::Update&
   broadcasts_.push_back(std::move(b));
   if (broadcasts_.size() > config_.broadcasts_max) {
     // Evict the most transmitted, oldest first among equals: it has done most of its work.
-    auto victim = std::max_element(broadcasts_.begin(), broadcasts_.end(),
-                                   [](const Broadcast& x, const Broadcast& y) {
-                                     if (x.transmits != y.transmits) return x.transmits < y.transmits;
-                                     return x.order > y.order;
-                                   });
+    auto fewer_sends = [](const Broadcast& x, const Broadcast& y) {
+      if (x.transmits != y.transmits) return x.transmits < y.transmits;
+      return x.order > y.order;
+    };
+    auto victim = std::max_element(broadcasts_.begin(), broadcasts_.end(), fewer_sends);
     broadcasts_.erase(victim);
     ++stats_.dropped_broadcasts;
   }
@@ -681,7 +682,8 @@ std::vector<const Member*> Memberlist::RandomMembers(size_t k,
     if (name == config_.name) continue;
     if (std::find(exclude.begin(), exclude.end(), name) != exclude.end()) continue;
     bool live = m.state == MemberState::kAlive || m.state == MemberState::kSuspect;
-    bool recently_dead = include_recently_dead && !live && now - m.state_since < config_.gossip_to_dead;
+    bool recently_dead =
+        include_recently_dead && !live && now - m.state_since < config_.gossip_to_dead;
     if (live || recently_dead) candidates.push_back(&m);
   }
   size_t take = std::min(k, candidates.size());
@@ -814,7 +816,8 @@ void Memberlist::ExpireSuspicions(Instant now) {
     uint64_t incarnation = suspicions_[name].incarnation;
     suspicions_.erase(name);
     const Member* m = Find(name);
-    if (m == nullptr || m->state != MemberState::kSuspect || m->incarnation != incarnation) continue;
+    if (m == nullptr || m->state != MemberState::kSuspect) continue;
+    if (m->incarnation != incarnation) continue;
     gossippb::Dead dead;
     dead.set_node(name);
     dead.set_incarnation(incarnation);

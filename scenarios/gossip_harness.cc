@@ -90,7 +90,9 @@ Plan ReadPlan(const sim::FaultSchedule& schedule) {
     }
     uint32_t n = 0;
     bool numeric = !a.args.empty() && absl::SimpleAtoi(a.args[0], &n);
-    if (a.verb == "crash" && numeric && !plan.crash_at_ms.contains(n)) plan.crash_at_ms[n] = a.at_ms;
+    if (a.verb == "crash" && numeric && !plan.crash_at_ms.contains(n)) {
+      plan.crash_at_ms[n] = a.at_ms;
+    }
     if (a.verb == "crash" && !numeric) plan.restarts = true;  // "leader": not used by gossip
     if (a.verb == "pause" && numeric) plan.paused.insert(n);
     if (a.verb == "restart" || a.verb == "lose") plan.restarts = true;
@@ -280,7 +282,9 @@ void GossipRun::Poll() {
   // Convergence marks: each is measured once, from its start to the first poll that finds
   // every member seeing every member alive with its current metadata.
   const int64_t t = now_ms();
-  auto waiting = [&](double figure, int64_t since_ms) { return figure < 0 && since_ms >= 0 && t >= since_ms; };
+  auto waiting = [&](double figure, int64_t since_ms) {
+    return figure < 0 && since_ms >= 0 && t >= since_ms;
+  };
   bool join = metrics_.join_ms < 0;
   bool partition = waiting(metrics_.partition_converge_ms, plan_.partition_end_ms) &&
                    (plan_.last_restart_ms < 0 || plan_.last_restart_ms > t ||
@@ -292,7 +296,9 @@ void GossipRun::Poll() {
     for (NodeId q : cluster_.nodes()) all = all && SeesEveryoneCurrent(q);
     if (all) {
       if (join) metrics_.join_ms = static_cast<double>(t);
-      if (partition) metrics_.partition_converge_ms = static_cast<double>(t - plan_.partition_end_ms);
+      if (partition) {
+        metrics_.partition_converge_ms = static_cast<double>(t - plan_.partition_end_ms);
+      }
       if (restart) metrics_.restart_converge_ms = static_cast<double>(t - plan_.last_restart_ms);
       if (heal) {
         converged_ = true;
@@ -452,8 +458,8 @@ sim::FaultSchedule GenerateGossip(const std::string& name, uint64_t seed,
   const int64_t fault_end_ms = config.duration_ms;
   for (int c = 0; c < config.crashes && next + 2 < order.size(); ++c) {
     // Leave time for detection before the heal.
-    int64_t t = at(config.settle_ms, std::max(config.settle_ms, fault_end_ms - config.detect_ms_max -
-                                                                    5'000));
+    int64_t latest = std::max(config.settle_ms, fault_end_ms - config.detect_ms_max - 5'000);
+    int64_t t = at(config.settle_ms, latest);
     actions.push_back({t, "crash", {absl::StrCat(order[next++])}});
   }
   if (config.overload_chance > 0 && random.Chance(config.overload_chance) && next < order.size()) {

@@ -19,8 +19,8 @@ sim::Scenario GossipLarge() {
   c.no_false_dead = true;
   c.propagate_ms_max = 135'000;  // the push-pull period at 200 members is 120 s
   c.converge_ms_max = 60'000;
-  return MakeGossipScenario("gossip_large", "200 members, 10% loss, two crashes: the bounds at scale",
-                            c);
+  return MakeGossipScenario("gossip_large",
+                            "200 members, 10% loss, two crashes: the bounds at scale", c);
 }
 
 }  // namespace e2d::scenarios
