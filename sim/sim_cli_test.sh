@@ -10,14 +10,22 @@ names=$("$SIM" --list)
 [ "$(echo "$names" | head -1)" = "counter_swarm" ] || fail "--list: $names"
 echo "$names" | grep -qx counter_crashes || fail "--list lacks counter_crashes"
 
+# Every scenario once by seed and once from its saved schedule, except gossip_large: 200 members
+# take minutes per run under the sanitizers, and its own scenario test already replays each
+# seed from the schedule's text form and compares digests.
 for scenario in $names; do
+  [ "$scenario" = gossip_large ] && continue
   a=$("$SIM" --scenario="$scenario" --seed=3 --save-schedule="$TMP/$scenario.txt" | tail -1)
-  b=$("$SIM" --scenario="$scenario" --seed=3 | tail -1)
   c=$("$SIM" --schedule="$TMP/$scenario.txt" | tail -1)
   echo "$a" | grep -Eq '^digest=[0-9a-f]{16} seed=3 result=pass$' || fail "$scenario last line: $a"
-  [ "$a" = "$b" ] || fail "$scenario: same seed, different result: $a vs $b"
   [ "$a" = "$c" ] || fail "$scenario: replayed schedule differs: $a vs $c"
 done
+echo "$names" | grep -qx gossip_large || fail "--list lacks gossip_large"
+
+# The same seed twice gives the same line.
+a=$("$SIM" --scenario=counter_swarm --seed=3 | tail -1)
+b=$("$SIM" --scenario=counter_swarm --seed=3 | tail -1)
+[ "$a" = "$b" ] || fail "counter_swarm: same seed, different result: $a vs $b"
 
 d4=$("$SIM" --scenario=counter_swarm --seed=4 | tail -1)
 [ "$d4" != "$a" ] || fail "different seeds gave the same line"
