@@ -29,12 +29,12 @@ def cc_proto(name, src, deps = [], imports = [], testonly = False, visibility = 
         visibility = visibility,
     )
 
-def cc_grpc_library(name, src, deps = [], testonly = False, visibility = None):
+def cc_grpc_library(name, src, deps = [], imports = [], testonly = False, visibility = None):
     """Like cc_proto, plus the gRPC service stubs (.grpc.pb.h/.cc) of the same file."""
     base = _base(src)
     native.genrule(
         name = name + "_gen",
-        srcs = [src],
+        srcs = [src] + imports,
         outs = [
             base + ".pb.h",
             base + ".pb.cc",

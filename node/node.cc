@@ -1,0 +1,181 @@
+// Copyright e2d authors.
+
+#include "node/node.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "env/status_macros.h"
+
+namespace e2d::node {
+
+namespace {
+
+constexpr char kIdentityFile[] = "member";
+constexpr char kIdentityTemp[] = "member.tmp";
+
+uint64_t Fnv1a(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h == 0 ? 1 : h;
+}
+
+std::string Hex(uint64_t v) { return absl::StrCat(absl::Hex(v, absl::kZeroPad16)); }
+
+}  // namespace
+
+uint64_t MemberIdFor(const std::string& name) { return Fnv1a("e2d member " + name); }
+
+uint64_t ClusterIdFor(const std::vector<Member>& initial_cluster) {
+  std::vector<std::string> parts;
+  for (const Member& m : initial_cluster) parts.push_back(m.name + "=" + m.peer_address);
+  std::sort(parts.begin(), parts.end());
+  std::string all = "e2d cluster";
+  for (const std::string& p : parts) all += "," + p;
+  return Fnv1a(all);
+}
+
+Node::Node(env::Env& env, NodeConfig config, uint64_t id, uint64_t cluster_id)
+    : env_(env), config_(std::move(config)), id_(id), cluster_id_(cluster_id) {}
+
+Node::~Node() = default;
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* engine,
+                                                 NodeConfig config) {
+  if (config.name.empty()) return absl::InvalidArgumentError("the member name is empty");
+  absl::btree_set<std::string> names;
+  absl::btree_set<uint64_t> ids;
+  bool self = false;
+  for (Member& m : config.initial_cluster) {
+    if (m.name.empty()) return absl::InvalidArgumentError("a member of the cluster has no name");
+    m.id = MemberIdFor(m.name);
+    if (!names.insert(m.name).second || !ids.insert(m.id).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("member name \"", m.name, "\" appears twice in the initial cluster"));
+    }
+    self = self || m.name == config.name;
+  }
+  if (!self) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "this member's name \"", config.name, "\" is not in the initial cluster"));
+  }
+  const uint64_t id = MemberIdFor(config.name);
+  const uint64_t cluster_id = ClusterIdFor(config.initial_cluster);
+  std::unique_ptr<Node> node(new Node(env, config, id, cluster_id));
+  E2D_RETURN_IF_ERROR(node->CheckIdentity());
+
+  raft::RaftNodeConfig rc;
+  rc.raft.id = id;
+  rc.raft.election_ticks = config.election_ticks;
+  rc.raft.random_seed = env.random().Next();
+  for (const Member& m : config.initial_cluster) {
+    rc.raft.voters.push_back(m.id);
+    if (m.id != id) rc.peers[m.id] = m.peer_address;
+  }
+  std::sort(rc.raft.voters.begin(), rc.raft.voters.end());
+  rc.tick = config.tick;
+  rc.snapshot_entries = config.snapshot_entries;
+  kv::KvServerHooks hooks;
+  hooks.raft.on_fatal = [&env](const absl::Status& why) {
+    env.Log(absl::StrCat("level=error msg=\"fail-stop\" why=\"", why.ToString(), "\""));
+  };
+  hooks.raft.on_removed = [&env] {
+    env.Log("level=warn msg=\"this member was removed from the cluster; it serves no requests\"");
+  };
+  E2D_ASSIGN_OR_RETURN(node->kv_, kv::KvServer::Open(env, engine, std::move(rc), config.kv,
+                                                     std::move(hooks)));
+  return node;
+}
+
+absl::Status Node::CheckIdentity() {
+  const std::string want = absl::StrCat("e2d-member v1\ncluster_id=", Hex(cluster_id_),
+                                        "\nmember_id=", Hex(id_), "\nname=", config_.name, "\n");
+  env::FileSystem& fs = env_.fs();
+  E2D_ASSIGN_OR_RETURN(const bool exists, fs.Exists(kIdentityFile));
+  if (exists) {
+    E2D_ASSIGN_OR_RETURN(std::unique_ptr<env::File> f, fs.Open(kIdentityFile, {}));
+    E2D_ASSIGN_OR_RETURN(const std::string have, f->ReadAt(0, 4096));
+    if (have != want) {
+      std::string shown = have;
+      std::replace(shown.begin(), shown.end(), '\n', ' ');
+      std::string wanted = want;
+      std::replace(wanted.begin(), wanted.end(), '\n', ' ');
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the data directory belongs to another cluster or member: it holds [", shown,
+          "], this node is configured as [", wanted,
+          "]; use the data directory of this member, or an empty one"));
+    }
+    return absl::OkStatus();
+  }
+  // A data directory that has a Raft log but no identity was not made by this version: refuse
+  // rather than guess.
+  E2D_ASSIGN_OR_RETURN(const bool has_wal, fs.Exists("wal"));
+  if (has_wal) {
+    return absl::FailedPreconditionError(
+        "the data directory holds a Raft log but no \"member\" identity file");
+  }
+  E2D_ASSIGN_OR_RETURN(std::unique_ptr<env::File> f,
+                       fs.Open(kIdentityTemp, {.create = true, .truncate = true}));
+  E2D_RETURN_IF_ERROR(f->Append(want));
+  // Durability: the temp file is synced, renamed, and the directory synced in the background;
+  // if a crash loses it, the next start writes the same bytes again (the WAL check above holds
+  // only once the Raft log exists, which is synced after this file's rename was issued).
+  env::File* raw = f.release();
+  env::Env& env = env_;  // outlives the node, unlike `this`
+  raw->Sync([&env, raw](absl::Status s) {
+    delete raw;
+    if (s.ok()) s = env.fs().Rename(kIdentityTemp, kIdentityFile);
+    if (!s.ok()) {
+      return env.Log(absl::StrCat("level=error msg=\"recording the member identity\" why=\"",
+                                  s.ToString(), "\""));
+    }
+    env.fs().SyncDir("", [](absl::Status) {});
+  });
+  return absl::OkStatus();
+}
+
+etcdserverpb::ResponseHeader Node::Header() const {
+  etcdserverpb::ResponseHeader h;
+  h.set_cluster_id(cluster_id_);
+  h.set_member_id(id_);
+  h.set_raft_term(kv_->raft_node().raft().term());
+  h.set_revision(kv_->store().revision());
+  return h;
+}
+
+std::vector<Member> Node::Members() const {
+  absl::btree_map<uint64_t, const Member*> known;
+  for (const Member& m : config_.initial_cluster) known[m.id] = &m;
+  const raft::Membership& ms = kv_->raft_node().raft().membership();
+  std::vector<Member> out;
+  for (uint64_t id : ms.Members()) {
+    Member m;
+    if (auto it = known.find(id); it != known.end()) m = *it->second;
+    m.id = id;
+    m.learner = ms.IsLearner(id);
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+NodeStatus Node::Status() const {
+  const raft::Raft& r = kv_->raft_node().raft();
+  NodeStatus s;
+  s.leader = r.lead();
+  s.term = r.term();
+  s.raft_index = r.log().last_index();
+  s.raft_applied_index = r.log().applied();
+  s.learner = r.membership().IsLearner(id_);
+  s.failed = kv_->raft_node().failed();
+  return s;
+}
+
+}  // namespace e2d::node

@@ -1,0 +1,183 @@
+// Copyright e2d authors.
+//
+// AsioEnv against the env contracts (env/time.h, env/network.h) on loopback: timers, streams,
+// datagrams, and the bounds. Every wait is io.run_one() until a condition holds, bounded by a
+// watchdog timer so that a broken contract fails the test instead of hanging it.
+
+#include "node/runtime/asio_env.h"
+
+#include <string>
+#include <vector>
+
+#include "boost/asio/write.hpp"
+#include "gtest/gtest.h"
+
+namespace e2d::node {
+namespace {
+
+namespace asio = boost::asio;
+
+// Runs the loop until `done` holds; fails after 10 s of wall time without it.
+void RunUntil(asio::io_context& io, const std::function<bool()>& done) {
+  bool expired = false;
+  asio::steady_timer watchdog(io, std::chrono::seconds(10));
+  watchdog.async_wait([&](const boost::system::error_code& ec) {
+    if (!ec) expired = true;
+  });
+  while (!done() && !expired) io.run_one();
+  watchdog.cancel();
+  io.restart();
+  ASSERT_FALSE(expired) << "condition not reached within 10 s";
+}
+
+TEST(AsioClock, TimersFireInDeadlineOrderAndCancelledOnesNever) {
+  asio::io_context io;
+  AsioClock clock(io);
+  std::vector<int> fired;
+  clock.After(absl::Milliseconds(30), [&] { fired.push_back(3); });
+  clock.After(absl::Milliseconds(10), [&] { fired.push_back(1); });
+  const env::TimerId cancelled = clock.After(absl::Milliseconds(20), [&] { fired.push_back(2); });
+  const env::Instant start = clock.Now();
+  EXPECT_TRUE(clock.Cancel(cancelled));
+  EXPECT_FALSE(clock.Cancel(cancelled));
+  RunUntil(io, [&] { return fired.size() == 2; });
+  EXPECT_EQ(fired, (std::vector<int>{1, 3}));
+  EXPECT_GE(clock.Now() - start, absl::Milliseconds(30));
+}
+
+TEST(AsioClock, CancelAfterExpiryBeforeTheHandlerRanStillPreventsIt) {
+  asio::io_context io;
+  AsioClock clock(io);
+  bool ran = false;
+  const env::TimerId id = clock.After(absl::ZeroDuration(), [&] { ran = true; });
+  // Let the deadline pass without running handlers, then cancel.
+  const env::Instant t = clock.Now();
+  while (clock.Now() - t < absl::Milliseconds(2)) {
+  }
+  EXPECT_TRUE(clock.Cancel(id));
+  bool later = false;
+  clock.After(absl::Milliseconds(5), [&] { later = true; });
+  RunUntil(io, [&] { return later; });
+  EXPECT_FALSE(ran);
+}
+
+struct Endpoint {
+  std::unique_ptr<AsioNetwork> net;
+  std::vector<std::unique_ptr<env::Stream>> accepted;
+  std::vector<std::string> received;
+  std::vector<absl::Status> closed;
+};
+
+std::unique_ptr<AsioNetwork> Listen(asio::io_context& io) {
+  auto net = AsioNetwork::Listen(io, "127.0.0.1:0", "", nullptr);
+  EXPECT_TRUE(net.ok()) << net.status();
+  return std::move(*net);
+}
+
+TEST(AsioNetwork, StreamCarriesWholeMessagesInOrderBothWays) {
+  asio::io_context io;
+  Endpoint server;
+  server.net = Listen(io);
+  server.net->SetAcceptHandler([&](std::unique_ptr<env::Stream> s) {
+    env::Stream* raw = s.get();
+    s->SetHandlers(
+        [&server, raw](std::string m) {
+          server.received.push_back(m);
+          ASSERT_TRUE(raw->Send("echo:" + m).ok());
+        },
+        [&server](absl::Status why) { server.closed.push_back(why); });
+    server.accepted.push_back(std::move(s));
+  });
+  auto client_net = Listen(io);
+  std::unique_ptr<env::Stream> stream = client_net->Connect(server.net->local_address());
+  std::vector<std::string> replies;
+  // Sent before the connection is up: queued.
+  ASSERT_TRUE(stream->Send("a").ok());
+  ASSERT_TRUE(stream->Send(std::string(1 << 20, 'x')).ok());
+  ASSERT_TRUE(stream->Send("").ok());
+  stream->SetHandlers([&](std::string m) { replies.push_back(m); }, [](absl::Status) {});
+  RunUntil(io, [&] { return replies.size() == 3; });
+  EXPECT_EQ(server.received.size(), 3u);
+  EXPECT_EQ(replies[0], "echo:a");
+  EXPECT_EQ(replies[1], "echo:" + std::string(1 << 20, 'x'));
+  EXPECT_EQ(replies[2], "echo:");
+  // Closing our end: the server's close handler runs, ours never does.
+  stream->Close();
+  EXPECT_FALSE(stream->open());
+  EXPECT_FALSE(stream->Send("late").ok());
+  RunUntil(io, [&] { return server.closed.size() == 1; });
+  EXPECT_EQ(server.closed[0].code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(AsioNetwork, UnreachablePeerIsReportedAsUnavailable) {
+  asio::io_context io;
+  auto net = Listen(io);
+  // A port that was just free: listen, note it, close.
+  std::string dead;
+  {
+    auto tmp = Listen(io);
+    dead = tmp->local_address();
+  }
+  std::unique_ptr<env::Stream> s = net->Connect(dead);
+  std::vector<absl::Status> closed;
+  s->SetHandlers([](std::string) {}, [&](absl::Status why) { closed.push_back(why); });
+  RunUntil(io, [&] { return !closed.empty(); });
+  EXPECT_EQ(closed[0].code(), absl::StatusCode::kUnavailable) << closed[0];
+  std::unique_ptr<env::Stream> bad = net->Connect("no-port");
+  closed.clear();
+  bad->SetHandlers([](std::string) {}, [&](absl::Status why) { closed.push_back(why); });
+  RunUntil(io, [&] { return !closed.empty(); });
+  EXPECT_EQ(closed[0].code(), absl::StatusCode::kInvalidArgument) << closed[0];
+}
+
+TEST(AsioNetwork, AnOversizedFrameBreaksTheStream) {
+  asio::io_context io;
+  Endpoint server;
+  server.net = Listen(io);
+  server.net->SetAcceptHandler([&](std::unique_ptr<env::Stream> s) {
+    s->SetHandlers([&](std::string m) { server.received.push_back(m); },
+                   [&](absl::Status why) { server.closed.push_back(why); });
+    server.accepted.push_back(std::move(s));
+  });
+  std::string host;
+  uint16_t port = 0;
+  ASSERT_TRUE(SplitHostPort(server.net->local_address(), &host, &port).ok());
+  asio::ip::tcp::socket raw(io);
+  raw.connect({asio::ip::make_address(host), port});
+  const uint8_t header[4] = {0xff, 0xff, 0xff, 0xff};
+  asio::write(raw, asio::buffer(header, 4));
+  RunUntil(io, [&] { return !server.closed.empty(); });
+  EXPECT_EQ(server.closed[0].code(), absl::StatusCode::kDataLoss) << server.closed[0];
+  EXPECT_TRUE(server.received.empty());
+}
+
+TEST(AsioNetwork, DatagramsArriveWithTheSendersAddressAndOversizedOnesAreRefused) {
+  asio::io_context io;
+  auto a = Listen(io);
+  auto b = Listen(io);
+  std::vector<std::pair<std::string, std::string>> got;
+  b->SetDatagramHandler([&](const env::Address& from, std::string p) { got.emplace_back(from, p); });
+  ASSERT_TRUE(a->SendDatagram(b->local_address(), "ping").ok());
+  RunUntil(io, [&] { return !got.empty(); });
+  EXPECT_EQ(got[0].first, a->local_address());
+  EXPECT_EQ(got[0].second, "ping");
+  EXPECT_EQ(a->SendDatagram(b->local_address(), std::string(env::kDatagramSizeMax + 1, 'x')).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(AsioNetwork, ListenReportsAPortInUseAndABadAddress) {
+  asio::io_context io;
+  auto a = Listen(io);
+  auto again = AsioNetwork::Listen(io, a->local_address(), "", nullptr);
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.status().message().find("cannot listen on " + a->local_address()),
+            std::string::npos)
+      << again.status();
+  EXPECT_EQ(AsioNetwork::Listen(io, "localhost", "", nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(AsioNetwork::Listen(io, "example:80", "", nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace e2d::node

@@ -1,0 +1,576 @@
+// Copyright e2d authors.
+
+#include "node/runtime/cli.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/post.hpp"
+#include "boost/asio/signal_set.hpp"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/security/server_credentials.h"
+#include "kv/rocksdb_engine.h"
+#include "node/node.h"
+#include "node/pki.h"
+#include "node/runtime/asio_env.h"
+#include "node/runtime/etcd_service.h"
+#include "env/status_macros.h"
+
+namespace e2d::node {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr char kVersion[] = "e2d 0.1 (etcd v3 API " "3.4)";
+
+// ---------------------------------------------------------------------------------------------
+// Flags
+
+struct FlagSpec {
+  std::string name;
+  std::string short_name;  // "" or "n" for -n
+  std::string default_value;
+  std::string help;
+  bool is_bool = false;
+};
+
+using FlagValues = std::map<std::string, std::string>;
+
+// Parses argv[first..] against `specs`; no positional arguments are accepted.
+absl::StatusOr<FlagValues> ParseFlags(const std::vector<std::string>& args,
+                                      const std::vector<FlagSpec>& specs) {
+  FlagValues values;
+  for (const FlagSpec& s : specs) values[s.name] = s.default_value;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    const FlagSpec* spec = nullptr;
+    std::string value;
+    bool has_value = false;
+    if (arg.rfind("--", 0) == 0) {
+      std::string name = arg.substr(2);
+      if (size_t eq = name.find('='); eq != std::string::npos) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+        has_value = true;
+      }
+      for (const FlagSpec& s : specs) {
+        if (s.name == name) spec = &s;
+      }
+      if (spec == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
+    } else if (arg.size() >= 2 && arg[0] == '-') {
+      const std::string name = arg.substr(1);
+      for (const FlagSpec& s : specs) {
+        if (!s.short_name.empty() && s.short_name == name) spec = &s;
+      }
+      if (spec == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown flag ", arg));
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected argument \"", arg, "\""));
+    }
+    if (spec->is_bool) {
+      if (!has_value) value = "true";
+      if (value != "true" && value != "false") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", spec->name, " takes true or false, not \"", value, "\""));
+      }
+    } else if (!has_value) {
+      if (i + 1 >= args.size()) {
+        return absl::InvalidArgumentError(absl::StrCat("--", spec->name, " needs a value"));
+      }
+      value = args[++i];
+    }
+    values[spec->name] = value;
+  }
+  return values;
+}
+
+void PrintHelp(const std::string& usage, const std::vector<FlagSpec>& specs) {
+  std::printf("%s\n\nFlags:\n", usage.c_str());
+  for (const FlagSpec& s : specs) {
+    std::string names = s.short_name.empty() ? "    " : absl::StrCat("-", s.short_name, ", ");
+    names += "--" + s.name;
+    std::printf("  %-28s %s", names.c_str(), s.help.c_str());
+    if (!s.default_value.empty()) std::printf(" (default \"%s\")", s.default_value.c_str());
+    std::printf("\n");
+  }
+}
+
+bool WantsHelp(const std::vector<std::string>& args) {
+  for (const std::string& a : args) {
+    if (a == "--help" || a == "-h" || a == "help") return true;
+  }
+  return false;
+}
+
+int Fail(const std::string& command, const absl::Status& s, int code = 1) {
+  std::fprintf(stderr, "e2d %s: %s\n", command.c_str(), std::string(s.message()).c_str());
+  return code;
+}
+
+absl::StatusOr<absl::Duration> ParseDurationFlag(const std::string& name, const std::string& v) {
+  absl::Duration d;
+  if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, "=\"", v, "\" is not a positive duration (e.g. 87600h)"));
+  }
+  return d;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("cannot read the ", what, " ", path));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// ---------------------------------------------------------------------------------------------
+// e2d pki
+
+const std::vector<FlagSpec>& PkiInitFlags() {
+  static const auto* specs = new std::vector<FlagSpec>{
+      {"ca-cert", "", "ca.crt", "where to write the CA certificate"},
+      {"ca-key", "", "ca.key", "where to write the CA private key (mode 0600)"},
+      {"key-type", "", "ecdsa-p256", "ecdsa-p256, ecdsa-p384, rsa-2048, rsa-4096 or ed25519"},
+      {"validity", "", "87600h", "how long the CA is valid"},
+      {"overwrite", "", "", "replace existing files", true},
+  };
+  return *specs;
+}
+
+const std::vector<FlagSpec>& PkiGenFlags() {
+  static const auto* specs = new std::vector<FlagSpec>{
+      {"ca-cert", "", "ca.crt", "the CA certificate"},
+      {"ca-key", "", "ca.key", "the CA private key"},
+      {"hosts", "", "",
+       "comma-separated names and addresses for the SANs (127.0.0.1, ::1, localhost, this "
+       "machine's name and addresses are always added)"},
+      {"output-dir", "", ".", "where to write server, peer and client .crt/.key"},
+      {"key-type", "", "ecdsa-p256", "ecdsa-p256, ecdsa-p384, rsa-2048, rsa-4096 or ed25519"},
+      {"validity", "", "17520h", "how long the certificates are valid (never past the CA)"},
+      {"overwrite", "", "", "replace existing files", true},
+  };
+  return *specs;
+}
+
+int PkiMain(const std::vector<std::string>& args) {
+  const std::string sub = args.empty() ? "" : args[0];
+  const std::vector<std::string> rest(args.begin() + (args.empty() ? 0 : 1), args.end());
+  if (sub == "init") {
+    if (WantsHelp(rest)) {
+      PrintHelp("Usage: e2d pki init [flags]\n\nCreates the cluster CA.", PkiInitFlags());
+      return 0;
+    }
+    absl::StatusOr<FlagValues> f = ParseFlags(rest, PkiInitFlags());
+    if (!f.ok()) return Fail("pki init", f.status(), 2);
+    CaOptions o;
+    o.cert_path = (*f)["ca-cert"];
+    o.key_path = (*f)["ca-key"];
+    absl::StatusOr<KeyType> kt = ParseKeyType((*f)["key-type"]);
+    if (!kt.ok()) return Fail("pki init", kt.status(), 2);
+    o.key_type = *kt;
+    absl::StatusOr<absl::Duration> v = ParseDurationFlag("validity", (*f)["validity"]);
+    if (!v.ok()) return Fail("pki init", v.status(), 2);
+    o.validity = *v;
+    o.overwrite = (*f)["overwrite"] == "true";
+    if (absl::Status s = InitCa(o); !s.ok()) return Fail("pki init", s);
+    std::printf("wrote %s and %s\n", o.cert_path.c_str(), o.key_path.c_str());
+    return 0;
+  }
+  if (sub == "gencerts") {
+    if (WantsHelp(rest)) {
+      PrintHelp("Usage: e2d pki gencerts [flags]\n\nSigns server, peer and client certificates.",
+                PkiGenFlags());
+      return 0;
+    }
+    absl::StatusOr<FlagValues> f = ParseFlags(rest, PkiGenFlags());
+    if (!f.ok()) return Fail("pki gencerts", f.status(), 2);
+    CertOptions o;
+    o.ca_cert = (*f)["ca-cert"];
+    o.ca_key = (*f)["ca-key"];
+    o.output_dir = (*f)["output-dir"];
+    for (absl::string_view h : absl::StrSplit((*f)["hosts"], ',', absl::SkipEmpty())) {
+      o.hosts.emplace_back(h);
+    }
+    for (const std::string& h : DetectHostAddresses()) o.hosts.push_back(h);
+    absl::StatusOr<KeyType> kt = ParseKeyType((*f)["key-type"]);
+    if (!kt.ok()) return Fail("pki gencerts", kt.status(), 2);
+    o.key_type = *kt;
+    absl::StatusOr<absl::Duration> v = ParseDurationFlag("validity", (*f)["validity"]);
+    if (!v.ok()) return Fail("pki gencerts", v.status(), 2);
+    o.validity = *v;
+    o.overwrite = (*f)["overwrite"] == "true";
+    if (absl::Status s = GenCerts(o); !s.ok()) return Fail("pki gencerts", s);
+    std::printf("wrote server, peer and client certificates and keys to %s\n",
+                o.output_dir.c_str());
+    return 0;
+  }
+  std::fprintf(stderr, "Usage: e2d pki init|gencerts [flags] (--help for the flags)\n");
+  return 2;
+}
+
+// ---------------------------------------------------------------------------------------------
+// e2d run
+
+const std::vector<FlagSpec>& RunFlags() {
+  static const auto* specs = new std::vector<FlagSpec>{
+      {"name", "", "", "this member's name (default: the host name)"},
+      {"data-dir", "", "data", "where the Raft log, snapshots and the store live"},
+      {"host", "", "",
+       "the address other members and clients reach this node at (default: the first "
+       "non-loopback IPv4 address, else 127.0.0.1)"},
+      {"client-addr", "", "0.0.0.0:2379", "etcd v3 gRPC API (TLS, client certificates required)"},
+      {"peer-addr", "", "0.0.0.0:2380", "Raft transport between members (mutual TLS 1.3)"},
+      {"gossip-addr", "", "0.0.0.0:7980",
+       "gossip (UDP + TCP); used by self-managed clusters, not yet by this version"},
+      {"plaintext-client-addr", "", "",
+       "an extra etcd API listener without TLS, for local tools; loopback addresses only"},
+      {"required-cluster-size", "n", "1", "the number of members the cluster is made of"},
+      {"bootstrap-addrs", "", "",
+       "gossip addresses of the other members (self-managed bootstrap; not yet in this "
+       "version, use --initial-cluster)"},
+      {"initial-cluster", "", "",
+       "static membership: name=host:peerport,... including this member (default: this "
+       "member alone)"},
+      {"ca-cert", "", "", "the cluster CA certificate"},
+      {"ca-key", "", "", "the cluster CA key (for self-management; not needed to serve)"},
+      {"server-cert", "", "", "the certificate served to clients"},
+      {"server-key", "", "", "its key"},
+      {"peer-cert", "", "", "the certificate between members (serverAuth and clientAuth)"},
+      {"peer-key", "", "", "its key"},
+      {"client-cert", "", "", "a client certificate (for e2d's own calls to members)"},
+      {"client-key", "", "", "its key"},
+      {"snapshot-entries", "", "10000", "take a Raft snapshot every this many entries"},
+      {"election-timeout", "", "1s", "Raft election timeout (heartbeats every tenth of it)"},
+  };
+  return *specs;
+}
+
+struct RunConfig {
+  std::string name;
+  std::string data_dir;
+  std::string host;
+  std::string client_addr;
+  std::string peer_addr;
+  std::string plaintext_client_addr;
+  std::vector<Member> initial_cluster;
+  std::string ca_cert, server_cert, server_key, peer_cert, peer_key;
+  uint64_t snapshot_entries = 10000;
+  absl::Duration election_timeout = absl::Seconds(1);
+};
+
+std::string HostName() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == 0) return "default";
+  return buf;
+}
+
+std::string DefaultHost() {
+  for (const std::string& a : DetectHostAddresses()) {
+    boost::system::error_code ec;
+    asio::ip::make_address_v4(a, ec);
+    if (!ec) return a;
+  }
+  return "127.0.0.1";
+}
+
+uint16_t PortOf(const std::string& addr) {
+  std::string host;
+  uint16_t port = 0;
+  SplitHostPort(addr, &host, &port).IgnoreError();
+  return port;
+}
+
+bool IsLoopback(const std::string& addr) {
+  std::string host;
+  uint16_t port = 0;
+  if (!SplitHostPort(addr, &host, &port).ok()) return false;
+  boost::system::error_code ec;
+  const asio::ip::address a = asio::ip::make_address(host, ec);
+  return !ec && a.is_loopback();
+}
+
+absl::Status MakeDirs(const std::string& path) {
+  std::string cur;
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    cur += std::string(part);
+    if (!cur.empty() && ::mkdir(cur.c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot create directory ", cur, ": ", strerror(errno)));
+    }
+    cur += "/";
+  }
+  return absl::OkStatus();
+}
+
+// Without any certificate flag, the node makes its own CA and certificates under
+// <data-dir>/pki on first start (and reuses them later), so `e2d run` alone serves TLS.
+absl::Status EnsureCertificates(RunConfig& c, FlagValues& f) {
+  const char* names[] = {"ca-cert", "server-cert", "server-key", "peer-cert", "peer-key"};
+  int given = 0;
+  for (const char* n : names) given += f[n].empty() ? 0 : 1;
+  if (given == 0) {
+    const std::string dir = c.data_dir + "/pki";
+    E2D_RETURN_IF_ERROR(MakeDirs(dir));
+    f["ca-cert"] = dir + "/ca.crt";
+    f["server-cert"] = dir + "/server.crt";
+    f["server-key"] = dir + "/server.key";
+    f["peer-cert"] = dir + "/peer.crt";
+    f["peer-key"] = dir + "/peer.key";
+    struct stat st;
+    if (::stat(f["ca-cert"].c_str(), &st) != 0) {
+      CaOptions ca;
+      ca.cert_path = f["ca-cert"];
+      ca.key_path = dir + "/ca.key";
+      if (absl::Status s = InitCa(ca); !s.ok()) return s;
+      CertOptions certs;
+      certs.ca_cert = ca.cert_path;
+      certs.ca_key = ca.key_path;
+      certs.output_dir = dir;
+      certs.hosts = {c.host};
+      for (const std::string& h : DetectHostAddresses()) certs.hosts.push_back(h);
+      if (absl::Status s = GenCerts(certs); !s.ok()) return s;
+      std::fprintf(stderr, "e2d run: created a CA and certificates in %s\n", dir.c_str());
+    }
+  } else if (given != 5) {
+    for (const char* n : names) {
+      if (f[n].empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--", n, " is missing: give --ca-cert, --server-cert, --server-key, --peer-cert and "
+            "--peer-key together, or none of them"));
+      }
+    }
+  }
+  c.ca_cert = f["ca-cert"];
+  c.server_cert = f["server-cert"];
+  c.server_key = f["server-key"];
+  c.peer_cert = f["peer-cert"];
+  c.peer_key = f["peer-key"];
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
+  RunConfig c;
+  c.name = f["name"].empty() ? HostName() : f["name"];
+  c.data_dir = f["data-dir"];
+  if (c.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is empty");
+  c.host = f["host"].empty() ? DefaultHost() : f["host"];
+  c.client_addr = f["client-addr"];
+  c.peer_addr = f["peer-addr"];
+  c.plaintext_client_addr = f["plaintext-client-addr"];
+  std::string h;
+  uint16_t p = 0;
+  for (const char* n : {"client-addr", "peer-addr", "gossip-addr"}) {
+    if (absl::Status s = SplitHostPort(f[n], &h, &p); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--", n, ": ", s.message()));
+    }
+  }
+  if (!c.plaintext_client_addr.empty() && !IsLoopback(c.plaintext_client_addr)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--plaintext-client-addr=", c.plaintext_client_addr,
+        " is not a loopback address: a listener without TLS is only allowed on loopback"));
+  }
+  int size = 0;
+  if (!absl::SimpleAtoi(f["required-cluster-size"], &size) || size < 1 || size > 9) {
+    return absl::InvalidArgumentError(absl::StrCat("--required-cluster-size=\"",
+                                                   f["required-cluster-size"],
+                                                   "\" is not a cluster size from 1 to 9"));
+  }
+  if (!absl::SimpleAtoi(f["snapshot-entries"], &c.snapshot_entries) || c.snapshot_entries < 100) {
+    return absl::InvalidArgumentError("--snapshot-entries must be a number of at least 100");
+  }
+  E2D_ASSIGN_OR_RETURN(c.election_timeout,
+                       ParseDurationFlag("election-timeout", f["election-timeout"]));
+  if (c.election_timeout < absl::Milliseconds(100) || c.election_timeout > absl::Seconds(50)) {
+    return absl::InvalidArgumentError("--election-timeout must be between 100ms and 50s");
+  }
+  const std::string self_peer = absl::StrCat(c.host, ":", PortOf(c.peer_addr));
+  if (f["initial-cluster"].empty()) {
+    if (size > 1 || !f["bootstrap-addrs"].empty()) {
+      return absl::InvalidArgumentError(
+          "a cluster of more than one member needs --initial-cluster in this version (the "
+          "self-managed bootstrap through --bootstrap-addrs and gossip is not in it yet)");
+    }
+    Member self;
+    self.name = c.name;
+    self.peer_address = self_peer;
+    c.initial_cluster.push_back(self);
+  } else {
+    for (absl::string_view entry : absl::StrSplit(f["initial-cluster"], ',', absl::SkipEmpty())) {
+      std::pair<std::string, std::string> kv = absl::StrSplit(entry, absl::MaxSplits('=', 1));
+      if (kv.first.empty() || !SplitHostPort(kv.second, &h, &p).ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--initial-cluster: \"", std::string(entry), "\" is not name=host:port"));
+      }
+      Member m;
+      m.name = kv.first;
+      m.peer_address = kv.second;
+      c.initial_cluster.push_back(m);
+    }
+    if (static_cast<int>(c.initial_cluster.size()) != size && f["required-cluster-size"] != "1") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--initial-cluster names ", c.initial_cluster.size(),
+          " members but --required-cluster-size is ", size));
+    }
+  }
+  const std::string client_url = absl::StrCat("https://", c.host, ":", PortOf(c.client_addr));
+  for (Member& m : c.initial_cluster) {
+    if (m.name == c.name) m.client_url = client_url;
+  }
+  return c;
+}
+
+// Runs the node until SIGINT or SIGTERM.
+int Serve(RunConfig c) {
+  asio::io_context io;
+  TlsConfig peer_tls{c.ca_cert, c.peer_cert, c.peer_key};
+  std::string advertise;
+  for (const Member& m : c.initial_cluster) {
+    if (m.name == c.name) advertise = m.peer_address;
+  }
+  absl::StatusOr<std::unique_ptr<AsioNetwork>> net =
+      AsioNetwork::Listen(io, c.peer_addr, advertise, &peer_tls);
+  if (!net.ok()) return Fail("run", net.status());
+  AsioEnv env(io, c.data_dir, std::move(*net));
+  absl::StatusOr<std::unique_ptr<kv::RocksDbEngine>> engine =
+      kv::RocksDbEngine::Open(c.data_dir + "/kv");
+  if (!engine.ok()) return Fail("run", engine.status());
+
+  NodeConfig nc;
+  nc.name = c.name;
+  nc.initial_cluster = c.initial_cluster;
+  nc.tick = c.election_timeout / 10;
+  nc.election_ticks = 10;
+  nc.snapshot_entries = c.snapshot_entries;
+  absl::StatusOr<std::unique_ptr<Node>> node = Node::Open(env, engine->get(), nc);
+  if (!node.ok()) return Fail("run", node.status());
+
+  absl::StatusOr<std::string> ca = ReadFile(c.ca_cert, "CA certificate");
+  absl::StatusOr<std::string> cert = ReadFile(c.server_cert, "server certificate");
+  absl::StatusOr<std::string> key = ReadFile(c.server_key, "server key");
+  for (const auto* s : {&ca, &cert, &key}) {
+    if (!s->ok()) return Fail("run", s->status());
+  }
+  // The server's own TLS context checks that the key matches the certificate.
+  if (absl::StatusOr<std::unique_ptr<asio::ssl::context>> check =
+          MakeTlsContext({c.ca_cert, c.server_cert, c.server_key}, true);
+      !check.ok()) {
+    return Fail("run", check.status());
+  }
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = *ca;
+  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+
+  EtcdService service(io, node->get());
+  grpc::ServerBuilder builder;
+  int client_port = 0;
+  int plaintext_port = 0;
+  builder.AddListeningPort(c.client_addr, grpc::SslServerCredentials(ssl), &client_port);
+  if (!c.plaintext_client_addr.empty()) {
+    builder.AddListeningPort(c.plaintext_client_addr, grpc::InsecureServerCredentials(),
+                             &plaintext_port);
+  }
+  for (grpc::Service* s : service.services()) builder.RegisterService(s);
+  // etcd's limits: requests up to 1.5 MiB plus 512 KiB of gRPC overhead, responses unbounded;
+  // clients may ping every 5 s, also without calls in flight (etcdctl pings every 10 s).
+  builder.SetMaxReceiveMessageSize(2 << 20);
+  builder.SetMaxSendMessageSize(std::numeric_limits<int>::max());
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || client_port == 0 ||
+      (!c.plaintext_client_addr.empty() && plaintext_port == 0)) {
+    return Fail("run", absl::UnavailableError(absl::StrCat(
+                           "cannot listen for clients on ", c.client_addr,
+                           c.plaintext_client_addr.empty() ? "" : " or ",
+                           c.plaintext_client_addr, " (in use?)")));
+  }
+  env.Log(absl::StrCat("level=info msg=\"serving\" name=", c.name, " member_id=",
+                       absl::Hex((*node)->id(), absl::kZeroPad16), " cluster_id=",
+                       absl::Hex((*node)->cluster_id(), absl::kZeroPad16), " client=",
+                       c.client_addr, " peer=", c.peer_addr,
+                       c.plaintext_client_addr.empty() ? "" : " plaintext_client=",
+                       c.plaintext_client_addr, " data_dir=", c.data_dir));
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  std::thread stopper;
+  signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
+    env.Log(absl::StrCat("level=info msg=\"stopping\" signal=", signo));
+    // Shutdown waits for calls in flight, which need the io loop: run it from another thread.
+    stopper = std::thread([&] {
+      server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      asio::post(io, [&io] { io.stop(); });
+    });
+  });
+  io.run();
+  if (stopper.joinable()) stopper.join();
+  server.reset();
+  node->reset();
+  return 0;
+}
+
+int RunMain(const std::vector<std::string>& args) {
+  if (WantsHelp(args)) {
+    PrintHelp(
+        "Usage: e2d run [flags]\n\n"
+        "Runs one member. Without flags: a single-member cluster with its data, CA and\n"
+        "certificates under ./data (talk to it with etcdctl --cacert data/pki/ca.crt\n"
+        "--cert data/pki/client.crt --key data/pki/client.key).",
+        RunFlags());
+    return 0;
+  }
+  absl::StatusOr<FlagValues> f = ParseFlags(args, RunFlags());
+  if (!f.ok()) return Fail("run", f.status(), 2);
+  absl::StatusOr<RunConfig> c = ParseRunConfig(*f);
+  if (!c.ok()) return Fail("run", c.status(), 2);
+  if (absl::Status s = MakeDirs(c->data_dir); !s.ok()) return Fail("run", s);
+  if (absl::Status s = EnsureCertificates(*c, *f); !s.ok()) return Fail("run", s);
+  return Serve(std::move(*c));
+}
+
+}  // namespace
+
+int CliMain(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  const std::string command = args.empty() ? "" : args[0];
+  const std::vector<std::string> rest(args.begin() + (args.empty() ? 0 : 1), args.end());
+  if (command == "run") return RunMain(rest);
+  if (command == "pki") return PkiMain(rest);
+  if (command == "version" || command == "--version") {
+    std::printf("%s\n", kVersion);
+    return 0;
+  }
+  const bool help = command == "help" || command == "--help" || command == "-h";
+  std::fprintf(help ? stdout : stderr,
+               "Usage: e2d <command> [flags]\n\n"
+               "Commands:\n"
+               "  run            run a member (e2d run --help)\n"
+               "  pki init       create the cluster CA\n"
+               "  pki gencerts   sign server, peer and client certificates\n"
+               "  version        print the version\n");
+  if (!help && !command.empty()) std::fprintf(stderr, "\nunknown command \"%s\"\n", command.c_str());
+  return help ? 0 : 2;
+}
+
+}  // namespace e2d::node
