@@ -334,10 +334,15 @@ std::string KvServer::SnapshotData() {
   absl::Status synced = engine_->Sync();
   E2D_CHECK(synced.ok(), "kv engine sync failed before a snapshot: %s",
             synced.ToString().c_str());
+  absl::StatusOr<std::string> data = Backup();
+  E2D_CHECK(data.ok(), "kv engine checkpoint failed: %s", data.status().ToString().c_str());
+  return *std::move(data);
+}
+
+absl::StatusOr<std::string> KvServer::Backup() const {
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> records =
       engine_->Checkpoint();
-  E2D_CHECK(records.ok(), "kv engine checkpoint failed: %s",
-            records.status().ToString().c_str());
+  if (!records.ok()) return records.status();
   requestpb::EngineSnapshot snap;
   snap.set_applied_index(store_->applied_index());
   for (auto& [k, v] : *records) {

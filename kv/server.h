@@ -139,6 +139,11 @@ class KvServer {
   absl::StatusOr<int64_t> Watch(const WatchRequest& r, WatchHub::Send send);
   void CancelWatch(int64_t id) { hub_->Cancel(id); }
 
+  // The whole store as of the last entry applied on this replica, in the state-machine snapshot
+  // format (requestpb::EngineSnapshot, serialized): what etcd's Maintenance.Snapshot streams.
+  // Errors: the engine's.
+  absl::StatusOr<std::string> Backup() const;
+
   raft::RaftNode& raft_node() { return *node_; }
   const MvccStore& store() const { return *store_; }
   size_t pending() const { return pending_.size(); }

@@ -46,7 +46,88 @@ uint64_t ClusterIdFor(const std::vector<Member>& initial_cluster) {
 Node::Node(env::Env& env, NodeConfig config, uint64_t id, uint64_t cluster_id)
     : env_(env), config_(std::move(config)), id_(id), cluster_id_(cluster_id) {}
 
-Node::~Node() = default;
+Node::~Node() { *alive_ = false; }
+
+void Node::OnRaftState(const raft::Raft& raft) {
+  if (raft.lead() == last_leader_) return;
+  if (raft.lead() != raft::kNone) ++leader_changes_;
+  last_leader_ = raft.lead();
+  env_.Log(absl::StrCat("level=info msg=\"leader changed\" term=", raft.term(), " leader=",
+                        Hex(raft.lead()), " self=", Hex(id_), " role=", raft::RoleName(raft.role())));
+}
+
+void Node::MoveLeader(uint64_t target, absl::Duration timeout,
+                      std::function<void(absl::Status)> done) {
+  const raft::Raft& r = kv_->raft_node().raft();
+  absl::Status refused;
+  if (r.role() != raft::Role::kLeader) {
+    refused = absl::FailedPreconditionError("etcdserver: not leader");
+  } else if (!r.membership().voters.contains(target)) {
+    refused = absl::FailedPreconditionError("etcdserver: bad leader transferee");
+  }
+  if (!refused.ok() || target == id_) {
+    env_.clock().After(absl::ZeroDuration(), [alive = alive_, done = std::move(done), refused] {
+      if (*alive) done(refused);
+    });
+    return;
+  }
+  kv_->raft_node().TransferLeadership(target);
+  PollTransfer(target, env_.clock().Now() + timeout, std::move(done));
+}
+
+void Node::PollTransfer(uint64_t target, env::Instant deadline,
+                        std::function<void(absl::Status)> done) {
+  env_.clock().After(absl::Milliseconds(20), [this, alive = alive_, target, deadline,
+                                              done = std::move(done)]() mutable {
+    if (!*alive) return;
+    if (kv_->raft_node().raft().lead() == target) return done(absl::OkStatus());
+    if (env_.clock().Now() >= deadline) {
+      return done(absl::UnknownError(
+          "etcdserver: request timed out, leader transfer took too long"));
+    }
+    PollTransfer(target, deadline, std::move(done));
+  });
+}
+
+std::string Node::MetricsText() const {
+  const raft::RaftNode& rn = kv_->raft_node();
+  const raft::Raft& r = rn.raft();
+  std::string out;
+  auto metric = [&out](const char* name, const char* type, const char* help, double value) {
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name,
+                    " ", value, "\n");
+  };
+  metric("e2d_raft_term", "gauge", "The current Raft term.", r.term());
+  metric("e2d_raft_has_leader", "gauge", "1 if this member knows a leader.",
+         r.lead() != raft::kNone ? 1 : 0);
+  metric("e2d_raft_is_leader", "gauge", "1 if this member leads.",
+         r.role() == raft::Role::kLeader ? 1 : 0);
+  metric("e2d_raft_leader_changes_total", "counter", "Leaders this member has seen since start.",
+         leader_changes_);
+  metric("e2d_raft_committed_index", "gauge", "The highest log index known committed.",
+         r.log().committed());
+  metric("e2d_raft_applied_index", "gauge", "The highest log index applied.", r.log().applied());
+  metric("e2d_raft_messages_dropped_total", "counter", "Raft messages that could not be sent.",
+         rn.messages_dropped());
+  metric("e2d_wal_syncs_total", "counter", "WAL syncs (group commits).", rn.wal_syncs());
+  metric("e2d_raft_snapshots_saved_total", "counter", "Raft snapshots this member saved.",
+         rn.snapshots_saved());
+  metric("e2d_raft_snapshots_installed_total", "counter",
+         "Raft snapshots this member installed from the leader.", rn.snapshots_installed());
+  metric("e2d_member_failed", "gauge", "1 after a storage error stopped this member.",
+         rn.failed() ? 1 : 0);
+  metric("e2d_mvcc_revision", "gauge", "The store's current revision.",
+         static_cast<double>(kv_->store().revision()));
+  metric("e2d_mvcc_compact_revision", "gauge", "The revision the store is compacted to.",
+         static_cast<double>(kv_->store().compact_revision()));
+  metric("e2d_mvcc_db_size_bytes", "gauge", "Bytes of keys and values the store holds.",
+         static_cast<double>(kv_->store().size_bytes()));
+  metric("e2d_kv_requests_pending", "gauge", "Proposals waiting for their apply.",
+         static_cast<double>(kv_->pending()));
+  metric("e2d_kv_request_timeouts_total", "counter", "Proposals that timed out.",
+         static_cast<double>(kv_->timeouts()));
+  return out;
+}
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* engine,
                                                  NodeConfig config) {
@@ -87,6 +168,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* en
   hooks.raft.on_fatal = [&env](const absl::Status& why) {
     env.Log(absl::StrCat("level=error msg=\"fail-stop\" why=\"", why.ToString(), "\""));
   };
+  Node* raw = node.get();
+  hooks.raft.on_state = [raw](const raft::Raft& r) { raw->OnRaftState(r); };
   hooks.raft.on_removed = [&env] {
     env.Log("level=warn msg=\"this member was removed from the cluster; it serves no requests\"");
   };

@@ -19,6 +19,7 @@
 #define E2D_NODE_NODE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,7 +47,7 @@ struct NodeConfig {
   std::vector<Member> initial_cluster;
   absl::Duration tick = absl::Milliseconds(100);
   int election_ticks = 10;
-  uint64_t snapshot_entries = 10000;
+  uint64_t snapshot_entries = 100000;  // etcd's --snapshot-count default
   kv::KvServerOptions kv;
 };
 
@@ -81,6 +82,16 @@ class Node {
   // revision.
   etcdserverpb::ResponseHeader Header() const;
 
+  // etcd's MoveLeader: hands leadership to voter `target` and reports once it leads, within
+  // `timeout`. Errors, with etcd's texts: FailedPrecondition "etcdserver: not leader" (this
+  // member does not lead), "etcdserver: bad leader transferee" (target is not a voter), Unknown
+  // "etcdserver: request timed out, leader transfer took too long". `done` runs on the env's
+  // thread, never inside this call, and never after the node is destroyed.
+  void MoveLeader(uint64_t target, absl::Duration timeout, std::function<void(absl::Status)> done);
+
+  // Prometheus text exposition of this member's state and counters (e2d_* metrics).
+  std::string MetricsText() const;
+
   // The current Raft membership, in id order, named from the initial cluster where known.
   std::vector<Member> Members() const;
   NodeStatus Status() const;
@@ -89,8 +100,14 @@ class Node {
   Node(env::Env& env, NodeConfig config, uint64_t id, uint64_t cluster_id);
   absl::Status CheckIdentity();
 
+  void OnRaftState(const raft::Raft& raft);
+  void PollTransfer(uint64_t target, env::Instant deadline, std::function<void(absl::Status)> done);
+
   env::Env& env_;
   const NodeConfig config_;
+  uint64_t last_leader_ = 0;
+  uint64_t leader_changes_ = 0;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   const uint64_t id_;
   const uint64_t cluster_id_;
   std::unique_ptr<kv::KvServer> kv_;

@@ -6,7 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -31,6 +34,7 @@
 #include "node/pki.h"
 #include "node/runtime/asio_env.h"
 #include "node/runtime/etcd_service.h"
+#include "node/runtime/http_server.h"
 #include "env/status_macros.h"
 
 namespace e2d::node {
@@ -242,6 +246,8 @@ const std::vector<FlagSpec>& RunFlags() {
       {"peer-addr", "", "0.0.0.0:2380", "Raft transport between members (mutual TLS 1.3)"},
       {"gossip-addr", "", "0.0.0.0:7980",
        "gossip (UDP + TCP); used by self-managed clusters, not yet by this version"},
+      {"metrics-addr", "", "127.0.0.1:2381",
+       "HTTP /metrics (Prometheus) and /health, without TLS; \"\" turns it off"},
       {"plaintext-client-addr", "", "",
        "an extra etcd API listener without TLS, for local tools; loopback addresses only"},
       {"required-cluster-size", "n", "1", "the number of members the cluster is made of"},
@@ -259,7 +265,9 @@ const std::vector<FlagSpec>& RunFlags() {
       {"peer-key", "", "", "its key"},
       {"client-cert", "", "", "a client certificate (for e2d's own calls to members)"},
       {"client-key", "", "", "its key"},
-      {"snapshot-entries", "", "10000", "take a Raft snapshot every this many entries"},
+      {"snapshot-entries", "", "100000",
+       "take a Raft snapshot every this many entries (etcd's --snapshot-count; the snapshot is "
+       "made on the node's thread, which stalls it briefly)"},
       {"election-timeout", "", "1s", "Raft election timeout (heartbeats every tenth of it)"},
   };
   return *specs;
@@ -272,9 +280,10 @@ struct RunConfig {
   std::string client_addr;
   std::string peer_addr;
   std::string plaintext_client_addr;
+  std::string metrics_addr;
   std::vector<Member> initial_cluster;
   std::string ca_cert, server_cert, server_key, peer_cert, peer_key;
-  uint64_t snapshot_entries = 10000;
+  uint64_t snapshot_entries = 100000;
   absl::Duration election_timeout = absl::Seconds(1);
 };
 
@@ -377,6 +386,7 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
   c.client_addr = f["client-addr"];
   c.peer_addr = f["peer-addr"];
   c.plaintext_client_addr = f["plaintext-client-addr"];
+  c.metrics_addr = f["metrics-addr"];
   std::string h;
   uint16_t p = 0;
   for (const char* n : {"client-addr", "peer-addr", "gossip-addr"}) {
@@ -439,6 +449,24 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
   return c;
 }
 
+// /metrics and /health (etcd's shapes: {"health":"true"} or "false" with a reason, 503).
+HttpResponse ServeHttp(const Node& node, const std::string& path) {
+  if (path == "/metrics") {
+    return {200, "text/plain; version=0.0.4; charset=utf-8", node.MetricsText()};
+  }
+  if (path == "/health") {
+    const NodeStatus s = node.Status();
+    if (s.failed) {
+      return {503, "application/json", "{\"health\":\"false\",\"reason\":\"storage failed\"}"};
+    }
+    if (s.leader == 0) {
+      return {503, "application/json", "{\"health\":\"false\",\"reason\":\"no leader\"}"};
+    }
+    return {200, "application/json", "{\"health\":\"true\"}"};
+  }
+  return {404, "text/plain; charset=utf-8", "not found: try /metrics or /health\n"};
+}
+
 // Runs the node until SIGINT or SIGTERM.
 int Serve(RunConfig c) {
   asio::io_context io;
@@ -463,6 +491,17 @@ int Serve(RunConfig c) {
   nc.snapshot_entries = c.snapshot_entries;
   absl::StatusOr<std::unique_ptr<Node>> node = Node::Open(env, engine->get(), nc);
   if (!node.ok()) return Fail("run", node.status());
+
+  std::unique_ptr<HttpServer> http;
+  if (!c.metrics_addr.empty()) {
+    Node* n = node->get();
+    absl::StatusOr<std::unique_ptr<HttpServer>> h =
+        HttpServer::Listen(io, c.metrics_addr, [n](const std::string& path) {
+          return ServeHttp(*n, path);
+        });
+    if (!h.ok()) return Fail("run", h.status());
+    http = std::move(*h);
+  }
 
   absl::StatusOr<std::string> ca = ReadFile(c.ca_cert, "CA certificate");
   absl::StatusOr<std::string> cert = ReadFile(c.server_cert, "server certificate");
@@ -510,7 +549,8 @@ int Serve(RunConfig c) {
                        absl::Hex((*node)->cluster_id(), absl::kZeroPad16), " client=",
                        c.client_addr, " peer=", c.peer_addr,
                        c.plaintext_client_addr.empty() ? "" : " plaintext_client=",
-                       c.plaintext_client_addr, " data_dir=", c.data_dir));
+                       c.plaintext_client_addr, http ? " metrics=" : "",
+                       http ? http->local_address() : "", " data_dir=", c.data_dir));
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   std::thread stopper;
@@ -526,6 +566,7 @@ int Serve(RunConfig c) {
   io.run();
   if (stopper.joinable()) stopper.join();
   server.reset();
+  http.reset();
   node->reset();
   return 0;
 }
@@ -552,6 +593,14 @@ int RunMain(const std::vector<std::string>& args) {
 }  // namespace
 
 int CliMain(int argc, char** argv) {
+  // Under `bazel run`, relative paths (the data directory, certificates) mean the directory the
+  // command was typed in, not Bazel's runfiles tree.
+  if (const char* wd = std::getenv("BUILD_WORKING_DIRECTORY"); wd != nullptr && *wd != 0) {
+    if (::chdir(wd) != 0) {
+      std::fprintf(stderr, "e2d: cannot enter %s: %s\n", wd, strerror(errno));
+      return 1;
+    }
+  }
   std::vector<std::string> args(argv + 1, argv + argc);
   const std::string command = args.empty() ? "" : args[0];
   const std::vector<std::string> rest(args.begin() + (args.empty() ? 0 : 1), args.end());

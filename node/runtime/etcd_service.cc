@@ -2,6 +2,9 @@
 
 #include "node/runtime/etcd_service.h"
 
+#include <openssl/sha.h>
+
+#include <algorithm>
 #include <deque>
 #include <mutex>
 #include <string>
@@ -288,6 +291,60 @@ class KeepAliveStream final
   }
 };
 
+// Maintenance.Snapshot as etcd's clients read it: the data padded to a multiple of 512 bytes in
+// chunks with remaining_bytes, then one last message holding the SHA-256 of everything before
+// (etcdctl snapshot save checks that the total size is 32 past a multiple of 512).
+class SnapshotStream final : public grpc::ServerWriteReactor<pb::SnapshotResponse> {
+ public:
+  static constexpr size_t kChunkBytes = 32 << 10;
+
+  // From the io thread, once.
+  void Start(absl::StatusOr<std::string> data) {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    if (!data.ok()) return Finish(ToGrpcStatus(data.status()));
+    data_ = *std::move(data);
+    data_.resize((data_.size() + 511) / 512 * 512, '\0');
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(data_.data()), data_.size(), digest);
+    digest_.assign(reinterpret_cast<const char*>(digest), sizeof(digest));
+    WriteNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    if (!ok) return Finish(grpc::Status::CANCELLED);
+    WriteNext();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    if (sent_ < data_.size()) {
+      const size_t n = std::min(kChunkBytes, data_.size() - sent_);
+      message_.Clear();
+      message_.set_blob(data_.substr(sent_, n));
+      sent_ += n;
+      message_.set_remaining_bytes(data_.size() - sent_);
+      return StartWrite(&message_);
+    }
+    if (!digest_sent_) {
+      digest_sent_ = true;
+      message_.Clear();
+      message_.set_blob(digest_);
+      return StartWrite(&message_);
+    }
+    Finish(grpc::Status::OK);
+  }
+
+  std::recursive_mutex mu_;
+  std::string data_;
+  std::string digest_;
+  size_t sent_ = 0;
+  bool digest_sent_ = false;
+  pb::SnapshotResponse message_;
+};
+
 // ---------------------------------------------------------------------------------------------
 // Services
 
@@ -506,19 +563,23 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
   }
   grpc::ServerWriteReactor<pb::SnapshotResponse>* Snapshot(grpc::CallbackServerContext* ctx,
                                                           const pb::SnapshotRequest*) override {
-    class Refused : public grpc::ServerWriteReactor<pb::SnapshotResponse> {
-     public:
-      Refused() {
-        Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "e2d: Snapshot is not served yet"));
-      }
-      void OnDone() override { delete this; }
-    };
-    return new Refused();
+    auto* s = new SnapshotStream();
+    asio::post(impl_->io, [impl = impl_, s] {
+      absl::StatusOr<std::string> data = impl->node->kv().Backup();
+      s->Start(std::move(data));
+    });
+    return s;
   }
   grpc::ServerUnaryReactor* MoveLeader(grpc::CallbackServerContext* ctx,
-                                       const pb::MoveLeaderRequest*,
-                                       pb::MoveLeaderResponse*) override {
-    return Refuse(ctx, grpc::StatusCode::UNIMPLEMENTED, "e2d: MoveLeader is not served yet");
+                                       const pb::MoveLeaderRequest* req,
+                                       pb::MoveLeaderResponse* resp) override {
+    return impl_->Unary(ctx, resp, [this, req](Done<pb::MoveLeaderResponse> done) {
+      impl_->node->MoveLeader(req->targetid(), absl::Seconds(5),
+                              [done = std::move(done)](absl::Status s) {
+                                if (!s.ok()) return done(s);
+                                done(pb::MoveLeaderResponse());
+                              });
+    });
   }
 
  private:

@@ -23,6 +23,14 @@ trap cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; for f in "$WORK"/*.log; do echo "== $f"; tail -20 "$f"; done >&2; exit 1; }
 
+# http_get PORT PATH: the whole HTTP response from 127.0.0.1:PORT.
+http_get() {
+  exec 3<>"/dev/tcp/127.0.0.1/$1"
+  printf 'GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n' "$2" >&3
+  cat <&3
+  exec 3<&-
+}
+
 # wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND until it succeeds.
 wait_for() {
   local what="$1" secs="$2"; shift 2
@@ -43,14 +51,17 @@ free_port() {
 }
 
 echo "== 1. a single member with no certificate flags"
-P1=$(free_port); P2=$(free_port)
+P1=$(free_port); P2=$(free_port); P3=$(free_port)
 mkdir single && (cd single && exec "$E2D" run --name solo --host 127.0.0.1 \
-  --client-addr 127.0.0.1:$P1 --peer-addr 127.0.0.1:$P2 >../solo.log 2>&1) &
+  --client-addr 127.0.0.1:$P1 --peer-addr 127.0.0.1:$P2 --metrics-addr 127.0.0.1:$P3 \
+  >../solo.log 2>&1) &
 PIDS+=($!)
 S=(etcdctl --endpoints "https://127.0.0.1:$P1" --cacert single/data/pki/ca.crt
    --cert single/data/pki/client.crt --key single/data/pki/client.key)
 wait_for "the single member to serve" 30 "${S[@]}" endpoint health
+http_get "$P3" /health | grep -q '200 OK' || fail "/health: $(http_get "$P3" /health)"
 "${S[@]}" put greeting hello | grep -qx OK || fail "put"
+http_get "$P3" /metrics | grep -q '^e2d_raft_is_leader 1' || fail "/metrics: no leader gauge"
 [[ "$("${S[@]}" get greeting --print-value-only)" == hello ]] || fail "get after put"
 "${S[@]}" put a/1 one >/dev/null && "${S[@]}" put a/2 two >/dev/null
 [[ "$("${S[@]}" get a/ --prefix --keys-only | grep -c .)" == 2 ]] || fail "get --prefix"
@@ -103,19 +114,22 @@ if etcdctl --endpoints "https://127.0.0.1:$P1" --cacert single/data/pki/ca.crt \
   fail "a client with another CA's certificate was served"
 fi
 "${S[@]}" get greeting >/dev/null || fail "the member stopped serving good clients"
+# etcdctl snapshot save checks the stream's shape (512-byte blocks and a SHA-256 trailer).
+"${S[@]}" snapshot save solo.snap | grep -q "Snapshot saved at solo.snap" || fail "snapshot save"
 
 echo "== 3. three members, kill -9 of the leader under a write load"
 "$E2D" pki init --ca-cert ca.crt --ca-key ca.key >/dev/null
 "$E2D" pki gencerts --ca-cert ca.crt --ca-key ca.key --output-dir . >/dev/null
 declare -A CPORT PPORT PID
 NAMES=(a b c)
-for n in "${NAMES[@]}"; do CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); done
+declare -A MPORT
+for n in "${NAMES[@]}"; do CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); done
 IC="a=127.0.0.1:${PPORT[a]},b=127.0.0.1:${PPORT[b]},c=127.0.0.1:${PPORT[c]}"
 start() {  # start NAME [peer cert prefix]
   local n="$1" pp="${2:-}"
   "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 -n 3 --initial-cluster "$IC" \
     --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
-    --ca-cert ca.crt --server-cert server.crt --server-key server.key \
+    --metrics-addr "127.0.0.1:${MPORT[$n]}" --ca-cert ca.crt --server-cert server.crt --server-key server.key \
     --peer-cert "${pp}peer.crt" --peer-key "${pp}peer.key" \
     --election-timeout 500ms >>"$n.log" 2>&1 &
   PID[$n]=$!
@@ -138,6 +152,14 @@ leader() {
 wait_for "a leader" 30 leader
 L=$(leader)
 echo "leader: $L"
+# move-leader: hand leadership to another member, then find the new leader again.
+for n in "${NAMES[@]}"; do [[ $n == "$L" ]] || T=$n; done
+TID=$(etcdctl "${TLS[@]}" --endpoints "$(ep "$T")" endpoint status | awk -F', ' '{print $2}')
+etcdctl "${TLS[@]}" --endpoints "$ALL" move-leader "$TID" | grep -q "Leadership transferred" ||
+  fail "move-leader to $T"
+[[ "$(leader)" == "$T" ]] || fail "move-leader reported success but $T does not lead"
+L=$T
+http_get "${MPORT[$L]}" /metrics | grep -q '^e2d_raft_is_leader 1' || fail "/metrics of $L"
 # The load: sequential puts through every endpoint; a put is acknowledged when etcdctl says OK.
 load() {
   local i=0
