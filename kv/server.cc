@@ -111,14 +111,19 @@ absl::Status KvServer::OpenState() {
 
 void KvServer::Propose(requestpb::Request request,
                        std::function<void(absl::StatusOr<requestpb::Response>)> done) {
-  if (node_->failed() || node_->removed()) return done(absl::UnavailableError(kErrStopped));
+  if (node_->failed() || node_->removed()) {
+    ++proposals_refused_;
+    return done(absl::UnavailableError(kErrStopped));
+  }
   if (pending_.size() >= options_.pending_max) {
+    ++proposals_refused_;
     return done(absl::ResourceExhaustedError(kErrTooManyRequests));
   }
   const uint64_t id = next_id_++;
   request.set_id(id);
   std::string data = request.SerializeAsString();
   if (data.size() > options_.limits.request_bytes_max + 1024) {
+    ++proposals_refused_;
     return done(absl::InvalidArgumentError("etcdserver: request is too large"));
   }
   pending_[id] = Pending{std::move(done), env_.clock().Now() + options_.request_timeout};
@@ -129,6 +134,7 @@ void KvServer::Propose(requestpb::Request request,
     if (it == pending_.end()) return;  // answered meanwhile (cannot happen; be safe)
     auto cb = std::move(it->second.done);
     pending_.erase(it);
+    ++proposals_refused_;
     const bool no_leader = node_->raft().lead() == raft::kNone;
     cb(absl::UnavailableError(no_leader ? std::string(kErrNoLeader)
                                         : absl::StrCat("etcdserver: ", s.message())));
@@ -258,6 +264,7 @@ void KvServer::Apply(const raftpb::Entry& e, const raft::Raft& raft) {
   if (it == pending_.end()) return;
   auto done = std::move(it->second.done);
   pending_.erase(it);
+  ++proposals_applied_;
   done(std::move(res));
 }
 

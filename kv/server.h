@@ -148,6 +148,10 @@ class KvServer {
   const MvccStore& store() const { return *store_; }
   size_t pending() const { return pending_.size(); }
   uint64_t timeouts() const { return timeouts_; }
+  // This server's own proposals: answered by their apply (whatever its result), and refused
+  // before reaching the log (stopped, too many pending, too large, no leader).
+  uint64_t proposals_applied() const { return proposals_applied_; }
+  uint64_t proposals_refused() const { return proposals_refused_; }
 
  private:
   struct Pending {
@@ -184,6 +188,8 @@ class KvServer {
   env::TimerId timer_ = 0;
   env::Instant next_progress_;
   uint64_t timeouts_ = 0;
+  uint64_t proposals_applied_ = 0;
+  uint64_t proposals_refused_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -126,11 +126,23 @@ std::string Node::MetricsText() const {
          static_cast<double>(kv_->pending()));
   metric("e2d_kv_request_timeouts_total", "counter", "Proposals that timed out.",
          static_cast<double>(kv_->timeouts()));
+  metric("e2d_kv_proposals_applied_total", "counter",
+         "This member's proposals answered by their apply.",
+         static_cast<double>(kv_->proposals_applied()));
+  metric("e2d_kv_proposals_refused_total", "counter",
+         "This member's proposals refused before reaching the log.",
+         static_cast<double>(kv_->proposals_refused()));
+  wal_sync_.Render("e2d_wal_fsync_duration_seconds", "WAL sync latency (one per group commit).",
+                   &out);
+  apply_.Render("e2d_apply_duration_seconds",
+                "Time to apply the committed entries of one Raft Ready.", &out);
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* engine,
-                                                 NodeConfig config) {
+namespace {
+
+// Checks the config and fills in the member ids.
+absl::Status ValidateConfig(NodeConfig& config) {
   if (config.name.empty()) return absl::InvalidArgumentError("the member name is empty");
   absl::btree_set<std::string> names;
   absl::btree_set<uint64_t> ids;
@@ -148,6 +160,42 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* en
     return absl::InvalidArgumentError(absl::StrCat(
         "this member's name \"", config.name, "\" is not in the initial cluster"));
   }
+  return absl::OkStatus();
+}
+
+std::string IdentityText(const NodeConfig& config) {
+  return absl::StrCat("e2d-member v1\ncluster_id=", Hex(ClusterIdFor(config.initial_cluster)),
+                      "\nmember_id=", Hex(MemberIdFor(config.name)), "\nname=", config.name,
+                      "\n");
+}
+
+// OK if the data directory has no identity yet or the one `want` holds.
+absl::StatusOr<bool> IdentityRecorded(env::FileSystem& fs, const std::string& want) {
+  E2D_ASSIGN_OR_RETURN(const bool exists, fs.Exists(kIdentityFile));
+  if (!exists) return false;
+  E2D_ASSIGN_OR_RETURN(std::unique_ptr<env::File> f, fs.Open(kIdentityFile, {}));
+  E2D_ASSIGN_OR_RETURN(const std::string have, f->ReadAt(0, 4096));
+  if (have == want) return true;
+  std::string shown = have;
+  std::replace(shown.begin(), shown.end(), '\n', ' ');
+  std::string wanted = want;
+  std::replace(wanted.begin(), wanted.end(), '\n', ' ');
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the data directory belongs to another cluster or member: it holds [", shown,
+      "], this node is configured as [", wanted,
+      "]; use the data directory of this member, or an empty one"));
+}
+
+}  // namespace
+
+absl::Status Node::CheckDataDir(env::Env& env, NodeConfig config) {
+  E2D_RETURN_IF_ERROR(ValidateConfig(config));
+  return IdentityRecorded(env.fs(), IdentityText(config)).status();
+}
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* engine,
+                                                 NodeConfig config) {
+  E2D_RETURN_IF_ERROR(ValidateConfig(config));
   const uint64_t id = MemberIdFor(config.name);
   const uint64_t cluster_id = ClusterIdFor(config.initial_cluster);
   std::unique_ptr<Node> node(new Node(env, config, id, cluster_id));
@@ -170,6 +218,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* en
   };
   Node* raw = node.get();
   hooks.raft.on_state = [raw](const raft::Raft& r) { raw->OnRaftState(r); };
+  hooks.raft.on_wal_synced = [raw](absl::Duration d) { raw->wal_sync_.Observe(d); };
+  hooks.raft.on_applied = [raw](size_t, absl::Duration d) { raw->apply_.Observe(d); };
   hooks.raft.on_removed = [&env] {
     env.Log("level=warn msg=\"this member was removed from the cluster; it serves no requests\"");
   };
@@ -179,38 +229,22 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* en
 }
 
 absl::Status Node::CheckIdentity() {
-  const std::string want = absl::StrCat("e2d-member v1\ncluster_id=", Hex(cluster_id_),
-                                        "\nmember_id=", Hex(id_), "\nname=", config_.name, "\n");
+  const std::string want = IdentityText(config_);
   env::FileSystem& fs = env_.fs();
-  E2D_ASSIGN_OR_RETURN(const bool exists, fs.Exists(kIdentityFile));
-  if (exists) {
-    E2D_ASSIGN_OR_RETURN(std::unique_ptr<env::File> f, fs.Open(kIdentityFile, {}));
-    E2D_ASSIGN_OR_RETURN(const std::string have, f->ReadAt(0, 4096));
-    if (have != want) {
-      std::string shown = have;
-      std::replace(shown.begin(), shown.end(), '\n', ' ');
-      std::string wanted = want;
-      std::replace(wanted.begin(), wanted.end(), '\n', ' ');
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the data directory belongs to another cluster or member: it holds [", shown,
-          "], this node is configured as [", wanted,
-          "]; use the data directory of this member, or an empty one"));
-    }
-    return absl::OkStatus();
-  }
-  // A data directory that has a Raft log but no identity was not made by this version: refuse
-  // rather than guess.
+  E2D_ASSIGN_OR_RETURN(const bool recorded, IdentityRecorded(fs, want));
+  if (recorded) return absl::OkStatus();
+  // A Raft log without an identity: a crash between the log's first sync and the identity's
+  // rename (both are in flight at a first start). Record the configured identity.
   E2D_ASSIGN_OR_RETURN(const bool has_wal, fs.Exists("wal"));
   if (has_wal) {
-    return absl::FailedPreconditionError(
-        "the data directory holds a Raft log but no \"member\" identity file");
+    env_.Log("level=warn msg=\"the data directory holds a Raft log but no identity; recording "
+             "the configured one\"");
   }
   E2D_ASSIGN_OR_RETURN(std::unique_ptr<env::File> f,
                        fs.Open(kIdentityTemp, {.create = true, .truncate = true}));
   E2D_RETURN_IF_ERROR(f->Append(want));
   // Durability: the temp file is synced, renamed, and the directory synced in the background;
-  // if a crash loses it, the next start writes the same bytes again (the WAL check above holds
-  // only once the Raft log exists, which is synced after this file's rename was issued).
+  // if a crash loses it, the next start writes the same bytes again.
   env::File* raw = f.release();
   env::Env& env = env_;  // outlives the node, unlike `this`
   raw->Sync([&env, raw](absl::Status s) {

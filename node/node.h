@@ -10,7 +10,8 @@
 // configured cluster computes the same ids without talking. On first start the node records
 // (cluster id, member id, name) in the file "member" under the env's file system root; every
 // later start must match it, so a data directory never silently joins another cluster: a
-// mismatch is FailedPrecondition naming both. (Self-managed bootstrap through gossip replaces
+// mismatch is FailedPrecondition naming both. A Raft log without an identity (a crash during the
+// first start) gets the configured identity recorded. (Self-managed bootstrap through gossip replaces
 // static configuration in the self-management issue; the identity check stays.)
 //
 // Threading: single-threaded on the env's thread, like KvServer.
@@ -30,6 +31,7 @@
 #include "kv/engine.h"
 #include "kv/etcdserverpb.pb.h"
 #include "kv/server.h"
+#include "node/metrics.h"
 
 namespace e2d::node {
 
@@ -72,6 +74,11 @@ class Node {
   // the store and its Raft log (their errors as they are). `engine` must outlive the node.
   static absl::StatusOr<std::unique_ptr<Node>> Open(env::Env& env, kv::KvEngine* engine,
                                                     NodeConfig config);
+
+  // The checks of Open that need no engine (the config, and the identity the data directory
+  // records), reading only: a runtime calls it before it opens the engine, so that a data
+  // directory of another cluster is refused before anything in it changes.
+  static absl::Status CheckDataDir(env::Env& env, NodeConfig config);
   ~Node();
 
   kv::KvServer& kv() { return *kv_; }
@@ -105,6 +112,8 @@ class Node {
 
   env::Env& env_;
   const NodeConfig config_;
+  Histogram wal_sync_;
+  Histogram apply_;
   uint64_t last_leader_ = 0;
   uint64_t leader_changes_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -225,8 +225,10 @@ void RaftNode::ProcessReady() {
     ++wal_syncs_;
     std::shared_ptr<bool> alive = alive_;
     auto shared = std::make_shared<Ready>(std::move(ready));
-    wal_->Sync([this, alive, shared](absl::Status s) {
+    const env::Instant sync_started = env_.clock().Now();
+    wal_->Sync([this, alive, shared, sync_started](absl::Status s) {
       if (!*alive) return;
+      if (hooks_.on_wal_synced) hooks_.on_wal_synced(env_.clock().Now() - sync_started);
       CompleteReady(std::move(*shared), s);
       ProcessReady();
     });
@@ -250,11 +252,15 @@ void RaftNode::CompleteReady(Ready ready, absl::Status persisted) {
     AfterSnapshotDurable(ready.snapshot->index(), ready.snapshot->term());
   }
   SendAll(ready.messages_after_persist);
+  const env::Instant apply_started = env_.clock().Now();
   for (const raftpb::Entry& e : ready.committed_entries) {
     if (e.type() == raftpb::ENTRY_CONF_CHANGE) LearnAddresses(e);
     if (e.index() <= sm_applied_) continue;  // covered by a snapshot installed meanwhile
     if (hooks_.on_apply) hooks_.on_apply(e, *raft_);
     sm_applied_ = e.index();
+  }
+  if (hooks_.on_applied && !ready.committed_entries.empty()) {
+    hooks_.on_applied(ready.committed_entries.size(), env_.clock().Now() - apply_started);
   }
   raft_->Advance(ready);
   ready_in_progress_ = false;

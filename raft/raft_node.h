@@ -82,6 +82,10 @@ struct RaftNodeHooks {
   std::function<void()> on_removed;
   // The state machine as of the last entry applied, serialized (for a snapshot).
   std::function<std::string()> snapshot_data;
+  // Observation only (metrics): how long each WAL sync took, from issuing it to its
+  // completion; and each Ready's committed entries handed to on_apply, with the time they took.
+  std::function<void(absl::Duration)> on_wal_synced;
+  std::function<void(size_t entries, absl::Duration)> on_applied;
   // Replaces the state machine with a snapshot's (at recovery, or installed from the leader).
   std::function<void(const raftpb::SnapshotMetadata& metadata, const std::string& data)>
       on_restore;

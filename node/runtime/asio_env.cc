@@ -80,6 +80,10 @@ absl::StatusOr<std::unique_ptr<asio::ssl::context>> MakeTlsContext(const TlsConf
         absl::StrCat("certificate ", config.cert, ": ", ec.message()));
   }
   ctx->use_private_key_file(config.key, asio::ssl::context::pem, ec);
+  if (ec && ec.message().find("mismatch") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("private key ", config.key,
+                                                   " does not match certificate ", config.cert));
+  }
   if (ec) {
     return absl::InvalidArgumentError(absl::StrCat("private key ", config.key, ": ", ec.message()));
   }
@@ -573,7 +577,24 @@ AsioEnv::~AsioEnv() = default;
 
 env::Network& AsioEnv::network() { return *network_; }
 
+absl::StatusOr<AsioEnv::LogLevel> AsioEnv::ParseLogLevel(const std::string& name) {
+  if (name == "debug") return LogLevel::kDebug;
+  if (name == "info") return LogLevel::kInfo;
+  if (name == "warn") return LogLevel::kWarn;
+  if (name == "error") return LogLevel::kError;
+  return absl::InvalidArgumentError(
+      absl::StrCat("log level \"", name, "\" is not one of debug, info, warn, error"));
+}
+
 void AsioEnv::Log(std::string_view line) {
+  LogLevel level = LogLevel::kInfo;
+  if (line.rfind("level=", 0) == 0) {
+    const std::string_view word = line.substr(6, line.find(' ') - 6);
+    if (word == "debug") level = LogLevel::kDebug;
+    if (word == "warn") level = LogLevel::kWarn;
+    if (word == "error") level = LogLevel::kError;
+  }
+  if (level < log_level_) return;
   const std::string stamp = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
                                              absl::UTCTimeZone());
   std::fprintf(stderr, "%s %.*s\n", stamp.c_str(), static_cast<int>(line.size()), line.data());

@@ -16,7 +16,8 @@
 //    open a peer stream). Datagrams are UDP on the same host:port as the stream listener.
 //  - Random: seeded from the operating system (std::random_device), so that nonces never repeat
 //    across restarts.
-//  - Log: one line on stderr, prefixed with the UTC wall time.
+//  - Log: one line on stderr, prefixed with the UTC wall time, if its level (a leading
+//    "level=debug|info|warn|error"; none means info) is at least the configured one.
 //
 // Bounds: each stream queues at most kStreamSendQueueBytesMax unsent bytes (Send then fails with
 // ResourceExhausted) and holds at most kStreamHeldMessagesMax received messages before its
@@ -141,7 +142,13 @@ class AsioEnv final : public env::Env {
   env::Random& random() override { return random_; }
   void Log(std::string_view line) override;
 
+  enum class LogLevel { kDebug, kInfo, kWarn, kError };
+  // InvalidArgument for a name other than debug, info, warn, error.
+  static absl::StatusOr<LogLevel> ParseLogLevel(const std::string& name);
+  void set_log_level(LogLevel level) { log_level_ = level; }
+
  private:
+  LogLevel log_level_ = LogLevel::kInfo;
   AsioClock clock_;
   std::unique_ptr<env::Network> network_;
   std::unique_ptr<env::PosixFileSystem> fs_;

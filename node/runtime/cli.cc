@@ -265,6 +265,7 @@ const std::vector<FlagSpec>& RunFlags() {
       {"peer-key", "", "", "its key"},
       {"client-cert", "", "", "a client certificate (for e2d's own calls to members)"},
       {"client-key", "", "", "its key"},
+      {"log-level", "", "info", "debug, info, warn or error"},
       {"snapshot-entries", "", "100000",
        "take a Raft snapshot every this many entries (etcd's --snapshot-count; the snapshot is "
        "made on the node's thread, which stalls it briefly)"},
@@ -281,6 +282,7 @@ struct RunConfig {
   std::string peer_addr;
   std::string plaintext_client_addr;
   std::string metrics_addr;
+  AsioEnv::LogLevel log_level = AsioEnv::LogLevel::kInfo;
   std::vector<Member> initial_cluster;
   std::string ca_cert, server_cert, server_key, peer_cert, peer_key;
   uint64_t snapshot_entries = 100000;
@@ -387,6 +389,11 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
   c.peer_addr = f["peer-addr"];
   c.plaintext_client_addr = f["plaintext-client-addr"];
   c.metrics_addr = f["metrics-addr"];
+  absl::StatusOr<AsioEnv::LogLevel> level = AsioEnv::ParseLogLevel(f["log-level"]);
+  if (!level.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--log-level: ", level.status().message()));
+  }
+  c.log_level = *level;
   std::string h;
   uint16_t p = 0;
   for (const char* n : {"client-addr", "peer-addr", "gossip-addr"}) {
@@ -442,11 +449,34 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
           " members but --required-cluster-size is ", size));
     }
   }
+  bool self_listed = false;
+  for (const Member& m : c.initial_cluster) self_listed = self_listed || m.name == c.name;
+  if (!self_listed) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "this member's name \"", c.name, "\" is not in the initial cluster (--name, --initial-cluster)"));
+  }
   const std::string client_url = absl::StrCat("https://", c.host, ":", PortOf(c.client_addr));
   for (Member& m : c.initial_cluster) {
     if (m.name == c.name) m.client_url = client_url;
   }
   return c;
+}
+
+// Fails naming `addr` if nothing can listen there (gRPC would report it only in its own log).
+absl::Status CheckCanListen(asio::io_context& io, const std::string& addr) {
+  std::string host;
+  uint16_t port = 0;
+  E2D_RETURN_IF_ERROR(SplitHostPort(addr, &host, &port));
+  boost::system::error_code ec;
+  const asio::ip::address ip = asio::ip::make_address(host, ec);
+  if (ec) return absl::InvalidArgumentError(absl::StrCat("\"", host, "\" is not an IP address"));
+  asio::ip::tcp::acceptor probe(io);
+  const asio::ip::tcp::endpoint endpoint(ip, port);
+  probe.open(endpoint.protocol(), ec);
+  if (!ec) probe.set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+  if (!ec) probe.bind(endpoint, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot listen on ", addr, ": ", ec.message()));
+  return absl::OkStatus();
 }
 
 // /metrics and /health (etcd's shapes: {"health":"true"} or "false" with a reason, 503).
@@ -470,39 +500,8 @@ HttpResponse ServeHttp(const Node& node, const std::string& path) {
 // Runs the node until SIGINT or SIGTERM.
 int Serve(RunConfig c) {
   asio::io_context io;
-  TlsConfig peer_tls{c.ca_cert, c.peer_cert, c.peer_key};
-  std::string advertise;
-  for (const Member& m : c.initial_cluster) {
-    if (m.name == c.name) advertise = m.peer_address;
-  }
-  absl::StatusOr<std::unique_ptr<AsioNetwork>> net =
-      AsioNetwork::Listen(io, c.peer_addr, advertise, &peer_tls);
-  if (!net.ok()) return Fail("run", net.status());
-  AsioEnv env(io, c.data_dir, std::move(*net));
-  absl::StatusOr<std::unique_ptr<kv::RocksDbEngine>> engine =
-      kv::RocksDbEngine::Open(c.data_dir + "/kv");
-  if (!engine.ok()) return Fail("run", engine.status());
-
-  NodeConfig nc;
-  nc.name = c.name;
-  nc.initial_cluster = c.initial_cluster;
-  nc.tick = c.election_timeout / 10;
-  nc.election_ticks = 10;
-  nc.snapshot_entries = c.snapshot_entries;
-  absl::StatusOr<std::unique_ptr<Node>> node = Node::Open(env, engine->get(), nc);
-  if (!node.ok()) return Fail("run", node.status());
-
-  std::unique_ptr<HttpServer> http;
-  if (!c.metrics_addr.empty()) {
-    Node* n = node->get();
-    absl::StatusOr<std::unique_ptr<HttpServer>> h =
-        HttpServer::Listen(io, c.metrics_addr, [n](const std::string& path) {
-          return ServeHttp(*n, path);
-        });
-    if (!h.ok()) return Fail("run", h.status());
-    http = std::move(*h);
-  }
-
+  // Every check that can fail on bad input (certificates, ports) comes before the data
+  // directory is opened, so a refused start leaves it as it was.
   absl::StatusOr<std::string> ca = ReadFile(c.ca_cert, "CA certificate");
   absl::StatusOr<std::string> cert = ReadFile(c.server_cert, "server certificate");
   absl::StatusOr<std::string> key = ReadFile(c.server_key, "server key");
@@ -518,6 +517,46 @@ int Serve(RunConfig c) {
   grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   ssl.pem_root_certs = *ca;
   ssl.pem_key_cert_pairs.push_back({*key, *cert});
+
+  TlsConfig peer_tls{c.ca_cert, c.peer_cert, c.peer_key};
+  std::string advertise;
+  for (const Member& m : c.initial_cluster) {
+    if (m.name == c.name) advertise = m.peer_address;
+  }
+  absl::StatusOr<std::unique_ptr<AsioNetwork>> net =
+      AsioNetwork::Listen(io, c.peer_addr, advertise, &peer_tls);
+  if (!net.ok()) return Fail("run", net.status());
+  for (const std::string& addr : {c.client_addr, c.plaintext_client_addr}) {
+    if (addr.empty()) continue;
+    if (absl::Status s = CheckCanListen(io, addr); !s.ok()) return Fail("run", s);
+  }
+  Node* serving = nullptr;  // set once the node is open
+  std::unique_ptr<HttpServer> http;
+  if (!c.metrics_addr.empty()) {
+    absl::StatusOr<std::unique_ptr<HttpServer>> h =
+        HttpServer::Listen(io, c.metrics_addr, [&serving](const std::string& path) {
+          if (serving == nullptr) return HttpResponse{503, "text/plain", "starting\n"};
+          return ServeHttp(*serving, path);
+        });
+    if (!h.ok()) return Fail("run", h.status());
+    http = std::move(*h);
+  }
+
+  AsioEnv env(io, c.data_dir, std::move(*net));
+  env.set_log_level(c.log_level);
+  NodeConfig nc;
+  nc.name = c.name;
+  nc.initial_cluster = c.initial_cluster;
+  nc.tick = c.election_timeout / 10;
+  nc.election_ticks = 10;
+  nc.snapshot_entries = c.snapshot_entries;
+  if (absl::Status s = Node::CheckDataDir(env, nc); !s.ok()) return Fail("run", s);
+  absl::StatusOr<std::unique_ptr<kv::RocksDbEngine>> engine =
+      kv::RocksDbEngine::Open(c.data_dir + "/kv");
+  if (!engine.ok()) return Fail("run", engine.status());
+  absl::StatusOr<std::unique_ptr<Node>> node = Node::Open(env, engine->get(), nc);
+  if (!node.ok()) return Fail("run", node.status());
+  serving = node->get();
 
   EtcdService service(io, node->get());
   grpc::ServerBuilder builder;
@@ -567,6 +606,7 @@ int Serve(RunConfig c) {
   if (stopper.joinable()) stopper.join();
   server.reset();
   http.reset();
+  serving = nullptr;
   node->reset();
   return 0;
 }
@@ -611,6 +651,10 @@ int CliMain(int argc, char** argv) {
     return 0;
   }
   const bool help = command == "help" || command == "--help" || command == "-h";
+  if (!help && !command.empty()) {
+    std::fprintf(stderr, "e2d: unknown command \"%s\" (e2d --help lists them)\n", command.c_str());
+    return 2;
+  }
   std::fprintf(help ? stdout : stderr,
                "Usage: e2d <command> [flags]\n\n"
                "Commands:\n"
@@ -618,7 +662,6 @@ int CliMain(int argc, char** argv) {
                "  pki init       create the cluster CA\n"
                "  pki gencerts   sign server, peer and client certificates\n"
                "  version        print the version\n");
-  if (!help && !command.empty()) std::fprintf(stderr, "\nunknown command \"%s\"\n", command.c_str());
   return help ? 0 : 2;
 }
 

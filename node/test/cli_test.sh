@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The e2d command line refuses bad input with one clear line and a non-zero exit, and leaves the
+# data directory as it was: unknown flags, bad values, a non-loopback plaintext listener,
+# missing, unreadable or mismatched certificates, a port in use, another cluster's data.
+set -euo pipefail
+
+E2D="$(pwd)/$1"
+WORK="${TEST_TMPDIR:-$(mktemp -d)}/cli"
+rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# expect CODE PATTERN ARGS...: e2d ARGS exits CODE and its stderr is one line matching PATTERN.
+expect() {
+  local code="$1" pattern="$2"; shift 2
+  local rc=0
+  "$E2D" "$@" >out 2>err || rc=$?
+  [[ $rc == "$code" ]] || fail "e2d $* exited $rc, not $code: $(cat err)"
+  [[ $(wc -l <err) == 1 ]] || fail "e2d $* printed $(wc -l <err) lines: $(cat err)"
+  grep -q -- "$pattern" err || fail "e2d $* said \"$(cat err)\", not /$pattern/"
+}
+
+free_port() {
+  local p
+  while true; do
+    p=$((20000 + RANDOM % 30000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+}
+
+"$E2D" pki init >/dev/null && "$E2D" pki gencerts >/dev/null
+mkdir other && "$E2D" pki init --ca-cert other/ca.crt --ca-key other/ca.key >/dev/null &&
+  "$E2D" pki gencerts --ca-cert other/ca.crt --ca-key other/ca.key --output-dir other >/dev/null
+CP=$(free_port); PP=$(free_port); MP=$(free_port)
+CERTS=(--ca-cert ca.crt --server-cert server.crt --server-key server.key
+       --peer-cert peer.crt --peer-key peer.key)
+RUN=(run --name a --host 127.0.0.1 --data-dir d --client-addr 127.0.0.1:$CP
+     --peer-addr 127.0.0.1:$PP --metrics-addr 127.0.0.1:$MP "${CERTS[@]}")
+
+expect 2 "unknown command" frobnicate
+expect 2 "unknown flag --bogus" run --bogus
+expect 2 "needs a value" run --name
+expect 2 "cluster size from 1 to 9" run -n x
+expect 2 "election-timeout" run --election-timeout=5
+expect 2 "log level" run --log-level loud
+expect 2 "is not a loopback address" run --plaintext-client-addr 10.1.2.3:2379
+expect 2 "needs --initial-cluster" run -n 3 --bootstrap-addrs 10.0.0.1
+expect 2 "is not name=host:port" run --initial-cluster a=nowhere
+expect 2 "not in the initial cluster" "${RUN[@]}" --initial-cluster b=127.0.0.1:1
+expect 1 "already exists" pki init
+expect 1 "--peer-key is missing" run --ca-cert ca.crt --server-cert server.crt \
+  --server-key server.key --peer-cert peer.crt
+expect 1 "cannot read the server certificate nosuch.crt" "${RUN[@]}" --server-cert nosuch.crt
+expect 1 "does not match" "${RUN[@]}" --server-key other/server.key
+expect 1 "does not match" "${RUN[@]}" --peer-key other/peer.key
+[[ ! -e d/member ]] || fail "a refused start wrote the data directory"
+
+# A member that ran once: its data directory is now this cluster's.
+"$E2D" "${RUN[@]}" 2>a.log &
+PIDS+=($!)
+for _ in $(seq 300); do grep -q '"serving"' a.log && break; sleep 0.1; done
+grep -q '"serving"' a.log || fail "the member did not start: $(cat a.log)"
+expect 1 "cannot listen on 127.0.0.1:$CP" run --name b --data-dir d2 --host 127.0.0.1 \
+  --client-addr 127.0.0.1:$CP --peer-addr 127.0.0.1:$(free_port) --metrics-addr "" "${CERTS[@]}"
+expect 1 "cannot listen on 127.0.0.1:$PP" run --name b --data-dir d2 --host 127.0.0.1 \
+  --client-addr 127.0.0.1:$(free_port) --peer-addr 127.0.0.1:$PP --metrics-addr "" "${CERTS[@]}"
+kill "${PIDS[0]}" && wait "${PIDS[0]}" || true
+before=$(cd d && find . -type f -exec sha256sum {} + | sort)
+expect 1 "belongs to another cluster or member" run --name b --host 127.0.0.1 --data-dir d \
+  --client-addr 127.0.0.1:$CP --peer-addr 127.0.0.1:$PP --metrics-addr "" "${CERTS[@]}"
+after=$(cd d && find . -type f -exec sha256sum {} + | sort)
+[[ "$before" == "$after" ]] || fail "a refused start changed the data directory"
+echo PASS
