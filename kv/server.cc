@@ -225,6 +225,15 @@ void KvServer::Alarm(const etcdserverpb::AlarmRequest& r,
                               [](const requestpb::Response& x) { return x.alarm(); }));
 }
 
+void KvServer::LeaseRenew(int64_t id, Done<int64_t> done) {
+  if (lessor_->primary()) return done(LeaseKeepAlive(id));
+  requestpb::Request req;
+  req.mutable_lease_renew()->set_id(id);
+  Propose(std::move(req), Unwrap<int64_t>(std::move(done), [](const requestpb::Response& r) {
+            return r.lease_renew().ttl();
+          }));
+}
+
 absl::StatusOr<int64_t> KvServer::LeaseKeepAlive(int64_t id) {
   if (node_->raft().role() != raft::Role::kLeader) {
     return absl::FailedPreconditionError("etcdserver: not a primary lessor");
@@ -321,6 +330,23 @@ absl::StatusOr<requestpb::Response> KvServer::ApplyRequest(const requestpb::Requ
       absl::StatusOr<etcdserverpb::AlarmResponse> x = applier_->Alarm(r.alarm(), index);
       if (!x.ok()) return x.status();
       *out.mutable_alarm() = std::move(*x);
+      break;
+    }
+    case requestpb::Request::kLeaseRenew: {
+      // Only the primary lessor (the leader's) tracks deadlines; the replicated state does not
+      // change, but the index is applied like any other.
+      MvccStore::Txn t = store_->Begin();
+      if (absl::Status s = t.Commit(index); !s.ok()) return s;
+      const int64_t id = r.lease_renew().id();
+      absl::StatusOr<int64_t> ttl = absl::NotFoundError(kErrLeaseNotFoundMsg);
+      if (lessor_->primary()) {
+        ttl = lessor_->Renew(id, NowMs());
+      } else if (lessor_->Exists(id)) {
+        ttl = lessor_->Ttl(id, NowMs()).granted_ttl_seconds;
+      }
+      if (!ttl.ok()) return ttl.status();
+      out.mutable_lease_renew()->set_id(id);
+      out.mutable_lease_renew()->set_ttl(*ttl);
       break;
     }
     case requestpb::Request::OP_NOT_SET: {

@@ -132,6 +132,12 @@ class KvServer {
   void LeaseRevoke(int64_t id, Done<requestpb::LeaseRevoke> done);
   // Leader only ("etcdserver: not a primary lessor" elsewhere): the lease's TTL.
   absl::StatusOr<int64_t> LeaseKeepAlive(int64_t id);
+  // A keep-alive on any replica. The leader renews at once (LeaseKeepAlive); a follower
+  // proposes the renewal (requestpb::LeaseRenew), which the leader carries out when it applies
+  // it, and answers with the lease's TTL once it applied the entry itself. Errors: NotFound
+  // "etcdserver: requested lease not found" (unknown or, on the leader, expired), and those of
+  // any proposal (no leader, timeout). `done` may run before this returns.
+  void LeaseRenew(int64_t id, Done<int64_t> done);
   Lessor::TimeToLive LeaseTimeToLive(int64_t id);
   std::vector<int64_t> LeaseList() const { return lessor_->List(); }
 

@@ -205,6 +205,36 @@ TEST_F(KvServerTest, AnUnansweredWriteTimesOutAsUnknownAndAMinorityReadFails) {
   EXPECT_FALSE(r.ok());
 }
 
+TEST_F(KvServerTest, AKeepAliveThroughAFollowerRenewsTheLeadersLeaseThroughTheLog) {
+  Start(3);
+  const sim::NodeId leader = Leader();
+  const sim::NodeId follower = leader == 1 ? 2 : 1;
+  Answer<requestpb::LeaseGrant> g;
+  server(follower)->LeaseGrant(0, 2, g.Callback());
+  ASSERT_TRUE(Wait(g));
+  ASSERT_TRUE(g.got->ok()) << g.got->status();
+  const int64_t id = (*g.got)->id();
+  ASSERT_TRUE(Put(follower, "owned", "v", id).ok());
+  for (int i = 0; i < 5; ++i) {  // kept alive through the follower for 5 s past its TTL
+    sim_.RunUntil(sim_.now_ns() + 1'000'000'000);
+    Answer<int64_t> k;
+    server(follower)->LeaseRenew(id, k.Callback());
+    ASSERT_TRUE(Wait(k));
+    ASSERT_TRUE(k.got->ok()) << k.got->status();
+    EXPECT_EQ(**k.got, 2);
+  }
+  EXPECT_EQ(ValueAt(leader, "owned"), "v");
+  // An unknown lease: "not found", from the follower's apply.
+  Answer<int64_t> unknown;
+  server(follower)->LeaseRenew(id + 1, unknown.Callback());
+  ASSERT_TRUE(Wait(unknown));
+  EXPECT_EQ(unknown.got->status().code(), absl::StatusCode::kNotFound);
+  // Left alone, it expires: the renewals did reach the leader's lessor, and nothing else does.
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return server(leader)->LeaseList().empty(); },
+                                sim_.now_ns() + 10'000'000'000));
+  EXPECT_EQ(ValueAt(follower, "owned"), std::nullopt);
+}
+
 TEST_F(KvServerTest, LeasesExpireOnTheLeaderAndDeleteTheirKeysEverywhere) {
   Start(3);
   Answer<requestpb::LeaseGrant> g;

@@ -274,21 +274,28 @@ class KeepAliveStream final
 
  protected:
   void Handle(const pb::LeaseKeepAliveRequest& req) override {
-    absl::StatusOr<int64_t> ttl = impl().node->kv().LeaseKeepAlive(req.id());
-    pb::LeaseKeepAliveResponse r;
-    impl().FillHeader(r.mutable_header());
-    r.set_id(req.id());
-    if (ttl.ok()) {
-      r.set_ttl(*ttl);
-    } else if (ttl.status().code() == absl::StatusCode::kNotFound) {
-      r.set_ttl(0);  // etcd: the client reads TTL <= 0 as "lease not found"
-    } else if (ttl.status().code() == absl::StatusCode::kFailedPrecondition) {
-      return End(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "etcdserver: not leader"));
-    } else {
-      return End(ToGrpcStatus(ttl.status()));
-    }
-    Send(std::move(r));
+    // Any member answers: a follower renews through the log (KvServer::LeaseRenew).
+    const int64_t id = req.id();
+    impl().node->kv().LeaseRenew(id, [this, alive = alive_, id](absl::StatusOr<int64_t> ttl) {
+      if (!*alive) return;
+      pb::LeaseKeepAliveResponse r;
+      impl().FillHeader(r.mutable_header());
+      r.set_id(id);
+      if (ttl.ok()) {
+        r.set_ttl(*ttl);
+      } else if (ttl.status().code() == absl::StatusCode::kNotFound) {
+        r.set_ttl(0);  // etcd: the client reads TTL <= 0 as "lease not found"
+      } else {
+        return End(ToGrpcStatus(ttl.status()));
+      }
+      Send(std::move(r));
+    });
   }
+
+  void Release() override { *alive_ = false; }
+
+ private:
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 // Maintenance.Snapshot as etcd's clients read it: the data padded to a multiple of 512 bytes in

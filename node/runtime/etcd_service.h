@@ -18,8 +18,7 @@
 //
 // Not served yet (Unimplemented, with a message saying so): MemberAdd, MemberRemove,
 // MemberUpdate, MemberPromote, Hash, HashKV; Auth beyond answering that it is not enabled.
-// LeaseKeepAlive is answered by the leader only; a follower answers FailedPrecondition
-// "etcdserver: not leader".
+// LeaseKeepAlive is answered by any member: a follower renews through the Raft log.
 //
 // Lifetime: shut the grpc::Server down (which ends every call) before destroying the service,
 // and stop the io_context before destroying the Node, so no posted call runs against it.

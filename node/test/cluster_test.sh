@@ -5,8 +5,9 @@
 #   1. one member from `e2d run` with no certificate flags (it makes its own CA): put/get/del,
 #      txn, watch with --prev-kv and --rev, leases, compaction errors, endpoint health;
 #   2. a client without a certificate, and one with a certificate of another CA, are refused;
-#   3. three members: kill -9 the leader under a concurrent write load; every acknowledged write
-#      is readable afterwards from the survivors and, once it is back, from the killed member;
+#   3. three members: move-leader; a lease kept alive through a follower; kill -9 the leader
+#      under a concurrent write load: every acknowledged write is readable afterwards from the
+#      survivors and, once it is back, from the killed member;
 #   4. every member restarted at once keeps every acknowledged write;
 #   5. a member whose peer certificate comes from another CA never joins (it learns nothing).
 #
@@ -159,6 +160,12 @@ etcdctl "${TLS[@]}" --endpoints "$ALL" move-leader "$TID" | grep -q "Leadership 
   fail "move-leader to $T"
 [[ "$(leader)" == "$T" ]] || fail "move-leader reported success but $T does not lead"
 L=$T
+# A lease kept alive through a follower (renewed through the log).
+for n in "${NAMES[@]}"; do [[ $n == "$L" ]] || F=$n; done
+LEASE=$(etcdctl "${TLS[@]}" --endpoints "$(ep "$F")" lease grant 30 | awk '{print $2}')
+etcdctl "${TLS[@]}" --endpoints "$(ep "$F")" lease keep-alive --once "$LEASE" |
+  grep -q "keepalived with TTL(30)" || fail "keep-alive through follower $F"
+etcdctl "${TLS[@]}" --endpoints "$(ep "$F")" lease revoke "$LEASE" >/dev/null
 http_get "${MPORT[$L]}" /metrics | grep -q '^e2d_raft_is_leader 1' || fail "/metrics of $L"
 # The load: sequential puts through every endpoint; a put is acknowledged when etcdctl says OK.
 load() {
