@@ -114,6 +114,9 @@ absl::Status ErrnoToStatus(int err, std::string_view what) {
       return absl::NotFoundError(message);
     case EEXIST:
       return absl::AlreadyExistsError(message);
+    case EACCES:
+    case EPERM:
+      return absl::PermissionDeniedError(message);
     case ENOTDIR:
     case EISDIR:
     case ENOTEMPTY:

@@ -23,7 +23,8 @@
 // finishes the queued syncs, posts their completions and joins the I/O thread.
 //
 // Errors name the operation, the full path and strerror: ENOENT -> NotFound, EEXIST ->
-// AlreadyExists, ENOTDIR/EISDIR/ENOTEMPTY -> FailedPrecondition, ENOSPC/EDQUOT ->
+// AlreadyExists, EACCES/EPERM -> PermissionDenied, ENOTDIR/EISDIR/ENOTEMPTY ->
+// FailedPrecondition, ENOSPC/EDQUOT ->
 // ResourceExhausted, everything else (EIO first) -> Internal. Where POSIX leaves room, answers
 // match SimDisk's: CreateDir over a file is AlreadyExists, Exists below a file is false, and
 // Remove or Rename of the root ("") is InvalidArgument.

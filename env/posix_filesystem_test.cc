@@ -275,7 +275,8 @@ TEST(ErrnoToStatus, MapsTheDocumentedCodes) {
       {ENOSPC, absl::StatusCode::kResourceExhausted},
       {EDQUOT, absl::StatusCode::kResourceExhausted},
       {EIO, absl::StatusCode::kInternal},
-      {EACCES, absl::StatusCode::kInternal},
+      {EACCES, absl::StatusCode::kPermissionDenied},
+      {EPERM, absl::StatusCode::kPermissionDenied},
       {EBADF, absl::StatusCode::kInternal},
   };
   for (const auto& [err, code] : table) {

@@ -35,6 +35,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "env/check.h"
+#include "env/posix_filesystem.h"
 #include "env/status_macros.h"
 #include "env/strings.h"
 
@@ -97,27 +98,6 @@ absl::Status SslError(absl::StatusCode code, std::string_view what) {
   return absl::Status(code, absl::StrCat(ToAbsl(what), ": ", DrainOpenSslErrors()));
 }
 
-absl::Status ErrnoError(int err, std::string_view what) {
-  const std::string message = absl::StrCat(ToAbsl(what), ": ", std::strerror(err));
-  switch (err) {
-    case ENOENT:
-      return absl::NotFoundError(message);
-    case EEXIST:
-      return absl::AlreadyExistsError(message);
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(message);
-    case ENOTDIR:
-    case EISDIR:
-      return absl::FailedPreconditionError(message);
-    case ENOSPC:
-    case EDQUOT:
-      return absl::ResourceExhaustedError(message);
-    default:
-      return absl::InternalError(message);
-  }
-}
-
 absl::Status CheckValidity(absl::Duration validity) {
   if (validity <= absl::ZeroDuration() || validity > kValidityMax) {
     return absl::InvalidArgumentError(absl::StrCat("certificate validity ",
@@ -142,7 +122,7 @@ std::string DirectoryOf(const std::string& path) {
 
 absl::StatusOr<std::string> ReadPemFile(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, absl::StrCat("opening ", path));
+  if (fd < 0) return env::ErrnoToStatus(errno, absl::StrCat("opening ", path));
   std::string out;
   char buffer[4096];
   while (out.size() <= kPemBytesMax) {
@@ -151,7 +131,7 @@ absl::StatusOr<std::string> ReadPemFile(const std::string& path) {
     if (n < 0) {
       const int err = errno;
       ::close(fd);
-      return ErrnoError(err, absl::StrCat("reading ", path));
+      return env::ErrnoToStatus(err, absl::StrCat("reading ", path));
     }
     if (n == 0) break;
     out.append(buffer, static_cast<size_t>(n));
@@ -402,7 +382,7 @@ absl::Status RefuseExisting(const std::vector<std::string>& paths) {
       return absl::AlreadyExistsError(
           absl::StrCat(path, " already exists; refusing to replace it without overwrite"));
     }
-    if (errno != ENOENT) return ErrnoError(errno, absl::StrCat("checking ", path));
+    if (errno != ENOENT) return env::ErrnoToStatus(errno, absl::StrCat("checking ", path));
   }
   return absl::OkStatus();
 }
@@ -420,15 +400,15 @@ absl::StatusOr<std::string> TemporaryName(const std::string& path) {
 absl::Status WriteAndSync(int fd, const OutputFile& file) {
   // The file was created 0600 so a key is never readable by others; now the final mode,
   // whatever the umask.
-  if (::fchmod(fd, file.mode) != 0) return ErrnoError(errno, absl::StrCat("chmod ", file.path));
+  if (::fchmod(fd, file.mode) != 0) return env::ErrnoToStatus(errno, absl::StrCat("chmod ", file.path));
   size_t done = 0;
   while (done < file.contents.size()) {
     const ssize_t n = ::write(fd, file.contents.data() + done, file.contents.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError(errno, absl::StrCat("writing ", file.path));
+    if (n < 0) return env::ErrnoToStatus(errno, absl::StrCat("writing ", file.path));
     done += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0) return ErrnoError(errno, absl::StrCat("fsync ", file.path));
+  if (::fsync(fd) != 0) return env::ErrnoToStatus(errno, absl::StrCat("fsync ", file.path));
   return absl::OkStatus();
 }
 
@@ -438,11 +418,11 @@ absl::StatusOr<std::string> WriteTemporary(const OutputFile& file) {
   E2D_ASSIGN_OR_RETURN(const std::string temporary, TemporaryName(file.path));
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
-    return ErrnoError(errno, absl::StrCat("creating a temporary file for ", file.path));
+    return env::ErrnoToStatus(errno, absl::StrCat("creating a temporary file for ", file.path));
   }
   absl::Status status = WriteAndSync(fd, file);
   if (::close(fd) != 0 && status.ok()) {
-    status = ErrnoError(errno, absl::StrCat("closing ", file.path));
+    status = env::ErrnoToStatus(errno, absl::StrCat("closing ", file.path));
   }
   if (!status.ok()) {
     ::unlink(temporary.c_str());
@@ -453,11 +433,11 @@ absl::StatusOr<std::string> WriteTemporary(const OutputFile& file) {
 
 absl::Status SyncDirectory(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, absl::StrCat("opening directory ", dir));
+  if (fd < 0) return env::ErrnoToStatus(errno, absl::StrCat("opening directory ", dir));
   const int r = ::fsync(fd);
   const int err = errno;
   ::close(fd);
-  return r == 0 ? absl::OkStatus() : ErrnoError(err, absl::StrCat("fsync directory ", dir));
+  return r == 0 ? absl::OkStatus() : env::ErrnoToStatus(err, absl::StrCat("fsync directory ", dir));
 }
 
 // Writes every file to a temporary name first; only when all of them are written and synced are
@@ -479,7 +459,7 @@ absl::Status WriteFiles(const std::vector<OutputFile>& files) {
   std::set<std::string> dirs;
   for (size_t i = 0; i < files.size(); ++i) {
     if (::rename(temporaries[i].c_str(), files[i].path.c_str()) != 0) {
-      const absl::Status status = ErrnoError(errno, absl::StrCat("renaming into ", files[i].path));
+      const absl::Status status = env::ErrnoToStatus(errno, absl::StrCat("renaming into ", files[i].path));
       remove_from(i);
       return status;
     }
