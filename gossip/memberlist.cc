@@ -569,7 +569,6 @@ void Memberlist::OnAck(Instant now, uint32_t seq) {
   }
   if (probe_.active && probe_.seq == seq) {
     probe_.active = false;
-    probe_.acked = true;
     ChangeAwareness(-1);
   }
 }

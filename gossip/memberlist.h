@@ -257,7 +257,6 @@ class Memberlist {
     env::Instant direct_deadline;
     env::Instant end;
     bool indirect_sent = false;
-    bool acked = false;
     int nacks_expected = 0;
     int nacks = 0;
   };
