@@ -145,6 +145,7 @@ class BidiStream : public grpc::ServerBidiReactor<Req, Resp> {
   void OnWriteDone(bool ok) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     writing_ = false;
+    if (finished_) return;  // ended while this write was out: no write may follow Finish
     if (!ok) return FinishLocked(grpc::Status::CANCELLED);
     queue_.pop_front();
     if (!queue_.empty()) return WriteLocked();
