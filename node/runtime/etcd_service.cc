@@ -198,13 +198,9 @@ class WatchStream final : public BidiStream<pb::WatchRequest, pb::WatchResponse>
     if (req.has_create_request()) return Create(req.create_request());
     if (req.has_cancel_request()) {
       const int64_t id = req.cancel_request().watch_id();
-      if (watches_.erase(id) == 0) return;  // not ours: etcd ignores it too
-      impl().node->kv().CancelWatch(id);
-      pb::WatchResponse r;
-      impl().FillHeader(r.mutable_header());
-      r.set_watch_id(id);
-      r.set_canceled(true);
-      return Send(std::move(r));
+      if (!watches_.contains(id)) return;  // not ours: etcd ignores it too
+      impl().node->kv().CancelWatch(id);  // the hub reports {canceled} through Forward
+      return;
     }
     if (req.has_progress_request()) {
       pb::WatchResponse r;
@@ -215,8 +211,10 @@ class WatchStream final : public BidiStream<pb::WatchRequest, pb::WatchResponse>
   }
 
   void Release() override {
-    for (int64_t id : watches_) impl().node->kv().CancelWatch(id);
+    // Cancelling a watch may report it (Forward), which erases from watches_: iterate a copy.
+    const absl::btree_set<int64_t> ids = std::move(watches_);
     watches_.clear();
+    for (int64_t id : ids) impl().node->kv().CancelWatch(id);
   }
 
  private:
