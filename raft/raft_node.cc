@@ -70,7 +70,8 @@ RaftNode::RaftNode(env::Env& env, RaftNodeConfig config, RaftNodeHooks hooks,
       raft_(std::move(raft)),
       store_(std::move(store)),
       snapshot_(std::move(snapshot)),
-      addresses_(config_.peers) {
+      addresses_(config_.peers),
+      cluster_id_(config_.cluster_id) {
   if (snapshot_) sm_applied_ = snapshot_->metadata.index();
 }
 
@@ -317,11 +318,14 @@ void RaftNode::SendAll(const std::vector<raftpb::Message>& messages) {
 
 void RaftNode::SendTo(const raftpb::Message& m) {
   if (m.type() == raftpb::MSG_SNAP && m.context().empty()) return StartTransfer(m);
+  raftpb::Message stamped = m;
+  if (!Deliver(stamped)) ++messages_dropped_;  // Raft retries by itself (heartbeats, probes, ...)
+}
+
+bool RaftNode::Deliver(raftpb::Message& m) {
+  m.set_cluster_id(cluster_id_);
   Outbound* out = OutboundFor(m.to());
-  if (out == nullptr || out->stream == nullptr ||
-      !out->stream->Send(m.SerializeAsString()).ok()) {
-    ++messages_dropped_;  // Raft retries by itself (heartbeats, probes, elections)
-  }
+  return out != nullptr && out->stream != nullptr && out->stream->Send(m.SerializeAsString()).ok();
 }
 
 // The stream to `peer`, (re)connecting when allowed by the backoff; nullptr if unknown peer.
@@ -382,6 +386,20 @@ void RaftNode::OnMessage(const std::string& bytes) {
   if (!m.ParseFromString(bytes) || m.to() != raft_->id() || !addresses_.contains(m.from())) {
     ++messages_dropped_;
     env_.Log("raft node: dropping a malformed or misaddressed message");
+    return;
+  }
+  if (cluster_id_ == 0 && m.cluster_id() != 0) {
+    cluster_id_ = m.cluster_id();
+    env_.Log(absl::StrCat("raft node: joined cluster ", absl::Hex(cluster_id_), " (heard from ",
+                          absl::Hex(m.from()), ")"));
+    if (hooks_.on_cluster_id) hooks_.on_cluster_id(cluster_id_);
+  } else if (m.cluster_id() != cluster_id_) {
+    // A member of another cluster at an address this cluster knows: never step it.
+    if (foreign_messages_++ % 1000 == 0) {
+      env_.Log(absl::StrCat("raft node: dropping a message from cluster ",
+                            absl::Hex(m.cluster_id()), " (this is ", absl::Hex(cluster_id_),
+                            "), sender ", absl::Hex(m.from())));
+    }
     return;
   }
   // Hearing from the peer proves the path works: reconnect quickly next time it breaks.
@@ -496,11 +514,7 @@ void RaftNode::SendChunks(uint64_t peer) {
     chunk.set_index(t.next);
     chunk.set_commit(data.size());
     chunk.set_reject_hint(crc);
-    Outbound* out = OutboundFor(peer);
-    if (out == nullptr || out->stream == nullptr ||
-        !out->stream->Send(chunk.SerializeAsString()).ok()) {
-      return AbortTransfer(peer);
-    }
+    if (!Deliver(chunk)) return AbortTransfer(peer);
     ++snapshot_chunks_sent_;
     t.next += len;
   } while (t.next < data.size());
@@ -538,11 +552,7 @@ void RaftNode::AckChunk(uint64_t to, const raftpb::SnapshotMetadata& meta, uint6
   ack.set_log_term(meta.term());
   ack.set_commit(next);
   ack.set_reject(reject);
-  Outbound* out = OutboundFor(to);
-  if (out == nullptr || out->stream == nullptr ||
-      !out->stream->Send(ack.SerializeAsString()).ok()) {
-    ++messages_dropped_;
-  }
+  if (!Deliver(ack)) ++messages_dropped_;
 }
 
 // Received snapshots waiting for the Ready that installs them to be durable.

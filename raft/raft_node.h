@@ -56,6 +56,10 @@ struct RaftNodeConfig {
   // The initial address book: every bootstrap voter but this node (for a joining node: the
   // members it joins).
   absl::btree_map<uint64_t, env::Address> peers;
+  // Stamped on every message sent; messages carrying another id are dropped. 0: not known yet
+  // (a node joining a running cluster): the first non-zero id heard is adopted, and
+  // hooks.on_cluster_id reports it. Nodes with id 0 exchange messages with anyone.
+  uint64_t cluster_id = 0;
   absl::Duration tick = absl::Milliseconds(100);   // one Raft tick
   WalOptions wal;
   absl::Duration backoff_min = absl::Milliseconds(50);
@@ -80,6 +84,8 @@ struct RaftNodeHooks {
   std::function<void(const absl::Status& why)> on_fatal;
   // This node applied its own removal (it stays passive; see the header comment).
   std::function<void()> on_removed;
+  // A joining node learned its cluster's id (see RaftNodeConfig::cluster_id).
+  std::function<void(uint64_t cluster_id)> on_cluster_id;
   // The state machine as of the last entry applied, serialized (for a snapshot).
   std::function<std::string()> snapshot_data;
   // Observation only (metrics): how long each WAL sync took, from issuing it to its
@@ -122,6 +128,13 @@ class RaftNode {
   bool failed() const { return failed_; }
   bool removed() const { return removed_; }
   uint64_t messages_dropped() const { return messages_dropped_; }
+  // Where each other member is reached (the config's peers and the addresses conf changes
+  // carried).
+  const absl::btree_map<uint64_t, env::Address>& addresses() const { return addresses_; }
+  // This node's cluster id (0 while a joining node has not heard from its cluster yet).
+  uint64_t cluster_id() const { return cluster_id_; }
+  // Messages dropped because they came from another cluster.
+  uint64_t foreign_messages() const { return foreign_messages_; }
   uint64_t wal_syncs() const { return wal_syncs_; }
   uint64_t snapshots_saved() const { return snapshots_saved_; }
   uint64_t snapshots_installed() const { return snapshots_installed_; }
@@ -154,6 +167,8 @@ class RaftNode {
   void SendAll(const std::vector<raftpb::Message>& messages);
   void SendTo(const raftpb::Message& m);
   Outbound* OutboundFor(uint64_t peer);
+  // Stamps the cluster id on `m` and sends it to m.to(); false if it could not be sent.
+  bool Deliver(raftpb::Message& m);
   void OnAccept(std::unique_ptr<env::Stream> stream);
   void OnMessage(const std::string& bytes);
   void Observe();
@@ -223,6 +238,8 @@ class RaftNode {
   absl::btree_map<uint64_t, PendingRead> reads_;  // by context (a per-node sequence number)
   uint64_t read_seq_ = 0;
   uint64_t messages_dropped_ = 0;
+  uint64_t cluster_id_ = 0;
+  uint64_t foreign_messages_ = 0;
   uint64_t wal_syncs_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -22,6 +22,7 @@ struct Proc final : sim::Process {
   absl::Status open_status;
   std::vector<std::string> applied;
   int restores = 0;
+  uint64_t cluster_id_reported = 0;
 };
 
 class RaftNodeTest : public ::testing::Test {
@@ -31,18 +32,20 @@ class RaftNodeTest : public ::testing::Test {
     cluster_ = std::make_unique<sim::Cluster>(sim_, [this, n, tweak](env::Env& env,
                                                                       sim::NodeId id) {
       RaftNodeConfig c;
-      if (tweak) tweak(c);
       c.raft.id = id;
       for (int i = 1; i <= n; ++i) {
         c.raft.voters.push_back(i);
         if (i != static_cast<int>(id)) c.peers[i] = addresses_[i - 1];
       }
+      if (tweak) tweak(c);
+      if (per_node_) per_node_(c, id);
       auto p = std::make_unique<Proc>();
       Proc* raw = p.get();
       RaftNodeHooks h;
       h.on_apply = [raw](const raftpb::Entry& e, const Raft&) { raw->applied.push_back(e.data()); };
       // A state machine with a large snapshot (the applied data is not kept in it).
       h.snapshot_data = [raw] { return absl::StrCat(raw->applied.size(), std::string(20000, 'f')); };
+      h.on_cluster_id = [raw](uint64_t id) { raw->cluster_id_reported = id; };
       h.on_restore = [raw](const raftpb::SnapshotMetadata&, const std::string&) {
         raw->applied.clear();
         ++raw->restores;
@@ -74,6 +77,7 @@ class RaftNodeTest : public ::testing::Test {
   }
 
   sim::Simulator sim_{7};
+  std::function<void(RaftNodeConfig&, sim::NodeId)> per_node_;  // after tweak
   std::vector<env::Address> addresses_;
   std::unique_ptr<sim::Cluster> cluster_;
 };
@@ -136,6 +140,59 @@ TEST_F(RaftNodeTest, ElectsALeaderAndReplicates) {
   ASSERT_TRUE(node(Leader())->Propose("hello").ok());
   EXPECT_TRUE(sim_.RunUntilTrue([&] { return AppliedEverywhere("hello", {1, 2, 3}); },
                                 sim_.now_ns() + 5'000'000'000));
+}
+
+// Cluster ids: a member configured for another cluster (same CA, an address this cluster knows)
+// never gets a message stepped, in either direction; the two of the right cluster still elect
+// a leader and commit.
+TEST_F(RaftNodeTest, MessagesOfAnotherClusterAreDropped) {
+  per_node_ = [](RaftNodeConfig& c, sim::NodeId id) { c.cluster_id = id == 3 ? 0xbad : 0xc1; };
+  Start(3);
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return Leader() == 1 || Leader() == 2; }, 10'000'000'000));
+  ASSERT_TRUE(node(Leader())->Propose("ours").ok());
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return AppliedEverywhere("ours", {1, 2}); },
+                                sim_.now_ns() + 5'000'000'000));
+  sim_.RunUntil(sim_.now_ns() + 3'000'000'000);
+  EXPECT_FALSE(AppliedEverywhere("ours", {3}));
+  EXPECT_EQ(node(3)->raft().log().committed(), 1u);  // its bootstrap entry only
+  EXPECT_GT(node(3)->foreign_messages(), 0u);
+  EXPECT_GT(node(1)->foreign_messages() + node(2)->foreign_messages(), 0u);
+  EXPECT_EQ(node(3)->cluster_id(), 0xbadu);
+}
+
+// A node joining with no cluster id adopts the id of the first member that reaches it, reports
+// it, and stamps it from then on (the members would drop its answers otherwise).
+TEST_F(RaftNodeTest, AJoiningNodeAdoptsTheClusterIdOfItsLeader) {
+  per_node_ = [](RaftNodeConfig& c, sim::NodeId id) {
+    c.cluster_id = 0xc1;
+    c.raft.voters = {1, 2};  // 1 and 2 bootstrap; 3 joins later
+    c.peers.erase(3);
+    if (id == 3) {  // no voters, no id; knows where the members are
+      c.raft.voters.clear();
+      c.cluster_id = 0;
+    }
+  };
+  Start(3);
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return Leader() != sim::kNoNode; }, 10'000'000'000));
+  ASSERT_NE(Leader(), 3u);
+  EXPECT_EQ(node(3)->cluster_id(), 0u);
+  raftpb::ConfChange cc;
+  raftpb::ConfChangeSingle* c = cc.add_changes();
+  c->set_type(raftpb::CONF_CHANGE_ADD_LEARNER_NODE);
+  c->set_node_id(3);
+  c->set_address(addresses_[2]);
+  ASSERT_TRUE(node(Leader())->Propose("before join").ok());
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return AppliedEverywhere("before join", {1, 2}); },
+                                sim_.now_ns() + 5'000'000'000));
+  absl::Status proposed = node(Leader())->ProposeConfChange(cc);
+  ASSERT_TRUE(proposed.ok()) << proposed;
+  ASSERT_TRUE(node(Leader())->Propose("after join").ok());
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return AppliedEverywhere("after join", {1, 2, 3}); },
+                                sim_.now_ns() + 10'000'000'000));
+  EXPECT_EQ(node(3)->cluster_id(), 0xc1u);
+  EXPECT_EQ(proc(3)->cluster_id_reported, 0xc1u);
+  EXPECT_EQ(node(3)->foreign_messages(), 0u);
+  EXPECT_EQ(node(1)->foreign_messages() + node(2)->foreign_messages(), 0u);
 }
 
 // A leader whose disk stalls cannot persist a Ready, so it stops heartbeating: the others elect
