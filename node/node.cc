@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "env/check.h"
 #include "env/status_macros.h"
 
 namespace e2d::node {
@@ -32,7 +33,9 @@ std::string Hex(uint64_t v) { return absl::StrCat(absl::Hex(v, absl::kZeroPad16)
 
 }  // namespace
 
-uint64_t MemberIdFor(const std::string& name) { return Fnv1a("e2d member " + name); }
+uint64_t MemberIdFor(const env::Address& peer_address) {
+  return Fnv1a("e2d member at " + peer_address);
+}
 
 uint64_t ClusterIdFor(const std::vector<Member>& initial_cluster) {
   std::vector<std::string> parts;
@@ -87,6 +90,151 @@ void Node::PollTransfer(uint64_t target, env::Instant deadline,
     }
     PollTransfer(target, deadline, std::move(done));
   });
+}
+
+void Node::Later(std::function<void()> f) {
+  env_.clock().After(absl::ZeroDuration(), [alive = alive_, f = std::move(f)] {
+    if (*alive) f();
+  });
+}
+
+namespace {
+
+raftpb::ConfChange OneChange(raftpb::ConfChangeType type, uint64_t id,
+                             const env::Address& address = "") {
+  raftpb::ConfChange cc;
+  raftpb::ConfChangeSingle* c = cc.add_changes();
+  c->set_type(type);
+  c->set_node_id(id);
+  if (!address.empty()) c->set_address(address);
+  return cc;
+}
+
+}  // namespace
+
+void Node::ChangeMembership(const raftpb::ConfChange& cc, std::function<bool()> applied,
+                            absl::Duration timeout, std::function<void(absl::Status)> done) {
+  const raft::Raft& r = kv_->raft_node().raft();
+  if (r.role() == raft::Role::kLeader && r.pending_conf_index() > r.log().applied() &&
+      timeout > absl::ZeroDuration()) {
+    // The previous change (or a new leader's first entry) is not applied yet: a moment's wait,
+    // not a refusal.
+    const absl::Duration step = absl::Milliseconds(20);
+    env_.clock().After(step, [this, alive = alive_, cc, applied = std::move(applied), timeout,
+                              step, done = std::move(done)]() mutable {
+      if (*alive) ChangeMembership(cc, std::move(applied), timeout - step, std::move(done));
+    });
+    return;
+  }
+  absl::Status s = kv_->raft_node().ProposeConfChange(cc);
+  if (!s.ok()) {
+    return Later([done = std::move(done), s] {
+      done(absl::FailedPreconditionError(absl::StrCat("etcdserver: ", s.message())));
+    });
+  }
+  PollChange(std::move(applied), env_.clock().Now() + timeout, std::move(done));
+}
+
+void Node::PollChange(std::function<bool()> applied, env::Instant deadline,
+                      std::function<void(absl::Status)> done) {
+  env_.clock().After(absl::Milliseconds(20), [this, alive = alive_, applied = std::move(applied),
+                                              deadline, done = std::move(done)]() mutable {
+    if (!*alive) return;
+    if (applied()) return done(absl::OkStatus());
+    if (env_.clock().Now() >= deadline) {
+      return done(absl::UnavailableError("etcdserver: request timed out"));
+    }
+    PollChange(std::move(applied), deadline, std::move(done));
+  });
+}
+
+void Node::AddMember(const env::Address& peer_address, bool learner, absl::Duration timeout,
+                     std::function<void(absl::StatusOr<Member>)> done) {
+  const uint64_t id = MemberIdFor(peer_address);
+  for (const Member& m : Members()) {
+    if (m.id == id || m.peer_address == peer_address) {
+      return Later([done = std::move(done)] {
+        done(absl::FailedPreconditionError("etcdserver: Peer URLs already exists"));
+      });
+    }
+  }
+  Member added;
+  added.id = id;
+  added.peer_address = peer_address;
+  added.learner = learner;
+  const raftpb::ConfChange cc = OneChange(
+      learner ? raftpb::CONF_CHANGE_ADD_LEARNER_NODE : raftpb::CONF_CHANGE_ADD_NODE, id,
+      peer_address);
+  ChangeMembership(
+      cc,
+      [this, id, learner] {
+        const raft::Membership& ms = kv_->raft_node().raft().membership();
+        return learner ? ms.IsLearner(id) : ms.IsVoter(id);
+      },
+      timeout, [done = std::move(done), added](absl::Status s) {
+        if (!s.ok()) return done(s);
+        done(added);
+      });
+}
+
+void Node::RemoveMember(uint64_t id, absl::Duration timeout,
+                        std::function<void(absl::Status)> done) {
+  const raft::Raft& r = kv_->raft_node().raft();
+  if (!r.membership().IsMember(id)) {
+    return Later([done = std::move(done)] {
+      done(absl::NotFoundError("etcdserver: member not found"));
+    });
+  }
+  auto gone = [this, id] { return !kv_->raft_node().raft().membership().IsMember(id); };
+  if (id == id_ && r.role() == raft::Role::kLeader) {
+    // Raft refuses a leader's own removal and hands leadership over; once another member
+    // leads, the change goes through it.
+    (void)kv_->raft_node().ProposeConfChange(OneChange(raftpb::CONF_CHANGE_REMOVE_NODE, id));
+    const env::Instant deadline = env_.clock().Now() + timeout;
+    PollChange(
+        [this] {
+          const raft::Raft& now = kv_->raft_node().raft();
+          return now.lead() != raft::kNone && now.lead() != id_;
+        },
+        deadline,
+        [this, id, gone, deadline, done = std::move(done)](absl::Status s) mutable {
+          if (!s.ok()) return done(s);
+          ChangeMembership(OneChange(raftpb::CONF_CHANGE_REMOVE_NODE, id), gone,
+                           std::max(deadline - env_.clock().Now(), absl::Milliseconds(1)),
+                           std::move(done));
+        });
+    return;
+  }
+  ChangeMembership(OneChange(raftpb::CONF_CHANGE_REMOVE_NODE, id), gone, timeout,
+                   std::move(done));
+}
+
+void Node::PromoteMember(uint64_t id, absl::Duration timeout,
+                         std::function<void(absl::Status)> done) {
+  const raft::Raft& r = kv_->raft_node().raft();
+  absl::Status refused;
+  if (!r.membership().IsMember(id)) {
+    refused = absl::NotFoundError("etcdserver: member not found");
+  } else if (!r.membership().IsLearner(id)) {
+    refused = absl::FailedPreconditionError("etcdserver: can only promote a learner member");
+  } else if (r.role() == raft::Role::kLeader) {
+    const raft::Progress* pr = r.progress(id);
+    const uint64_t last = r.log().last_index();
+    if (pr == nullptr || pr->match * 10 < last * 9) {
+      refused = absl::FailedPreconditionError(
+          "etcdserver: can only promote a learner member which is in sync with leader");
+    }
+  }
+  if (!refused.ok()) {
+    return Later([done = std::move(done), refused] { done(refused); });
+  }
+  ChangeMembership(
+      OneChange(raftpb::CONF_CHANGE_ADD_NODE, id),
+      [this, id] {
+        const raft::Membership& ms = kv_->raft_node().raft().membership();
+        return ms.IsVoter(id) && !ms.joint();
+      },
+      timeout, std::move(done));
 }
 
 std::string Node::MetricsText() const {
@@ -149,10 +297,18 @@ absl::Status ValidateConfig(NodeConfig& config) {
   bool self = false;
   for (Member& m : config.initial_cluster) {
     if (m.name.empty()) return absl::InvalidArgumentError("a member of the cluster has no name");
-    m.id = MemberIdFor(m.name);
-    if (!names.insert(m.name).second || !ids.insert(m.id).second) {
+    if (m.peer_address.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("member \"", m.name, "\" has no peer address"));
+    }
+    m.id = MemberIdFor(m.peer_address);
+    if (!names.insert(m.name).second) {
       return absl::InvalidArgumentError(
           absl::StrCat("member name \"", m.name, "\" appears twice in the initial cluster"));
+    }
+    if (!ids.insert(m.id).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "peer address ", m.peer_address, " appears twice in the initial cluster"));
     }
     self = self || m.name == config.name;
   }
@@ -163,22 +319,90 @@ absl::Status ValidateConfig(NodeConfig& config) {
   return absl::OkStatus();
 }
 
-std::string IdentityText(const NodeConfig& config) {
-  return absl::StrCat("e2d-member v1\ncluster_id=", Hex(ClusterIdFor(config.initial_cluster)),
-                      "\nmember_id=", Hex(MemberIdFor(config.name)), "\nname=", config.name,
-                      "\n");
+const Member& Self(const NodeConfig& config) {
+  for (const Member& m : config.initial_cluster) {
+    if (m.name == config.name) return m;
+  }
+  E2D_CHECK(false, "member %s is not in its validated config", config.name.c_str());
+  return config.initial_cluster.front();
 }
 
-// OK if the data directory has no identity yet or the one `want` holds.
-absl::StatusOr<bool> IdentityRecorded(env::FileSystem& fs, const std::string& want) {
+// What the file "member" records. Version 2 adds `origin` (how this member came to be: it
+// bootstrapped the cluster, or joined a running one) and lets a joined member's cluster id be
+// "pending" (0) until the first member of its cluster reaches it.
+struct Identity {
+  uint64_t cluster_id = 0;
+  uint64_t member_id = 0;
+  std::string name;
+  bool joined = false;
+};
+
+std::string IdentityText(const Identity& id) {
+  return absl::StrCat("e2d-member v2\ncluster_id=",
+                      id.cluster_id == 0 ? std::string("pending") : Hex(id.cluster_id),
+                      "\nmember_id=", Hex(id.member_id), "\nname=", id.name,
+                      "\norigin=", id.joined ? "join" : "bootstrap", "\n");
+}
+
+absl::StatusOr<Identity> ParseIdentity(const std::string& text) {
+  std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
+  auto bad = [&](const std::string& why) {
+    return absl::DataLossError(absl::StrCat("the data directory's file \"", kIdentityFile,
+                                            "\" is damaged: ", why));
+  };
+  if (lines.size() != 5 || lines[0] != "e2d-member v2") {
+    return bad("expected 5 lines starting with \"e2d-member v2\"");
+  }
+  Identity id;
+  auto field = [&](const std::string& line, const char* key) -> absl::StatusOr<std::string> {
+    const std::string prefix = absl::StrCat(key, "=");
+    if (line.rfind(prefix, 0) != 0) return bad(absl::StrCat("expected the line ", key, "=..."));
+    return line.substr(prefix.size());
+  };
+  E2D_ASSIGN_OR_RETURN(std::string cluster, field(lines[1], "cluster_id"));
+  E2D_ASSIGN_OR_RETURN(std::string member, field(lines[2], "member_id"));
+  E2D_ASSIGN_OR_RETURN(id.name, field(lines[3], "name"));
+  E2D_ASSIGN_OR_RETURN(std::string origin, field(lines[4], "origin"));
+  if (cluster != "pending" && !absl::SimpleHexAtoi(cluster, &id.cluster_id)) {
+    return bad("cluster_id is not hexadecimal");
+  }
+  if (!absl::SimpleHexAtoi(member, &id.member_id)) return bad("member_id is not hexadecimal");
+  if (origin != "join" && origin != "bootstrap") return bad("origin is neither join nor bootstrap");
+  id.joined = origin == "join";
+  return id;
+}
+
+// The identity the config asks for (a joining member's cluster id is not known from it).
+Identity Configured(const NodeConfig& config) {
+  Identity id;
+  id.joined = config.join;
+  id.cluster_id = config.join ? 0 : ClusterIdFor(config.initial_cluster);
+  id.member_id = MemberIdFor(Self(config).peer_address);
+  id.name = config.name;
+  return id;
+}
+
+// The identity to run as: the recorded one if it agrees with the config, the configured one if
+// nothing is recorded (second: false). A member restarted keeps what it recorded: a joined
+// member its learned cluster id whatever the initial-cluster flags say now (as etcd ignores
+// them once a data directory exists), a bootstrapped one only under the same initial cluster
+// unless it is told it joins an existing cluster.
+absl::StatusOr<std::pair<Identity, bool>> ResolveIdentity(env::FileSystem& fs,
+                                                          const NodeConfig& config) {
+  const Identity want = Configured(config);
   E2D_ASSIGN_OR_RETURN(const bool exists, fs.Exists(kIdentityFile));
-  if (!exists) return false;
+  if (!exists) return std::make_pair(want, false);
   E2D_ASSIGN_OR_RETURN(std::unique_ptr<env::File> f, fs.Open(kIdentityFile, {}));
-  E2D_ASSIGN_OR_RETURN(const std::string have, f->ReadAt(0, 4096));
-  if (have == want) return true;
-  std::string shown = have;
+  E2D_ASSIGN_OR_RETURN(const std::string text, f->ReadAt(0, 4096));
+  E2D_ASSIGN_OR_RETURN(Identity have, ParseIdentity(text));
+  const bool cluster_ok =
+      have.joined || config.join || have.cluster_id == want.cluster_id;
+  if (have.member_id == want.member_id && have.name == want.name && cluster_ok) {
+    return std::make_pair(have, true);
+  }
+  std::string shown = IdentityText(have);
   std::replace(shown.begin(), shown.end(), '\n', ' ');
-  std::string wanted = want;
+  std::string wanted = IdentityText(want);
   std::replace(wanted.begin(), wanted.end(), '\n', ' ');
   return absl::FailedPreconditionError(absl::StrCat(
       "the data directory belongs to another cluster or member: it holds [", shown,
@@ -190,26 +414,38 @@ absl::StatusOr<bool> IdentityRecorded(env::FileSystem& fs, const std::string& wa
 
 absl::Status Node::CheckDataDir(env::Env& env, NodeConfig config) {
   E2D_RETURN_IF_ERROR(ValidateConfig(config));
-  return IdentityRecorded(env.fs(), IdentityText(config)).status();
+  return ResolveIdentity(env.fs(), config).status();
 }
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* engine,
                                                  NodeConfig config) {
   E2D_RETURN_IF_ERROR(ValidateConfig(config));
-  const uint64_t id = MemberIdFor(config.name);
-  const uint64_t cluster_id = ClusterIdFor(config.initial_cluster);
-  std::unique_ptr<Node> node(new Node(env, config, id, cluster_id));
-  E2D_RETURN_IF_ERROR(node->CheckIdentity());
+  E2D_ASSIGN_OR_RETURN(auto resolved, ResolveIdentity(env.fs(), config));
+  const Identity& identity = resolved.first;
+  const uint64_t id = identity.member_id;
+  std::unique_ptr<Node> node(new Node(env, config, id, identity.cluster_id));
+  if (!resolved.second) {
+    E2D_ASSIGN_OR_RETURN(const bool has_wal, env.fs().Exists("wal"));
+    if (has_wal) {
+      // A crash between the log's first sync and the identity's rename (both are in flight at
+      // a first start).
+      env.Log("level=warn msg=\"the data directory holds a Raft log but no identity; recording "
+              "the configured one\"");
+    }
+    E2D_RETURN_IF_ERROR(node->RecordIdentity(identity.joined));
+  }
 
   raft::RaftNodeConfig rc;
   rc.raft.id = id;
   rc.raft.election_ticks = config.election_ticks;
   rc.raft.random_seed = env.random().Next();
   for (const Member& m : config.initial_cluster) {
-    rc.raft.voters.push_back(m.id);
+    // A joining member starts with no voters: it learns the membership from the log.
+    if (!config.join) rc.raft.voters.push_back(m.id);
     if (m.id != id) rc.peers[m.id] = m.peer_address;
   }
   std::sort(rc.raft.voters.begin(), rc.raft.voters.end());
+  rc.cluster_id = identity.cluster_id;
   rc.tick = config.tick;
   rc.snapshot_entries = config.snapshot_entries;
   kv::KvServerHooks hooks;
@@ -220,6 +456,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* en
   hooks.raft.on_state = [raw](const raft::Raft& r) { raw->OnRaftState(r); };
   hooks.raft.on_wal_synced = [raw](absl::Duration d) { raw->wal_sync_.Observe(d); };
   hooks.raft.on_applied = [raw](size_t, absl::Duration d) { raw->apply_.Observe(d); };
+  hooks.raft.on_cluster_id = [raw](uint64_t cluster) { raw->OnClusterId(cluster); };
   hooks.raft.on_removed = [&env] {
     env.Log("level=warn msg=\"this member was removed from the cluster; it serves no requests\"");
   };
@@ -228,18 +465,26 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* en
   return node;
 }
 
-absl::Status Node::CheckIdentity() {
-  const std::string want = IdentityText(config_);
-  env::FileSystem& fs = env_.fs();
-  E2D_ASSIGN_OR_RETURN(const bool recorded, IdentityRecorded(fs, want));
-  if (recorded) return absl::OkStatus();
-  // A Raft log without an identity: a crash between the log's first sync and the identity's
-  // rename (both are in flight at a first start). Record the configured identity.
-  E2D_ASSIGN_OR_RETURN(const bool has_wal, fs.Exists("wal"));
-  if (has_wal) {
-    env_.Log("level=warn msg=\"the data directory holds a Raft log but no identity; recording "
-             "the configured one\"");
+void Node::OnClusterId(uint64_t cluster) {
+  if (cluster_id_ != 0) return;
+  cluster_id_ = cluster;
+  env_.Log(absl::StrCat("level=info msg=\"joined the cluster\" cluster=", Hex(cluster)));
+  absl::Status s = RecordIdentity(true);
+  if (!s.ok()) {
+    // The next start records it again (a joined member accepts any learned cluster id).
+    env_.Log(absl::StrCat("level=error msg=\"recording the member identity\" why=\"",
+                          s.ToString(), "\""));
   }
+}
+
+absl::Status Node::RecordIdentity(bool joined) {
+  Identity identity;
+  identity.cluster_id = cluster_id_;
+  identity.member_id = id_;
+  identity.name = config_.name;
+  identity.joined = joined;
+  const std::string want = IdentityText(identity);
+  env::FileSystem& fs = env_.fs();
   E2D_ASSIGN_OR_RETURN(std::unique_ptr<env::File> f,
                        fs.Open(kIdentityTemp, {.create = true, .truncate = true}));
   E2D_RETURN_IF_ERROR(f->Append(want));
@@ -272,10 +517,13 @@ std::vector<Member> Node::Members() const {
   absl::btree_map<uint64_t, const Member*> known;
   for (const Member& m : config_.initial_cluster) known[m.id] = &m;
   const raft::Membership& ms = kv_->raft_node().raft().membership();
+  const auto& addresses = kv_->raft_node().addresses();
   std::vector<Member> out;
   for (uint64_t id : ms.Members()) {
     Member m;
     if (auto it = known.find(id); it != known.end()) m = *it->second;
+    // Where the cluster reaches it now (a conf change may have moved or added it).
+    if (auto it = addresses.find(id); it != addresses.end()) m.peer_address = it->second;
     m.id = id;
     m.learner = ms.IsLearner(id);
     out.push_back(std::move(m));

@@ -5,14 +5,16 @@
 // needs beyond the store: the response header, the member list, this member's status. The real
 // runtime hands it an AsioEnv; a simulator hands it a SimEnv.
 //
-// Identity. A member's id is derived from its name and a cluster's id from its initial member
-// list (both FNV-1a, stable across machines and builds), so every member of a statically
-// configured cluster computes the same ids without talking. On first start the node records
-// (cluster id, member id, name) in the file "member" under the env's file system root; every
-// later start must match it, so a data directory never silently joins another cluster: a
-// mismatch is FailedPrecondition naming both. A Raft log without an identity (a crash during the
-// first start) gets the configured identity recorded. (Self-managed bootstrap through gossip replaces
-// static configuration in the self-management issue; the identity check stays.)
+// Identity. A member's id is derived from its peer address when it is created (bootstrap or
+// MemberAdd; FNV-1a, stable across machines and builds), and a cluster's id from its initial
+// member list, so every member of a statically configured cluster computes the same ids without
+// talking, and a member joining a running cluster knows every id from the addresses it is given.
+// A joining member learns the cluster id from the first member that reaches it (Raft messages
+// carry it, and members drop messages of another cluster). On first start the node records
+// (cluster id, member id, name, bootstrap or join) in the file "member" under the env's file
+// system root; every later start must agree with it, so a data directory never silently
+// joins another cluster: a mismatch is FailedPrecondition naming both. A Raft log without an
+// identity (a crash during the first start) gets the configured identity recorded.
 //
 // Threading: single-threaded on the env's thread, like KvServer.
 
@@ -47,6 +49,10 @@ struct NodeConfig {
   std::string name = "default";
   // The members a new cluster starts with, this node included (its name must be among them).
   std::vector<Member> initial_cluster;
+  // Join a running cluster (etcd's --initial-cluster-state existing) rather than bootstrap one:
+  // the member starts with no voters and learns the membership, and the cluster id, from the
+  // first member that reaches it once it was added (MemberAdd).
+  bool join = false;
   absl::Duration tick = absl::Milliseconds(100);
   int election_ticks = 10;
   uint64_t snapshot_entries = 100000;  // etcd's --snapshot-count default
@@ -54,7 +60,7 @@ struct NodeConfig {
 };
 
 // Stable, non-zero ids.
-uint64_t MemberIdFor(const std::string& name);
+uint64_t MemberIdFor(const env::Address& peer_address);
 uint64_t ClusterIdFor(const std::vector<Member>& initial_cluster);
 
 // What etcd's Maintenance.Status reports.
@@ -96,6 +102,25 @@ class Node {
   // thread, never inside this call, and never after the node is destroyed.
   void MoveLeader(uint64_t target, absl::Duration timeout, std::function<void(absl::Status)> done);
 
+  // etcd's Cluster service. Each proposes one membership change (a follower forwards it to the
+  // leader) and reports once this member applied it, within `timeout`; `done` runs on the env's
+  // thread, never inside the call, and never after the node is destroyed. Errors, with etcd's
+  // texts where etcd has one:
+  //  - AddMember: a member at `peer_address` (host:port), a learner if asked, with id
+  //    MemberIdFor(peer_address). FailedPrecondition "etcdserver: Peer URLs already exists".
+  //  - RemoveMember: NotFound "etcdserver: member not found". Removing the leader first hands
+  //    leadership to the most up-to-date voter, then removes it through the new leader.
+  //  - PromoteMember: FailedPrecondition "etcdserver: can only promote a learner member", or
+  //    (checked by a leader) "etcdserver: can only promote a learner member which is in sync
+  //    with leader" (it has less than 90% of the leader's log).
+  //  - Raft's refusals (one change at a time; a change that would lose quorum) as
+  //    FailedPrecondition with Raft's reason; Unavailable "etcdserver: request timed out" when
+  //    the change was not applied in time (it may still apply: list the members).
+  void AddMember(const env::Address& peer_address, bool learner, absl::Duration timeout,
+                 std::function<void(absl::StatusOr<Member>)> done);
+  void RemoveMember(uint64_t id, absl::Duration timeout, std::function<void(absl::Status)> done);
+  void PromoteMember(uint64_t id, absl::Duration timeout, std::function<void(absl::Status)> done);
+
   // Prometheus text exposition of this member's state and counters (e2d_* metrics).
   std::string MetricsText() const;
 
@@ -105,9 +130,16 @@ class Node {
 
  private:
   Node(env::Env& env, NodeConfig config, uint64_t id, uint64_t cluster_id);
-  absl::Status CheckIdentity();
+  absl::Status RecordIdentity(bool joined);
+  void OnClusterId(uint64_t cluster);
 
   void OnRaftState(const raft::Raft& raft);
+  // Proposes `cc` and polls until `applied` holds (or the deadline).
+  void ChangeMembership(const raftpb::ConfChange& cc, std::function<bool()> applied,
+                        absl::Duration timeout, std::function<void(absl::Status)> done);
+  void PollChange(std::function<bool()> applied, env::Instant deadline,
+                  std::function<void(absl::Status)> done);
+  void Later(std::function<void()> f);
   void PollTransfer(uint64_t target, env::Instant deadline, std::function<void(absl::Status)> done);
 
   env::Env& env_;
@@ -118,7 +150,7 @@ class Node {
   uint64_t leader_changes_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   const uint64_t id_;
-  const uint64_t cluster_id_;
+  uint64_t cluster_id_;  // 0 while a joining member has not heard from its cluster
   std::unique_ptr<kv::KvServer> kv_;
 };
 

@@ -6,11 +6,14 @@
 
 #include "node/node.h"
 
+#include <algorithm>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -39,6 +42,7 @@ class NodeTest : public ::testing::Test {
       NodeConfig c;
       c.name = name_override_.has_value() && id == 1 ? *name_override_ : members_[id - 1].name;
       c.initial_cluster = members_;
+      c.join = joining_.contains(id);
       auto p = std::make_unique<Proc>();
       absl::StatusOr<std::unique_ptr<Node>> n = Node::Open(env, engines_[id - 1].get(), c);
       if (n.ok()) {
@@ -74,6 +78,29 @@ class NodeTest : public ::testing::Test {
         },
         sim_.now_ns() + 20'000'000'000);
   }
+  template <typename T>
+  T Await(std::function<void(std::function<void(T)>)> call) {
+    std::optional<T> got;
+    call([&](T v) { got = std::move(v); });
+    EXPECT_FALSE(got.has_value()) << "answered inside the call";
+    if (!sim_.RunUntilTrue([&] { return got.has_value(); }, sim_.now_ns() + 30'000'000'000)) {
+      return T(absl::DeadlineExceededError("test: no answer"));
+    }
+    return *std::move(got);
+  }
+  absl::StatusOr<Member> Add(sim::NodeId at, const std::string& address, bool learner) {
+    return Await<absl::StatusOr<Member>>([&](auto done) {
+      node(at)->AddMember(address, learner, absl::Seconds(7), std::move(done));
+    });
+  }
+  absl::Status Remove(sim::NodeId at, uint64_t id) {
+    return Await<absl::Status>(
+        [&](auto done) { node(at)->RemoveMember(id, absl::Seconds(7), std::move(done)); });
+  }
+  absl::Status Promote(sim::NodeId at, uint64_t id) {
+    return Await<absl::Status>(
+        [&](auto done) { node(at)->PromoteMember(id, absl::Seconds(7), std::move(done)); });
+  }
   absl::Status MoveLeader(sim::NodeId at, uint64_t target) {
     std::optional<absl::Status> got;
     node(at)->MoveLeader(target, absl::Seconds(5), [&](absl::Status s) { got = s; });
@@ -88,6 +115,7 @@ class NodeTest : public ::testing::Test {
   std::vector<Member> members_;
   std::vector<std::unique_ptr<kv::MemEngine>> engines_;
   std::optional<std::string> name_override_;
+  absl::flat_hash_set<sim::NodeId> joining_;
   std::unique_ptr<sim::Cluster> cluster_;
 };
 
@@ -95,7 +123,7 @@ TEST_F(NodeTest, MembersAgreeOnIdsAndTheHeaderNamesClusterMemberAndTerm) {
   const uint64_t cluster = node(1)->cluster_id();
   for (sim::NodeId id : cluster_->nodes()) {
     EXPECT_EQ(node(id)->cluster_id(), cluster);
-    EXPECT_EQ(node(id)->id(), MemberIdFor(members_[id - 1].name));
+    EXPECT_EQ(node(id)->id(), MemberIdFor(members_[id - 1].peer_address));
     const etcdserverpb::ResponseHeader h = node(id)->Header();
     EXPECT_EQ(h.cluster_id(), cluster);
     EXPECT_EQ(h.member_id(), node(id)->id());
@@ -104,11 +132,11 @@ TEST_F(NodeTest, MembersAgreeOnIdsAndTheHeaderNamesClusterMemberAndTerm) {
     ASSERT_EQ(list.size(), 3u);
     for (const Member& m : list) {
       EXPECT_FALSE(m.name.empty());
-      EXPECT_EQ(m.id, MemberIdFor(m.name));
+      EXPECT_EQ(m.id, MemberIdFor(m.peer_address));
       EXPECT_FALSE(m.learner);
     }
   }
-  EXPECT_NE(MemberIdFor("a"), MemberIdFor("b"));
+  EXPECT_NE(MemberIdFor("10.0.0.1:2380"), MemberIdFor("10.0.0.2:2380"));
   std::vector<Member> other = members_;
   other[0].peer_address = "10.9.9.9:2380";
   EXPECT_NE(ClusterIdFor(other), cluster);
@@ -138,6 +166,69 @@ TEST_F(NodeTest, MetricsReportTheLeaderAndTheDiskHistograms) {
   EXPECT_TRUE(absl::StrContains(text, "e2d_wal_fsync_duration_seconds_bucket{le=\"+Inf\"}"));
   const sim::NodeId f = l % 3 + 1;
   EXPECT_TRUE(absl::StrContains(node(f)->MetricsText(), "\ne2d_raft_is_leader 0\n"));
+}
+
+// etcd's member add / promote / remove, as an operator replaces a member: a new member is added
+// as a learner, starts with --initial-cluster-state existing, learns the cluster id and the
+// data, is promoted (through a follower, which forwards), and the leader itself is removed.
+TEST_F(NodeTest, AMemberJoinsAsALearnerIsPromotedAndTheLeaderIsRemoved) {
+  Member d;
+  d.name = "d";
+  d.peer_address = "10.0.0.4:2380";
+  members_.push_back(d);
+  engines_.push_back(std::make_unique<kv::MemEngine>());
+  joining_.insert(4);
+  const sim::NodeId l = Leader();
+  const sim::NodeId f = l % 3 + 1;
+  const uint64_t d_id = MemberIdFor(d.peer_address);
+
+  EXPECT_EQ(Add(l, members_[0].peer_address, true).status().message(),
+            "etcdserver: Peer URLs already exists");
+  EXPECT_EQ(Promote(l, 999).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Promote(l, node(f)->id()).message(), "etcdserver: can only promote a learner member");
+  EXPECT_EQ(Remove(l, 999).message(), "etcdserver: member not found");
+
+  absl::StatusOr<Member> added = Add(l, d.peer_address, /*learner=*/true);
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_EQ(added->id, d_id);
+  EXPECT_TRUE(added->learner);
+  std::vector<Member> list = node(f)->Members();
+  ASSERT_EQ(list.size(), 4u);
+  // Until it runs and catches up, a leader refuses to promote it.
+  EXPECT_EQ(Promote(l, d_id).message(),
+            "etcdserver: can only promote a learner member which is in sync with leader");
+
+  cluster_->AddNode(d.peer_address);
+  ASSERT_NE(node(4), nullptr) << static_cast<Proc*>(cluster_->process(4))->open_status;
+  EXPECT_EQ(node(4)->id(), d_id);
+  EXPECT_EQ(node(4)->cluster_id(), 0u);  // not heard from its cluster yet
+  ASSERT_TRUE(sim_.RunUntilTrue(
+      [&] {
+        return node(4)->cluster_id() == node(l)->cluster_id() &&
+               node(4)->Status().raft_applied_index >= node(l)->Status().raft_applied_index;
+      },
+      sim_.now_ns() + 20'000'000'000));
+  EXPECT_TRUE(node(4)->Status().learner);
+
+  ASSERT_TRUE(Promote(f, d_id).ok());  // forwarded to the leader
+  EXPECT_FALSE(node(4)->Status().learner);
+
+  // The leader removes itself: it hands over, and the new leader applies the removal.
+  const uint64_t old_leader = node(l)->id();
+  ASSERT_TRUE(Remove(l, old_leader).ok());
+  list = node(f)->Members();
+  ASSERT_EQ(list.size(), 3u);
+  for (const Member& m : list) EXPECT_NE(m.id, old_leader);
+  EXPECT_TRUE(std::any_of(list.begin(), list.end(), [&](const Member& m) {
+    return m.id == d_id && m.peer_address == d.peer_address && !m.learner;
+  }));
+
+  // The joined member restarts with the cluster id it recorded.
+  const uint64_t cluster = node(f)->cluster_id();
+  cluster_->Crash(4);
+  cluster_->Restart(4);
+  ASSERT_NE(node(4), nullptr) << static_cast<Proc*>(cluster_->process(4))->open_status;
+  EXPECT_EQ(node(4)->cluster_id(), cluster);
 }
 
 TEST_F(NodeTest, ADataDirectoryOfAnotherMemberIsRefusedAndLeftAlone) {

@@ -19,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -255,8 +256,11 @@ const std::vector<FlagSpec>& RunFlags() {
        "gossip addresses of the other members (self-managed bootstrap; not yet in this "
        "version, use --initial-cluster)"},
       {"initial-cluster", "", "",
-       "static membership: name=host:peerport,... including this member (default: this "
-       "member alone)"},
+       "static membership: name=host:peerport,... (or name=https://host:peerport) including "
+       "this member (default: this member alone)"},
+      {"initial-cluster-state", "", "new",
+       "new: bootstrap the cluster --initial-cluster names; existing: join a running cluster "
+       "that added this member (etcdctl member add), --initial-cluster naming its members"},
       {"ca-cert", "", "", "the cluster CA certificate"},
       {"ca-key", "", "", "the cluster CA key (for self-management; not needed to serve)"},
       {"server-cert", "", "", "the certificate served to clients"},
@@ -284,6 +288,7 @@ struct RunConfig {
   std::string metrics_addr;
   AsioEnv::LogLevel log_level = AsioEnv::LogLevel::kInfo;
   std::vector<Member> initial_cluster;
+  bool join = false;
   std::string ca_cert, server_cert, server_key, peer_cert, peer_key;
   uint64_t snapshot_entries = 100000;
   absl::Duration election_timeout = absl::Seconds(1);
@@ -421,6 +426,16 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
     return absl::InvalidArgumentError("--election-timeout must be between 100ms and 50s");
   }
   const std::string self_peer = absl::StrCat(c.host, ":", PortOf(c.peer_addr));
+  if (f["initial-cluster-state"] != "new" && f["initial-cluster-state"] != "existing") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--initial-cluster-state: \"", f["initial-cluster-state"],
+        "\" is neither new nor existing"));
+  }
+  c.join = f["initial-cluster-state"] == "existing";
+  if (c.join && f["initial-cluster"].empty()) {
+    return absl::InvalidArgumentError(
+        "--initial-cluster-state existing needs --initial-cluster naming the running members");
+  }
   if (f["initial-cluster"].empty()) {
     if (size > 1 || !f["bootstrap-addrs"].empty()) {
       return absl::InvalidArgumentError(
@@ -434,16 +449,20 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
   } else {
     for (absl::string_view entry : absl::StrSplit(f["initial-cluster"], ',', absl::SkipEmpty())) {
       std::pair<std::string, std::string> kv = absl::StrSplit(entry, absl::MaxSplits('=', 1));
+      // etcd writes peer URLs (etcdctl member add prints them so); peers speak TLS only.
+      if (absl::StartsWith(kv.second, "https://")) kv.second = kv.second.substr(8);
       if (kv.first.empty() || !SplitHostPort(kv.second, &h, &p).ok()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "--initial-cluster: \"", std::string(entry), "\" is not name=host:port"));
+            "--initial-cluster: \"", std::string(entry),
+            "\" is not name=host:port or name=https://host:port"));
       }
       Member m;
       m.name = kv.first;
       m.peer_address = kv.second;
       c.initial_cluster.push_back(m);
     }
-    if (static_cast<int>(c.initial_cluster.size()) != size && f["required-cluster-size"] != "1") {
+    if (!c.join && static_cast<int>(c.initial_cluster.size()) != size &&
+        f["required-cluster-size"] != "1") {
       return absl::InvalidArgumentError(absl::StrCat(
           "--initial-cluster names ", c.initial_cluster.size(),
           " members but --required-cluster-size is ", size));
@@ -547,6 +566,7 @@ int Serve(RunConfig c) {
   NodeConfig nc;
   nc.name = c.name;
   nc.initial_cluster = c.initial_cluster;
+  nc.join = c.join;
   nc.tick = c.election_timeout / 10;
   nc.election_ticks = 10;
   nc.snapshot_entries = c.snapshot_entries;

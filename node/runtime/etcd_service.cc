@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/post.hpp"
+#include "node/runtime/asio_env.h"
 
 namespace e2d::node {
 
@@ -474,6 +475,12 @@ class LeaseService final : public pb::Lease::CallbackService {
   std::shared_ptr<Impl> impl_;
 };
 
+bool ValidHostPort(const std::string& address) {
+  std::string host;
+  uint16_t port = 0;
+  return SplitHostPort(address, &host, &port).ok() && port != 0;
+}
+
 class ClusterService final : public pb::Cluster::CallbackService {
  public:
   explicit ClusterService(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -483,25 +490,49 @@ class ClusterService final : public pb::Cluster::CallbackService {
                                        pb::MemberListResponse* resp) override {
     return impl_->Unary(ctx, resp, [this](Done<pb::MemberListResponse> done) {
       pb::MemberListResponse r;
-      for (const Member& m : impl_->node->Members()) {
-        pb::Member* out = r.add_members();
-        out->set_id(m.id);
-        out->set_name(m.name);
-        if (!m.peer_address.empty()) out->add_peerurls("https://" + m.peer_address);
-        if (!m.client_url.empty()) out->add_clienturls(m.client_url);
-        out->set_islearner(m.learner);
-      }
+      for (const Member& m : impl_->node->Members()) Fill(m, r.add_members());
       done(std::move(r));
     });
   }
-  grpc::ServerUnaryReactor* MemberAdd(grpc::CallbackServerContext* ctx, const pb::MemberAddRequest*,
-                                      pb::MemberAddResponse*) override {
-    return NotYet(ctx, "MemberAdd");
+  grpc::ServerUnaryReactor* MemberAdd(grpc::CallbackServerContext* ctx,
+                                      const pb::MemberAddRequest* req,
+                                      pb::MemberAddResponse* resp) override {
+    // Peers speak TLS only, at one address each.
+    constexpr absl::string_view kScheme = "https://";
+    if (req->peerurls_size() != 1 || !absl::StartsWith(req->peerurls(0), kScheme) ||
+        !ValidHostPort(std::string(req->peerurls(0).substr(kScheme.size())))) {
+      return Refuse(ctx, grpc::StatusCode::INVALID_ARGUMENT,
+                    "e2d: a member is added with exactly one peer URL https://host:port");
+    }
+    const std::string address(req->peerurls(0).substr(kScheme.size()));
+    return impl_->Unary(ctx, resp, [this, address,
+                                    learner = req->islearner()](Done<pb::MemberAddResponse> done) {
+      impl_->node->AddMember(address, learner, kMembershipTimeout,
+                             [this, done = std::move(done)](absl::StatusOr<Member> m) {
+                               if (!m.ok()) return done(m.status());
+                               pb::MemberAddResponse r;
+                               Fill(*m, r.mutable_member());
+                               for (const Member& each : impl_->node->Members()) {
+                                 Fill(each, r.add_members());
+                               }
+                               done(std::move(r));
+                             });
+    });
   }
   grpc::ServerUnaryReactor* MemberRemove(grpc::CallbackServerContext* ctx,
-                                         const pb::MemberRemoveRequest*,
-                                         pb::MemberRemoveResponse*) override {
-    return NotYet(ctx, "MemberRemove");
+                                         const pb::MemberRemoveRequest* req,
+                                         pb::MemberRemoveResponse* resp) override {
+    return impl_->Unary(ctx, resp, [this, id = req->id()](Done<pb::MemberRemoveResponse> done) {
+      impl_->node->RemoveMember(id, kMembershipTimeout,
+                                [this, done = std::move(done)](absl::Status s) {
+                                  if (!s.ok()) return done(s);
+                                  pb::MemberRemoveResponse r;
+                                  for (const Member& m : impl_->node->Members()) {
+                                    Fill(m, r.add_members());
+                                  }
+                                  done(std::move(r));
+                                });
+    });
   }
   grpc::ServerUnaryReactor* MemberUpdate(grpc::CallbackServerContext* ctx,
                                          const pb::MemberUpdateRequest*,
@@ -509,12 +540,31 @@ class ClusterService final : public pb::Cluster::CallbackService {
     return NotYet(ctx, "MemberUpdate");
   }
   grpc::ServerUnaryReactor* MemberPromote(grpc::CallbackServerContext* ctx,
-                                          const pb::MemberPromoteRequest*,
-                                          pb::MemberPromoteResponse*) override {
-    return NotYet(ctx, "MemberPromote");
+                                          const pb::MemberPromoteRequest* req,
+                                          pb::MemberPromoteResponse* resp) override {
+    return impl_->Unary(ctx, resp, [this, id = req->id()](Done<pb::MemberPromoteResponse> done) {
+      impl_->node->PromoteMember(id, kMembershipTimeout,
+                                 [this, done = std::move(done)](absl::Status s) {
+                                   if (!s.ok()) return done(s);
+                                   pb::MemberPromoteResponse r;
+                                   for (const Member& m : impl_->node->Members()) {
+                                     Fill(m, r.add_members());
+                                   }
+                                   done(std::move(r));
+                                 });
+    });
   }
 
  private:
+  // etcd waits up to its request timeout (5 s plus election time) for a membership change.
+  static constexpr absl::Duration kMembershipTimeout = absl::Seconds(7);
+  static void Fill(const Member& m, pb::Member* out) {
+    out->set_id(m.id);
+    out->set_name(m.name);
+    if (!m.peer_address.empty()) out->add_peerurls("https://" + m.peer_address);
+    if (!m.client_url.empty()) out->add_clienturls(m.client_url);
+    out->set_islearner(m.learner);
+  }
   static grpc::ServerUnaryReactor* NotYet(grpc::CallbackServerContext* ctx, const char* what) {
     return Refuse(ctx, grpc::StatusCode::UNIMPLEMENTED,
                   absl::StrCat("e2d: ", what, " is not served yet (membership is managed by e2d)"));

@@ -22,10 +22,12 @@ expect() {
   grep -q -- "$pattern" err || fail "e2d $* said \"$(cat err)\", not /$pattern/"
 }
 
+# A free loopback port (nothing accepts on it now), below Linux's ephemeral range (32768-60999)
+# so that no outgoing connection on the machine holds it.
 free_port() {
   local p
   while true; do
-    p=$((20000 + RANDOM % 30000))
+    p=$((20000 + RANDOM % 12000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
   done
 }
@@ -49,6 +51,8 @@ expect 2 "is not a loopback address" run --plaintext-client-addr 10.1.2.3:2379
 expect 2 "needs --initial-cluster" run -n 3 --bootstrap-addrs 10.0.0.1
 expect 2 "is not name=host:port" run --initial-cluster a=nowhere
 expect 2 "not in the initial cluster" "${RUN[@]}" --initial-cluster b=127.0.0.1:1
+expect 2 "is neither new nor existing" run --initial-cluster-state old
+expect 2 "existing needs --initial-cluster" run --initial-cluster-state existing
 expect 1 "already exists" pki init
 expect 1 "--peer-key is missing" run --ca-cert ca.crt --server-cert server.crt \
   --server-key server.key --peer-cert peer.crt
@@ -70,6 +74,10 @@ kill "${PIDS[0]}" && wait "${PIDS[0]}" || true
 before=$(cd d && find . -type f -exec sha256sum {} + | sort)
 expect 1 "belongs to another cluster or member" run --name b --host 127.0.0.1 --data-dir d \
   --client-addr 127.0.0.1:$CP --peer-addr 127.0.0.1:$PP --metrics-addr "" "${CERTS[@]}"
+# The same member, in a cluster of another initial membership.
+expect 1 "belongs to another cluster or member" run --name a --host 127.0.0.1 --data-dir d \
+  --client-addr 127.0.0.1:$CP --peer-addr 127.0.0.1:$PP --metrics-addr "" "${CERTS[@]}" \
+  -n 2 --initial-cluster "a=https://127.0.0.1:$PP,z=127.0.0.1:1"
 after=$(cd d && find . -type f -exec sha256sum {} + | sort)
 [[ "$before" == "$after" ]] || fail "a refused start changed the data directory"
 echo PASS

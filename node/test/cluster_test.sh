@@ -9,7 +9,10 @@
 #      under a concurrent write load: every acknowledged write is readable afterwards from the
 #      survivors and, once it is back, from the killed member;
 #   4. every member restarted at once keeps every acknowledged write;
-#   5. a member whose peer certificate comes from another CA never joins (it learns nothing).
+#   5. a member whose peer certificate comes from another CA never joins (it learns nothing);
+#   6. etcdctl member remove / add --learner / promote: the dead member is replaced by a new one
+#      started with what `member add` printed (--initial-cluster-state existing); it learns the
+#      cluster id and the data, is promoted, and serves linearizable writes.
 #
 # Waits poll a condition with a deadline; nothing relies on a sleep being long enough.
 set -euo pipefail
@@ -42,11 +45,12 @@ wait_for() {
   done
 }
 
-# A free loopback port (nothing accepts on it now).
+# A free loopback port (nothing accepts on it now), below Linux's ephemeral range (32768-60999)
+# so that no outgoing connection on the machine holds it.
 free_port() {
   local p
   while true; do
-    p=$((20000 + RANDOM % 30000))
+    p=$((20000 + RANDOM % 12000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
   done
 }
@@ -225,4 +229,53 @@ status=$(etcdctl "${TLS[@]}" --endpoints "$(ep c)" endpoint status 2>&1 || true)
 [[ "$status" == *"no leader"* ]] || fail "c has a leader with a foreign peer certificate: $status"
 [[ -z "$(etcdctl "${TLS[@]}" --endpoints "$(ep c)" get boot --consistency=s)" ]] ||
   fail "c received data with a foreign peer certificate"
+
+echo "== 6. replace c: member remove, member add --learner, start with --initial-cluster-state existing, promote"
+kill -9 "${PID[c]}"
+wait "${PID[c]}" 2>/dev/null || true
+AB="$(ep a),$(ep b)"
+CID=$(etcdctl "${TLS[@]}" --endpoints "$AB" member list | awk -F', ' -v p="${PPORT[c]}" \
+  '$4 == "https://127.0.0.1:" p {print $1}')
+[[ -n "$CID" ]] || fail "c is not in the member list"
+etcdctl "${TLS[@]}" --endpoints "$AB" member remove "$CID" | grep -q "Member *$CID removed" ||
+  fail "member remove c"
+etcdctl "${TLS[@]}" --endpoints "$AB" member list | grep -q "$CID" && fail "c still listed"
+out=$(etcdctl "${TLS[@]}" --endpoints "$AB" member remove "$CID" 2>&1 || true)
+[[ "$out" == *"member not found"* ]] || fail "removing c twice was not refused as etcd does: $out"
+CPORT[d]=$(free_port); PPORT[d]=$(free_port); MPORT[d]=$(free_port)
+etcdctl "${TLS[@]}" --endpoints "$AB" member add d --learner \
+  --peer-urls "https://127.0.0.1:${PPORT[d]}" >added || fail "member add d: $(cat added)"
+DID=$(awk '/^Member/ {print $2}' added)
+IC_D=$(sed -n 's/^ETCD_INITIAL_CLUSTER="\(.*\)"$/\1/p' added)
+[[ -n "$DID" && "$IC_D" == *"d=https://127.0.0.1:${PPORT[d]}"* ]] || fail "member add printed: $(cat added)"
+grep -qx 'ETCD_INITIAL_CLUSTER_STATE="existing"' added || fail "member add printed: $(cat added)"
+out=$(etcdctl "${TLS[@]}" --endpoints "$AB" member add d2 \
+  --peer-urls "https://127.0.0.1:${PPORT[d]}" 2>&1 || true)
+[[ "$out" == *"Peer URLs already exists"* ]] || fail "a second member at d's address: $out"
+IC="$IC_D"
+"$E2D" run --name d --data-dir data-d --host 127.0.0.1 --initial-cluster "$IC_D" \
+  --initial-cluster-state existing --client-addr "127.0.0.1:${CPORT[d]}" \
+  --peer-addr "127.0.0.1:${PPORT[d]}" --metrics-addr "127.0.0.1:${MPORT[d]}" --ca-cert ca.crt \
+  --server-cert server.crt --server-key server.key --peer-cert peer.crt --peer-key peer.key \
+  --election-timeout 500ms >>d.log 2>&1 &
+PID[d]=$!
+PIDS+=($!)
+# The learner catches up (a serializable read on d sees what a and b hold) ...
+wait_for "d to catch up" 60 bash -c "etcdctl ${TLS[*]} --endpoints $(ep d) get after-foreign-c \
+  --consistency=s --print-value-only | grep -qx 1"
+check_acked "$(ep d)" --consistency=s || fail "d lacks acknowledged writes"
+# ... reports the cluster's id, and is promoted once in sync.
+cluster_of() { etcdctl "${TLS[@]}" --endpoints "$1" endpoint status -w fields | awk -F' : ' '/"ClusterID"/ {print $2}'; }
+[[ "$(cluster_of "$(ep d)")" == "$(cluster_of "$(ep a)")" ]] || fail "d reports another cluster id"
+wait_for "d to be promoted" 30 etcdctl "${TLS[@]}" --endpoints "$AB" member promote "$DID"
+etcdctl "${TLS[@]}" --endpoints "$AB" member list | grep -q "^$DID, .*, false$" ||
+  fail "d is not a voter: $(etcdctl "${TLS[@]}" --endpoints "$AB" member list)"
+etcdctl "${TLS[@]}" --endpoints "$(ep d)" put via-d 1 | grep -qx OK || fail "a write through d"
+[[ "$(etcdctl "${TLS[@]}" --endpoints "$(ep a)" get via-d --print-value-only)" == 1 ]] ||
+  fail "a does not see the write made through d"
+# With c gone for good, a, b and d make the quorum: d's vote counts.
+kill -9 "${PID[b]}"
+wait "${PID[b]}" 2>/dev/null || true
+wait_for "a and d to accept a write without b" 30 \
+  etcdctl "${TLS[@]}" --endpoints "$(ep a),$(ep d)" put without-b 1
 echo PASS
