@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "env/check.h"
+#include "env/openssl_errors.h"
 
 namespace e2d::gossip {
 namespace {
@@ -47,17 +48,7 @@ const unsigned char* Bytes(std::string_view s) {
 
 unsigned char* Bytes(std::string& s) { return reinterpret_cast<unsigned char*>(s.data()); }
 
-// Empties OpenSSL's thread-local error queue into text, so that a stale entry cannot be misread
-// by a later, unrelated call (the TLS code in node/runtime reads that queue).
-std::string DrainOpenSslErrors() {
-  std::string text;
-  while (const unsigned long error = ERR_get_error()) {
-    char buffer[256];
-    ERR_error_string_n(error, buffer, sizeof(buffer));
-    absl::StrAppend(&text, text.empty() ? "" : "; ", buffer);
-  }
-  return text.empty() ? "no OpenSSL error recorded" : text;
-}
+using env::DrainOpenSslErrors;
 
 // Feeds `in` through `ctx`, writing as many bytes to `out` (GCM is a stream mode), or
 // authenticating `in` as AAD when `out` is null. False if OpenSSL fails.

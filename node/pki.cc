@@ -35,6 +35,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "env/check.h"
+#include "env/openssl_errors.h"
 #include "env/posix_filesystem.h"
 #include "env/status_macros.h"
 #include "env/strings.h"
@@ -82,17 +83,7 @@ constexpr LeafProfile kLeafProfiles[] = {
     {kClientCert, kClientKey, "root", "clientAuth"},
 };
 
-// Empties OpenSSL's thread-local error queue into text, so that a stale entry cannot be misread
-// by a later, unrelated call.
-std::string DrainOpenSslErrors() {
-  std::string text;
-  while (const unsigned long error = ERR_get_error()) {
-    char buffer[256];
-    ERR_error_string_n(error, buffer, sizeof(buffer));
-    absl::StrAppend(&text, text.empty() ? "" : "; ", buffer);
-  }
-  return text.empty() ? "no OpenSSL error recorded" : text;
-}
+using env::DrainOpenSslErrors;
 
 absl::Status SslError(absl::StatusCode code, std::string_view what) {
   return absl::Status(code, absl::StrCat(ToAbsl(what), ": ", DrainOpenSslErrors()));
