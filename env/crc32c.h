@@ -12,7 +12,11 @@
 namespace e2d::env {
 
 // The CRC-32C of `data`, continuing from `crc` (the value returned for the preceding bytes).
+// CRC-32C (Castagnoli) of `data`, extending `crc` (the CRC of what came before). Uses the CPU's
+// crc32 instruction where there is one.
 uint32_t Crc32c(std::string_view data, uint32_t crc = 0);
+// The same, by table, on any CPU (for tests comparing the two).
+uint32_t Crc32cPortable(std::string_view data, uint32_t crc = 0);
 
 }  // namespace e2d::env
 

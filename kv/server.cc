@@ -60,7 +60,8 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Open(env::Env& env, KvEngine
     self->Apply(e, r);
     if (self->hooks_.raft.on_apply) self->hooks_.raft.on_apply(e, r);
   };
-  h.snapshot_data = [self] { return self->SnapshotData(); };
+  h.snapshot_data = nullptr;
+  h.snapshot_job = [self] { return self->SnapshotJob(); };
   h.on_restore = [self](const raftpb::SnapshotMetadata& meta, const std::string& data) {
     self->Restore(meta, data);
     if (self->hooks_.raft.on_restore) self->hooks_.raft.on_restore(meta, data);
@@ -362,28 +363,32 @@ absl::StatusOr<requestpb::Response> KvServer::ApplyRequest(const requestpb::Requ
 
 // ---- Snapshots ----
 
-std::string KvServer::SnapshotData() {
+std::function<std::string()> KvServer::SnapshotJob() {
   // Durable first: the snapshot lets the WAL drop entries the engine may not have synced.
   absl::Status synced = engine_->Sync();
   E2D_CHECK(synced.ok(), "kv engine sync failed before a snapshot: %s",
             synced.ToString().c_str());
-  absl::StatusOr<std::string> data = Backup();
-  E2D_CHECK(data.ok(), "kv engine checkpoint failed: %s", data.status().ToString().c_str());
-  return *std::move(data);
+  return [job = BackupJob()] {
+    absl::StatusOr<std::string> data = job();
+    E2D_CHECK(data.ok(), "kv engine checkpoint failed: %s", data.status().ToString().c_str());
+    return *std::move(data);
+  };
 }
 
-absl::StatusOr<std::string> KvServer::Backup() const {
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> records =
-      engine_->Checkpoint();
-  if (!records.ok()) return records.status();
-  requestpb::EngineSnapshot snap;
-  snap.set_applied_index(store_->applied_index());
-  for (auto& [k, v] : *records) {
-    requestpb::EngineSnapshot::Record* rec = snap.add_records();
-    rec->set_key(std::move(k));
-    rec->set_value(std::move(v));
-  }
-  return snap.SerializeAsString();
+std::function<absl::StatusOr<std::string>()> KvServer::BackupJob() const {
+  // The iterator is the point-in-time view (engine.h); it is read wherever the job runs.
+  std::shared_ptr<KvIterator> it = engine_->Scan("", "");
+  return [it, applied = store_->applied_index()]() -> absl::StatusOr<std::string> {
+    requestpb::EngineSnapshot snap;
+    snap.set_applied_index(applied);
+    for (; it->Valid(); it->Next()) {
+      requestpb::EngineSnapshot::Record* rec = snap.add_records();
+      rec->set_key(std::string(it->key()));
+      rec->set_value(std::string(it->value()));
+    }
+    if (absl::Status s = it->status(); !s.ok()) return s;
+    return snap.SerializeAsString();
+  };
 }
 
 void KvServer::Restore(const raftpb::SnapshotMetadata& meta, const std::string& data) {

@@ -94,8 +94,9 @@ struct KvServerOptions {
 };
 
 struct KvServerHooks {
-  // Passed to the RaftNode: on_state, on_fatal and on_removed as they are; on_apply,
-  // snapshot_data and on_restore are called after the server's own handling (for checkers).
+  // Passed to the RaftNode: on_state, on_fatal and on_removed as they are; on_apply and
+  // on_restore are called after the server's own handling (for checkers); the server provides
+  // the snapshot itself (snapshot_data and snapshot_job are ignored).
   raft::RaftNodeHooks raft;
   // Every MVCC commit on this replica, in revision order.
   MvccStore::CommitListener on_commit;
@@ -147,8 +148,11 @@ class KvServer {
 
   // The whole store as of the last entry applied on this replica, in the state-machine snapshot
   // format (requestpb::EngineSnapshot, serialized): what etcd's Maintenance.Snapshot streams.
-  // Errors: the engine's.
-  absl::StatusOr<std::string> Backup() const;
+  // Errors: the engine's. BackupJob takes the view at the call and returns the work that
+  // serializes it, which may run on another thread (env::Env::Offload) while this server goes on
+  // applying; it must run before the engine is destroyed.
+  absl::StatusOr<std::string> Backup() const { return BackupJob()(); }
+  std::function<absl::StatusOr<std::string>()> BackupJob() const;
 
   raft::RaftNode& raft_node() { return *node_; }
   const MvccStore& store() const { return *store_; }
@@ -171,7 +175,7 @@ class KvServer {
                std::function<void(absl::StatusOr<requestpb::Response>)> done);
   void Apply(const raftpb::Entry& entry, const raft::Raft& raft);
   absl::StatusOr<requestpb::Response> ApplyRequest(const requestpb::Request& r, uint64_t index);
-  std::string SnapshotData();
+  std::function<std::string()> SnapshotJob();  // RaftNodeHooks::snapshot_job
   void Restore(const raftpb::SnapshotMetadata& meta, const std::string& data);
   void OnState(const raft::Raft& raft);
   void Housekeeping();

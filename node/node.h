@@ -88,6 +88,7 @@ class Node {
   ~Node();
 
   kv::KvServer& kv() { return *kv_; }
+  env::Env& env() { return env_; }
   uint64_t id() const { return id_; }
   uint64_t cluster_id() const { return cluster_id_; }
 

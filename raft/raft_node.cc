@@ -244,6 +244,7 @@ void RaftNode::CompleteReady(Ready ready, absl::Status persisted) {
     E2D_CHECK(it != installing_.end(), "installed snapshot %llu without its data",
               static_cast<unsigned long long>(ready.snapshot->index()));
     snapshot_ = std::move(it->second);
+    snapshot_crc_.reset();
     installing_.erase(installing_.begin(), std::next(it));  // and any older ones it overtook
     ++snapshots_installed_;
     env_.Log(absl::StrCat("raft node: installed snapshot ", ready.snapshot->index(), " (term ",
@@ -430,7 +431,8 @@ void RaftNode::OnMessage(const std::string& bytes) {
 // ---- Snapshots ---------------------------------------------------------------------------------
 
 void RaftNode::MaybeSaveSnapshot() {
-  if (config_.snapshot_entries == 0 || snapshot_saving_ || failed_ || !hooks_.snapshot_data) {
+  if (config_.snapshot_entries == 0 || snapshot_saving_ || failed_ ||
+      (!hooks_.snapshot_data && !hooks_.snapshot_job)) {
     return;
   }
   // The state machine must be exactly at the core's applied index (not behind an install that
@@ -439,8 +441,36 @@ void RaftNode::MaybeSaveSnapshot() {
   const uint64_t from = std::max(raft_->snapshot().index(), snapshot_retry_from_);
   if (raft_->log().applied() < from + config_.snapshot_entries) return;
   const raftpb::SnapshotMetadata meta = raft_->SnapshotMetadataNow();
-  auto data = std::make_shared<std::string>(hooks_.snapshot_data());
   snapshot_saving_ = true;
+  auto data = std::make_shared<std::string>();
+  if (hooks_.snapshot_job) {
+    // The view is taken now, at the applied index `meta` names; serializing it runs off the
+    // node's thread while the node goes on applying.
+    auto job = std::make_shared<std::function<std::string()>>(hooks_.snapshot_job());
+    absl::Status offloaded = env_.Offload(
+        [job, data] {
+          *data = (*job)();
+          *job = nullptr;  // the view is released where it was read
+        },
+        [this, alive = alive_, meta, data] {
+          if (*alive) SaveSnapshot(meta, data);
+        });
+    if (offloaded.ok()) return;
+    // The worker is busy with other jobs: build it here rather than not at all.
+    *data = (*job)();
+    *job = nullptr;
+    return SaveSnapshot(meta, data);
+  }
+  *data = hooks_.snapshot_data();
+  SaveSnapshot(meta, data);
+}
+
+void RaftNode::SaveSnapshot(const raftpb::SnapshotMetadata& meta,
+                            std::shared_ptr<std::string> data) {
+  if (failed_) {
+    snapshot_saving_ = false;
+    return;
+  }
   std::shared_ptr<bool> alive = alive_;
   store_->Save(meta, *data, [this, alive, meta, data](absl::Status s) {
     if (!*alive) return;
@@ -461,6 +491,7 @@ void RaftNode::MaybeSaveSnapshot() {
     }
     ++snapshots_saved_;
     snapshot_ = StoredSnapshot{meta, std::move(*data)};
+    snapshot_crc_.reset();
     if (absl::Status m = wal_->AppendSnapshotMarker({meta.index(), meta.term()}); !m.ok()) {
       return Fail(m);
     }
@@ -498,7 +529,8 @@ void RaftNode::SendChunks(uint64_t peer) {
   if (!snapshot_ || snapshot_->metadata.index() != t.meta.index()) return AbortTransfer(peer);
   const std::string& data = snapshot_->data;
   const uint64_t window = config_.snapshot_chunk_bytes * config_.snapshot_chunks_in_flight;
-  const uint32_t crc = env::Crc32c(data);
+  if (!snapshot_crc_.has_value()) snapshot_crc_ = env::Crc32c(data);  // once per snapshot
+  const uint32_t crc = *snapshot_crc_;
   do {
     if (t.next > t.acked && t.next - t.acked >= window) break;
     if (t.next > 0 && t.next >= data.size()) break;

@@ -86,8 +86,12 @@ struct RaftNodeHooks {
   std::function<void()> on_removed;
   // A joining node learned its cluster's id (see RaftNodeConfig::cluster_id).
   std::function<void(uint64_t cluster_id)> on_cluster_id;
-  // The state machine as of the last entry applied, serialized (for a snapshot).
+  // The state machine as of the last entry applied, serialized (for a snapshot). Either
+  // snapshot_data, called on the node's thread, or snapshot_job (preferred when set), which
+  // captures a point-in-time view at once and returns the work that serializes it; that work
+  // runs off the node's thread (env::Env::Offload), so it may only touch what it captured.
   std::function<std::string()> snapshot_data;
+  std::function<std::function<std::string()>()> snapshot_job;
   // Observation only (metrics): how long each WAL sync took, from issuing it to its
   // completion; and each Ready's committed entries handed to on_apply, with the time they took.
   std::function<void(absl::Duration)> on_wal_synced;
@@ -175,6 +179,7 @@ class RaftNode {
   void Fail(const absl::Status& why);
   void LearnAddresses(const raftpb::Entry& e);
   void MaybeSaveSnapshot();
+  void SaveSnapshot(const raftpb::SnapshotMetadata& meta, std::shared_ptr<std::string> data);
   void AfterSnapshotDurable(uint64_t index, uint64_t term);
   void StartTransfer(const raftpb::Message& m);
   void SendChunks(uint64_t peer);
@@ -194,6 +199,7 @@ class RaftNode {
   std::unique_ptr<Raft> raft_;
   std::unique_ptr<SnapshotStore> store_;
   std::optional<StoredSnapshot> snapshot_;  // the newest one, to send to followers
+  std::optional<uint32_t> snapshot_crc_;    // of snapshot_->data, once a transfer needed it
   // Snapshots received and stepped into the core, by index, until the Ready installing each is
   // durable (then it becomes snapshot_). While a slow disk persists one, the leader may send
   // newer ones; past 4 waiting, the next is refused (the leader offers it again later).

@@ -49,6 +49,14 @@ class SimEnv final : public env::Env {
   env::FileSystem& fs() override { return fs_; }
   env::Random& random() override { return random_; }
   void Log(std::string_view line) override { log_(line); }
+  // The work runs at once (what it reads was captured at the call, as in the runtime); `done`
+  // comes kOffloadLatency later, so the node goes on working meanwhile, as it does for real.
+  static constexpr absl::Duration kOffloadLatency = absl::Milliseconds(10);
+  absl::Status Offload(std::function<void()> work, std::function<void()> done) override {
+    work();
+    clock_.After(kOffloadLatency, std::move(done));
+    return absl::OkStatus();
+  }
 
  private:
   SimClock& clock_;

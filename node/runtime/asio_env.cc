@@ -564,7 +564,8 @@ uint64_t OsSeed() {
 
 AsioEnv::AsioEnv(asio::io_context& io, std::string data_dir,
                  std::unique_ptr<env::Network> network)
-    : clock_(io),
+    : io_(io),
+      clock_(io),
       network_(std::move(network)),
       fs_(std::make_unique<env::PosixFileSystem>(
           std::move(data_dir),
@@ -573,7 +574,48 @@ AsioEnv::AsioEnv(asio::io_context& io, std::string data_dir,
   E2D_CHECK(network_ != nullptr, "AsioEnv needs a network");
 }
 
-AsioEnv::~AsioEnv() = default;
+AsioEnv::~AsioEnv() { DrainOffloaded(); }
+
+absl::Status AsioEnv::Offload(std::function<void()> work, std::function<void()> done) {
+  std::lock_guard<std::mutex> lock(offload_mu_);
+  if (offloaded_.size() >= kOffloadedMax) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("more than ", kOffloadedMax, " background jobs are waiting"));
+  }
+  offloaded_.emplace_back(std::move(work), std::move(done));
+  if (!worker_.joinable()) {
+    offload_stop_ = false;
+    worker_ = std::thread([this] { WorkerLoop(); });
+  }
+  offload_cv_.notify_one();
+  return absl::OkStatus();
+}
+
+void AsioEnv::WorkerLoop() {
+  std::unique_lock<std::mutex> lock(offload_mu_);
+  while (true) {
+    offload_cv_.wait(lock, [this] { return offload_stop_ || !offloaded_.empty(); });
+    if (offloaded_.empty()) return;  // stopping, and nothing left
+    auto [work, done] = std::move(offloaded_.front());
+    offloaded_.pop_front();
+    lock.unlock();
+    work();
+    work = nullptr;  // what it owned goes now, on this thread, before `done` runs
+    asio::post(io_, std::move(done));
+    lock.lock();
+  }
+}
+
+void AsioEnv::DrainOffloaded() {
+  {
+    std::lock_guard<std::mutex> lock(offload_mu_);
+    if (!worker_.joinable()) return;
+    offload_stop_ = true;
+  }
+  offload_cv_.notify_one();
+  worker_.join();
+  worker_ = std::thread();
+}
 
 env::Network& AsioEnv::network() { return *network_; }
 

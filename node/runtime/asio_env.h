@@ -31,12 +31,17 @@
 #ifndef E2D_NODE_RUNTIME_ASIO_ENV_H_
 #define E2D_NODE_RUNTIME_ASIO_ENV_H_
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -141,6 +146,12 @@ class AsioEnv final : public env::Env {
   env::FileSystem& fs() override { return *fs_; }
   env::Random& random() override { return random_; }
   void Log(std::string_view line) override;
+  // On one worker thread, started at the first call; `done` is posted to the io_context.
+  absl::Status Offload(std::function<void()> work, std::function<void()> done) override;
+  // Waits for the offloaded work queued so far and stops the worker (later calls start it
+  // again). Call it before destroying what the work reads (the engine); the destructor calls
+  // it too.
+  void DrainOffloaded();
 
   enum class LogLevel { kDebug, kInfo, kWarn, kError };
   // InvalidArgument for a name other than debug, info, warn, error.
@@ -148,8 +159,16 @@ class AsioEnv final : public env::Env {
   void set_log_level(LogLevel level) { log_level_ = level; }
 
  private:
+  void WorkerLoop();
+
+  boost::asio::io_context& io_;
   LogLevel log_level_ = LogLevel::kInfo;
   AsioClock clock_;
+  std::mutex offload_mu_;
+  std::condition_variable offload_cv_;
+  std::deque<std::pair<std::function<void()>, std::function<void()>>> offloaded_;  // guarded
+  bool offload_stop_ = false;                                                       // guarded
+  std::thread worker_;
   std::unique_ptr<env::Network> network_;
   std::unique_ptr<env::PosixFileSystem> fs_;
   env::Random random_;

@@ -6,7 +6,13 @@
 
 #include "node/runtime/asio_env.h"
 
+#include <stdlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "boost/asio/write.hpp"
@@ -60,6 +66,75 @@ TEST(AsioClock, CancelAfterExpiryBeforeTheHandlerRanStillPreventsIt) {
   clock.After(absl::Milliseconds(5), [&] { later = true; });
   RunUntil(io, [&] { return later; });
   EXPECT_FALSE(ran);
+}
+
+// Offloaded work runs on another thread, in order; each `done` runs on the io thread after its
+// work, never inside Offload; DrainOffloaded waits for what was queued.
+TEST(AsioEnv, OffloadedWorkRunsOffTheLoopAndReportsOnIt) {
+  asio::io_context io;
+  char dir[] = "/tmp/e2d_asio_env_test_XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  auto net = AsioNetwork::Listen(io, "127.0.0.1:0", "", nullptr);
+  ASSERT_TRUE(net.ok()) << net.status();
+  AsioEnv env(io, dir, std::move(*net));
+  const std::thread::id loop = std::this_thread::get_id();
+  std::vector<std::thread::id> workers;
+  std::vector<int> order;
+  std::mutex mu;
+  for (int i = 0; i < 3; ++i) {
+    absl::Status queued = env.Offload(
+        [&, i] {
+          std::lock_guard<std::mutex> lock(mu);
+          workers.push_back(std::this_thread::get_id());
+          order.push_back(i);
+        },
+        [&, i] {
+          EXPECT_EQ(std::this_thread::get_id(), loop);
+          std::lock_guard<std::mutex> lock(mu);
+          order.push_back(10 + i);
+        });
+    EXPECT_TRUE(queued.ok()) << queued;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(std::count_if(order.begin(), order.end(), [](int v) { return v >= 10; }), 0)
+        << "a done ran inside Offload";
+  }
+  RunUntil(io, [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return order.size() == 6;
+  });
+  for (const std::thread::id& w : workers) EXPECT_NE(w, loop);
+  // Works in queue order; each done after its own work.
+  std::vector<int> works, dones;
+  for (int v : order) (v < 10 ? works : dones).push_back(v);
+  EXPECT_EQ(works, (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(dones, (std::vector<int>{10, 11, 12}));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_LT(std::find(order.begin(), order.end(), i) - order.begin(),
+              std::find(order.begin(), order.end(), 10 + i) - order.begin());
+  }
+  // Drain: queued work has run when it returns (its done is left to the loop).
+  bool ran = false;
+  ASSERT_TRUE(env.Offload([&] { ran = true; }, [] {}).ok());
+  env.DrainOffloaded();
+  EXPECT_TRUE(ran);
+  // The bound: jobs wait behind a blocked one until kOffloadedMax are queued; the next is refused.
+  std::mutex gate;
+  gate.lock();
+  ASSERT_TRUE(env.Offload([&] { std::lock_guard<std::mutex> hold(gate); }, [] {}).ok());
+  int refused = 0;
+  for (size_t i = 0; i < env::Env::kOffloadedMax + 1; ++i) {
+    absl::Status s = env.Offload([] {}, [] {});
+    if (!s.ok()) {
+      EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+      ++refused;
+    }
+  }
+  EXPECT_GE(refused, 1);
+  gate.unlock();
+  env.DrainOffloaded();
+  std::filesystem::remove_all(dir);
 }
 
 struct Endpoint {

@@ -574,6 +574,12 @@ int Serve(RunConfig c) {
   absl::StatusOr<std::unique_ptr<kv::RocksDbEngine>> engine =
       kv::RocksDbEngine::Open(c.data_dir + "/kv");
   if (!engine.ok()) return Fail("run", engine.status());
+  // Offloaded work (snapshots) reads the engine: let it finish before the engine goes, on every
+  // way out of this function (this is destroyed before the engine, after the node).
+  struct DrainOffloaded {
+    AsioEnv& env;
+    ~DrainOffloaded() { env.DrainOffloaded(); }
+  } drain{env};
   absl::StatusOr<std::unique_ptr<Node>> node = Node::Open(env, engine->get(), nc);
   if (!node.ok()) return Fail("run", node.status());
   serving = node->get();
@@ -624,6 +630,7 @@ int Serve(RunConfig c) {
   });
   io.run();
   if (stopper.joinable()) stopper.join();
+  env.DrainOffloaded();
   server.reset();
   http.reset();
   serving = nullptr;

@@ -305,7 +305,7 @@ class SnapshotStream final : public grpc::ServerWriteReactor<pb::SnapshotRespons
  public:
   static constexpr size_t kChunkBytes = 32 << 10;
 
-  // From the io thread, once.
+  // Once, from any thread.
   void Start(absl::StatusOr<std::string> data) {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     if (!data.ok()) return Finish(ToGrpcStatus(data.status()));
@@ -621,8 +621,17 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
                                                           const pb::SnapshotRequest*) override {
     auto* s = new SnapshotStream();
     asio::post(impl_->io, [impl = impl_, s] {
-      absl::StatusOr<std::string> data = impl->node->kv().Backup();
-      s->Start(std::move(data));
+      // The view is taken here; reading and hashing a large store happen off the io thread.
+      auto job = std::make_shared<std::function<absl::StatusOr<std::string>()>>(
+          impl->node->kv().BackupJob());
+      absl::Status offloaded = impl->node->env().Offload(
+          [job, s] {
+            s->Start((*job)());
+            *job = nullptr;
+          },
+          [] {});
+      if (!offloaded.ok()) s->Start(absl::ResourceExhaustedError(absl::StrCat(
+          "e2d: too many snapshots in progress: ", offloaded.message())));
     });
     return s;
   }
