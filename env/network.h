@@ -53,7 +53,8 @@ class Stream {
   // the peer received it.
   virtual absl::Status Send(std::string message) = 0;
 
-  // Closes the stream; the peer's CloseHandler runs. Idempotent.
+  // Closes the stream; the peer's CloseHandler runs. Idempotent. May be called from inside this
+  // stream's own handlers (they stay valid until they return).
   virtual void Close() = 0;
 
   // False once the stream is closed or broken.

@@ -31,6 +31,14 @@ uint64_t Fnv1a(const std::string& s) {
 
 std::string Hex(uint64_t v) { return absl::StrCat(absl::Hex(v, absl::kZeroPad16)); }
 
+const Member& Self(const NodeConfig& config) {
+  for (const Member& m : config.initial_cluster) {
+    if (m.name == config.name) return m;
+  }
+  E2D_CHECK(false, "member %s is not in its validated config", config.name.c_str());
+  return config.initial_cluster.front();
+}
+
 }  // namespace
 
 uint64_t MemberIdFor(const env::Address& peer_address) {
@@ -237,6 +245,42 @@ void Node::PromoteMember(uint64_t id, absl::Duration timeout,
       timeout, std::move(done));
 }
 
+std::string EncodeGossipMeta(const GossipMeta& meta) {
+  return absl::StrCat("e2d1 ", Hex(meta.member_id), " ", Hex(meta.cluster_id), " ",
+                      meta.peer_address, " ", meta.client_url.empty() ? "-" : meta.client_url);
+}
+
+std::optional<GossipMeta> DecodeGossipMeta(const std::string& meta) {
+  std::vector<std::string> parts = absl::StrSplit(meta, ' ');
+  GossipMeta out;
+  if (parts.size() != 5 || parts[0] != "e2d1" ||
+      !absl::SimpleHexAtoi(parts[1], &out.member_id) ||
+      !absl::SimpleHexAtoi(parts[2], &out.cluster_id) || parts[3].empty()) {
+    return std::nullopt;
+  }
+  out.peer_address = parts[3];
+  if (parts[4] != "-") out.client_url = parts[4];
+  return out;
+}
+
+void Node::AttachGossip(gossip::GossipNode* gossip) {
+  gossip_ = gossip;
+  PublishGossipMeta();
+}
+
+void Node::PublishGossipMeta() {
+  if (gossip_ == nullptr) return;
+  GossipMeta meta;
+  meta.member_id = id_;
+  meta.cluster_id = cluster_id_;
+  meta.peer_address = Self(config_).peer_address;
+  meta.client_url = Self(config_).client_url;
+  if (absl::Status s = gossip_->SetMeta(EncodeGossipMeta(meta)); !s.ok()) {
+    env_.Log(absl::StrCat("level=warn msg=\"gossip meta not published\" why=\"", s.ToString(),
+                          "\""));
+  }
+}
+
 std::string Node::MetricsText() const {
   const raft::RaftNode& rn = kv_->raft_node();
   const raft::Raft& r = rn.raft();
@@ -280,6 +324,21 @@ std::string Node::MetricsText() const {
   metric("e2d_kv_proposals_refused_total", "counter",
          "This member's proposals refused before reaching the log.",
          static_cast<double>(kv_->proposals_refused()));
+  if (gossip_ != nullptr) {
+    absl::btree_map<std::string, int> by_state;
+    for (gossip::MemberState st : {gossip::MemberState::kAlive, gossip::MemberState::kSuspect,
+                                   gossip::MemberState::kDead, gossip::MemberState::kLeft}) {
+      by_state[gossip::MemberStateName(st)] = 0;
+    }
+    for (const gossip::Member& m : gossip_->memberlist().Members()) {
+      ++by_state[gossip::MemberStateName(m.state)];
+    }
+    absl::StrAppend(&out, "# HELP e2d_gossip_members Members this member's gossip knows, by state.\n",
+                    "# TYPE e2d_gossip_members gauge\n");
+    for (const auto& [state, n] : by_state) {
+      absl::StrAppend(&out, "e2d_gossip_members{state=\"", state, "\"} ", n, "\n");
+    }
+  }
   wal_sync_.Render("e2d_wal_fsync_duration_seconds", "WAL sync latency (one per group commit).",
                    &out);
   apply_.Render("e2d_apply_duration_seconds",
@@ -319,13 +378,6 @@ absl::Status ValidateConfig(NodeConfig& config) {
   return absl::OkStatus();
 }
 
-const Member& Self(const NodeConfig& config) {
-  for (const Member& m : config.initial_cluster) {
-    if (m.name == config.name) return m;
-  }
-  E2D_CHECK(false, "member %s is not in its validated config", config.name.c_str());
-  return config.initial_cluster.front();
-}
 
 // What the file "member" records. Version 2 adds `origin` (how this member came to be: it
 // bootstrapped the cluster, or joined a running one) and lets a joined member's cluster id be
@@ -469,6 +521,7 @@ void Node::OnClusterId(uint64_t cluster) {
   if (cluster_id_ != 0) return;
   cluster_id_ = cluster;
   env_.Log(absl::StrCat("level=info msg=\"joined the cluster\" cluster=", Hex(cluster)));
+  PublishGossipMeta();
   absl::Status s = RecordIdentity(true);
   if (!s.ok()) {
     // The next start records it again (a joined member accepts any learned cluster id).
@@ -518,10 +571,24 @@ std::vector<Member> Node::Members() const {
   for (const Member& m : config_.initial_cluster) known[m.id] = &m;
   const raft::Membership& ms = kv_->raft_node().raft().membership();
   const auto& addresses = kv_->raft_node().addresses();
+  // What the other members publish over gossip (of this cluster only).
+  absl::btree_map<uint64_t, std::pair<std::string, GossipMeta>> gossiped;
+  if (gossip_ != nullptr) {
+    for (const gossip::Member& g : gossip_->memberlist().Members()) {
+      std::optional<GossipMeta> meta = DecodeGossipMeta(g.meta);
+      if (meta.has_value() && meta->cluster_id == cluster_id_ && cluster_id_ != 0) {
+        gossiped[meta->member_id] = {g.name, *meta};
+      }
+    }
+  }
   std::vector<Member> out;
   for (uint64_t id : ms.Members()) {
     Member m;
     if (auto it = known.find(id); it != known.end()) m = *it->second;
+    if (auto it = gossiped.find(id); it != gossiped.end()) {
+      if (m.name.empty()) m.name = it->second.first;
+      if (m.client_url.empty()) m.client_url = it->second.second.client_url;
+    }
     // Where the cluster reaches it now (a conf change may have moved or added it).
     if (auto it = addresses.find(id); it != addresses.end()) m.peer_address = it->second;
     m.id = id;

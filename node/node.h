@@ -24,12 +24,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "env/env.h"
+#include "gossip/gossip_node.h"
 #include "kv/engine.h"
 #include "kv/etcdserverpb.pb.h"
 #include "kv/server.h"
@@ -122,10 +124,17 @@ class Node {
   void RemoveMember(uint64_t id, absl::Duration timeout, std::function<void(absl::Status)> done);
   void PromoteMember(uint64_t id, absl::Duration timeout, std::function<void(absl::Status)> done);
 
+  // Gossip (SWIM) among the members, run by the owner on its own address: the node publishes
+  // who it is in its gossip meta (member id, cluster id, peer address, client URL), names the
+  // members it did not start with from what they publish, and reports members by gossip state
+  // in its metrics. `gossip` must outlive the node (or be detached with nullptr first).
+  void AttachGossip(gossip::GossipNode* gossip);
+
   // Prometheus text exposition of this member's state and counters (e2d_* metrics).
   std::string MetricsText() const;
 
-  // The current Raft membership, in id order, named from the initial cluster where known.
+  // The current Raft membership, in id order, named from the initial cluster or else from
+  // gossip where known.
   std::vector<Member> Members() const;
   NodeStatus Status() const;
 
@@ -135,6 +144,7 @@ class Node {
   void OnClusterId(uint64_t cluster);
 
   void OnRaftState(const raft::Raft& raft);
+  void PublishGossipMeta();
   // Proposes `cc` and polls until `applied` holds (or the deadline).
   void ChangeMembership(const raftpb::ConfChange& cc, std::function<bool()> applied,
                         absl::Duration timeout, std::function<void(absl::Status)> done);
@@ -153,7 +163,18 @@ class Node {
   const uint64_t id_;
   uint64_t cluster_id_;  // 0 while a joining member has not heard from its cluster
   std::unique_ptr<kv::KvServer> kv_;
+  gossip::GossipNode* gossip_ = nullptr;
 };
+
+// What a member publishes in its gossip meta, and its parse (nullopt if `meta` is not one).
+struct GossipMeta {
+  uint64_t member_id = 0;
+  uint64_t cluster_id = 0;  // 0: not known yet
+  env::Address peer_address;
+  std::string client_url;
+};
+std::string EncodeGossipMeta(const GossipMeta& meta);
+std::optional<GossipMeta> DecodeGossipMeta(const std::string& meta);
 
 }  // namespace e2d::node
 

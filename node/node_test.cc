@@ -231,6 +231,30 @@ TEST_F(NodeTest, AMemberJoinsAsALearnerIsPromotedAndTheLeaderIsRemoved) {
   EXPECT_EQ(node(4)->cluster_id(), cluster);
 }
 
+TEST(GossipMetaTest, RoundTripsAndRefusesWhatIsNotOne) {
+  GossipMeta m;
+  m.member_id = 0x0123456789abcdefull;
+  m.cluster_id = 0xfedcba9876543210ull;
+  m.peer_address = "10.0.0.1:2380";
+  m.client_url = "https://10.0.0.1:2379";
+  std::optional<GossipMeta> back = DecodeGossipMeta(EncodeGossipMeta(m));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->member_id, m.member_id);
+  EXPECT_EQ(back->cluster_id, m.cluster_id);
+  EXPECT_EQ(back->peer_address, m.peer_address);
+  EXPECT_EQ(back->client_url, m.client_url);
+  m.client_url.clear();
+  m.cluster_id = 0;
+  back = DecodeGossipMeta(EncodeGossipMeta(m));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->client_url, "");
+  EXPECT_EQ(back->cluster_id, 0u);
+  for (const char* bad : {"", "e2d1", "e2d2 1 2 a:1 -", "e2d1 xyz 2 a:1 -", "e2d1 1 2  -",
+                          "e2d1 1 2 a:1 - extra"}) {
+    EXPECT_FALSE(DecodeGossipMeta(bad).has_value()) << bad;
+  }
+}
+
 TEST_F(NodeTest, ADataDirectoryOfAnotherMemberIsRefusedAndLeftAlone) {
   cluster_->Crash(1);
   // Member 1's disk now holds member a's identity; starting as b on it must fail.

@@ -262,8 +262,7 @@ class AsioNetwork::Conn : public std::enable_shared_from_this<Conn> {
 
   // By the local owner: no handler runs after this.
   void Close() {
-    on_message_ = nullptr;
-    on_close_ = nullptr;
+    DropHandlers();
     Shut();
   }
 
@@ -300,9 +299,19 @@ class AsioNetwork::Conn : public std::enable_shared_from_this<Conn> {
     if (on_close_) {
       auto on_close = std::move(on_close_);
       on_close_ = nullptr;
-      on_message_ = nullptr;
+      DropHandlers();
       on_close(std::move(why));
     }
+  }
+
+  // Forgets the handlers. One of them may be running right now (a handler that closes its own
+  // stream): they are destroyed later, from the loop, not under its feet.
+  void DropHandlers() {
+    if (on_message_ || on_close_) {
+      asio::post(io_, [m = std::move(on_message_), c = std::move(on_close_)] {});
+    }
+    on_message_ = nullptr;
+    on_close_ = nullptr;
   }
 
   void WriteNext() {

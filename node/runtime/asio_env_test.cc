@@ -150,6 +150,35 @@ std::unique_ptr<AsioNetwork> Listen(asio::io_context& io) {
   return std::move(*net);
 }
 
+// A handler may close its own stream and go on using what it captured (gossip's stream replies
+// do): the runtime must not destroy the running handler. ASan reports the use after free if it
+// does.
+TEST(AsioNetwork, AHandlerClosingItsOwnStreamKeepsItsCaptures) {
+  asio::io_context io;
+  Endpoint server;
+  server.net = Listen(io);
+  server.net->SetAcceptHandler([&](std::unique_ptr<env::Stream> s) {
+    env::Stream* raw = s.get();
+    s->SetHandlers([raw](std::string m) { ASSERT_TRUE(raw->Send("re:" + m).ok()); },
+                   [](absl::Status) {});
+    server.accepted.push_back(std::move(s));
+  });
+  auto client_net = Listen(io);
+  std::unique_ptr<env::Stream> stream = client_net->Connect(server.net->local_address());
+  std::vector<std::string> seen;
+  env::Stream* raw = stream.get();
+  ASSERT_TRUE(stream->Send("ping").ok());
+  stream->SetHandlers(
+      [&seen, raw, tag = std::string(64, 't')](std::string m) {
+        raw->Close();
+        seen.push_back(tag.substr(0, 1) + m);  // captures still alive after Close
+      },
+      [](absl::Status) { ADD_FAILURE() << "close handler ran after Close"; });
+  RunUntil(io, [&] { return seen.size() == 1; });
+  EXPECT_EQ(seen[0], "tre:ping");
+  EXPECT_FALSE(stream->open());
+}
+
 TEST(AsioNetwork, StreamCarriesWholeMessagesInOrderBothWays) {
   asio::io_context io;
   Endpoint server;

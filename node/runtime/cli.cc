@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -24,10 +25,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/signal_set.hpp"
+#include "gossip/crypto.h"
+#include "gossip/gossip_node.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/server_credentials.h"
 #include "kv/rocksdb_engine.h"
@@ -246,15 +250,17 @@ const std::vector<FlagSpec>& RunFlags() {
       {"client-addr", "", "0.0.0.0:2379", "etcd v3 gRPC API (TLS, client certificates required)"},
       {"peer-addr", "", "0.0.0.0:2380", "Raft transport between members (mutual TLS 1.3)"},
       {"gossip-addr", "", "0.0.0.0:7980",
-       "gossip (UDP + TCP); used by self-managed clusters, not yet by this version"},
+       "gossip (UDP + TCP, sealed with a key derived from --ca-key): members watch each other "
+       "and publish their names and client URLs; off without a CA key"},
       {"metrics-addr", "", "127.0.0.1:2381",
        "HTTP /metrics (Prometheus) and /health, without TLS; \"\" turns it off"},
       {"plaintext-client-addr", "", "",
        "an extra etcd API listener without TLS, for local tools; loopback addresses only"},
       {"required-cluster-size", "n", "1", "the number of members the cluster is made of"},
       {"bootstrap-addrs", "", "",
-       "gossip addresses of the other members (self-managed bootstrap; not yet in this "
-       "version, use --initial-cluster)"},
+       "gossip addresses (host[:port], port 7980 by default) of other members to join; "
+       "default: the hosts of --initial-cluster at this member's gossip port. The self-managed "
+       "bootstrap from these alone is not in this version: give --initial-cluster too"},
       {"initial-cluster", "", "",
        "static membership: name=host:peerport,... (or name=https://host:peerport) including "
        "this member (default: this member alone)"},
@@ -262,7 +268,7 @@ const std::vector<FlagSpec>& RunFlags() {
        "new: bootstrap the cluster --initial-cluster names; existing: join a running cluster "
        "that added this member (etcdctl member add), --initial-cluster naming its members"},
       {"ca-cert", "", "", "the cluster CA certificate"},
-      {"ca-key", "", "", "the cluster CA key (for self-management; not needed to serve)"},
+      {"ca-key", "", "", "the cluster CA key: gossip's key derives from it (not needed to serve)"},
       {"server-cert", "", "", "the certificate served to clients"},
       {"server-key", "", "", "its key"},
       {"peer-cert", "", "", "the certificate between members (serverAuth and clientAuth)"},
@@ -284,6 +290,9 @@ struct RunConfig {
   std::string host;
   std::string client_addr;
   std::string peer_addr;
+  std::string gossip_addr;
+  std::vector<std::string> gossip_seeds;  // host:port
+  std::string ca_key;                     // empty: no gossip (its key derives from the CA key)
   std::string plaintext_client_addr;
   std::string metrics_addr;
   AsioEnv::LogLevel log_level = AsioEnv::LogLevel::kInfo;
@@ -377,6 +386,7 @@ absl::Status EnsureCertificates(RunConfig& c, FlagValues& f) {
     }
   }
   c.ca_cert = f["ca-cert"];
+  c.ca_key = given == 0 ? c.data_dir + "/pki/ca.key" : f["ca-key"];
   c.server_cert = f["server-cert"];
   c.server_key = f["server-key"];
   c.peer_cert = f["peer-cert"];
@@ -392,6 +402,7 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
   c.host = f["host"].empty() ? DefaultHost() : f["host"];
   c.client_addr = f["client-addr"];
   c.peer_addr = f["peer-addr"];
+  c.gossip_addr = f["gossip-addr"];
   c.plaintext_client_addr = f["plaintext-client-addr"];
   c.metrics_addr = f["metrics-addr"];
   absl::StatusOr<AsioEnv::LogLevel> level = AsioEnv::ParseLogLevel(f["log-level"]);
@@ -478,6 +489,26 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
   for (Member& m : c.initial_cluster) {
     if (m.name == c.name) m.client_url = client_url;
   }
+  // Gossip seeds: the bootstrap addresses (port 7980 unless given), or else the other members'
+  // hosts at this member's gossip port.
+  const uint16_t gossip_port = PortOf(c.gossip_addr);
+  for (absl::string_view a : absl::StrSplit(f["bootstrap-addrs"], ',', absl::SkipEmpty())) {
+    std::string seed(a);
+    if (!SplitHostPort(seed, &h, &p).ok()) seed = absl::StrCat(seed, ":7980");
+    if (!SplitHostPort(seed, &h, &p).ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--bootstrap-addrs: \"", std::string(a), "\" is not host or host:port"));
+    }
+    c.gossip_seeds.push_back(seed);
+  }
+  if (c.gossip_seeds.empty()) {
+    for (const Member& m : c.initial_cluster) {
+      if (m.name == c.name) continue;
+      if (SplitHostPort(m.peer_address, &h, &p).ok()) {
+        c.gossip_seeds.push_back(absl::StrCat(h, ":", gossip_port));
+      }
+    }
+  }
   return c;
 }
 
@@ -549,6 +580,21 @@ int Serve(RunConfig c) {
     if (addr.empty()) continue;
     if (absl::Status s = CheckCanListen(io, addr); !s.ok()) return Fail("run", s);
   }
+  // Gossip: plain TCP and UDP on its own address, every message sealed with a key derived from
+  // the CA key (so only holders of the CA key take part); off without a CA key.
+  std::unique_ptr<AsioNetwork> gossip_net;
+  std::optional<gossip::Key> gossip_key;
+  if (!c.ca_key.empty()) {
+    absl::StatusOr<std::string> ca_key = ReadFile(c.ca_key, "CA key");
+    if (!ca_key.ok()) return Fail("run", ca_key.status());
+    absl::StatusOr<gossip::Key> key = gossip::DeriveKey(*ca_key, gossip::kGossipKeyLabel);
+    if (!key.ok()) return Fail("run", key.status());
+    gossip_key = *key;
+    absl::StatusOr<std::unique_ptr<AsioNetwork>> g = AsioNetwork::Listen(
+        io, c.gossip_addr, absl::StrCat(c.host, ":", PortOf(c.gossip_addr)), nullptr);
+    if (!g.ok()) return Fail("run", g.status());
+    gossip_net = std::move(*g);
+  }
   Node* serving = nullptr;  // set once the node is open
   std::unique_ptr<HttpServer> http;
   if (!c.metrics_addr.empty()) {
@@ -583,6 +629,25 @@ int Serve(RunConfig c) {
   absl::StatusOr<std::unique_ptr<Node>> node = Node::Open(env, engine->get(), nc);
   if (!node.ok()) return Fail("run", node.status());
   serving = node->get();
+  std::unique_ptr<AsioEnv> gossip_env;
+  std::unique_ptr<gossip::GossipNode> gossip;
+  if (gossip_net != nullptr) {
+    gossip::Config gc;
+    gc.name = c.name;
+    gc.addr = gossip_net->local_address();
+    // Grows with every start, so that peers refuse replays from an earlier run.
+    gc.session = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+    if (absl::Status s = gc.Validate(); !s.ok()) return Fail("run", s);
+    gossip_env = std::make_unique<AsioEnv>(io, c.data_dir, std::move(gossip_net));
+    gossip_env->set_log_level(c.log_level);
+    gossip = std::make_unique<gossip::GossipNode>(*gossip_env, gc, gossip::Keyring(*gossip_key));
+    gossip->set_event_handler([&env](const gossip::Event& e) {
+      env.Log(absl::StrCat("level=info msg=\"gossip\" event=", gossip::EventKindName(e.kind),
+                           " member=", e.member.name, " addr=", e.member.addr));
+    });
+    (*node)->AttachGossip(gossip.get());
+    gossip->Join(c.gossip_seeds);
+  }
 
   EtcdService service(io, node->get());
   grpc::ServerBuilder builder;
@@ -634,6 +699,10 @@ int Serve(RunConfig c) {
   server.reset();
   http.reset();
   serving = nullptr;
+  if (gossip != nullptr) {
+    (*node)->AttachGossip(nullptr);
+    gossip.reset();
+  }
   node->reset();
   return 0;
 }

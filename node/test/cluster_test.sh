@@ -12,7 +12,10 @@
 #   5. a member whose peer certificate comes from another CA never joins (it learns nothing);
 #   6. etcdctl member remove / add --learner / promote: the dead member is replaced by a new one
 #      started with what `member add` printed (--initial-cluster-state existing); it learns the
-#      cluster id and the data, is promoted, and serves linearizable writes.
+#      cluster id and the data, is promoted, serves linearizable writes, and the others list it
+#      by name from its gossip.
+# Gossip runs among the members (sealed with a key derived from the CA key): each sees the
+# others alive, and sees the killed leader fail.
 #
 # Waits poll a condition with a deadline; nothing relies on a sleep being long enough.
 set -euo pipefail
@@ -56,10 +59,10 @@ free_port() {
 }
 
 echo "== 1. a single member with no certificate flags"
-P1=$(free_port); P2=$(free_port); P3=$(free_port)
+P1=$(free_port); P2=$(free_port); P3=$(free_port); P4=$(free_port)
 mkdir single && (cd single && exec "$E2D" run --name solo --host 127.0.0.1 \
   --client-addr 127.0.0.1:$P1 --peer-addr 127.0.0.1:$P2 --metrics-addr 127.0.0.1:$P3 \
-  >../solo.log 2>&1) &
+  --gossip-addr 127.0.0.1:$P4 >../solo.log 2>&1) &
 PIDS+=($!)
 S=(etcdctl --endpoints "https://127.0.0.1:$P1" --cacert single/data/pki/ca.crt
    --cert single/data/pki/client.crt --key single/data/pki/client.key)
@@ -67,6 +70,9 @@ wait_for "the single member to serve" 30 "${S[@]}" endpoint health
 http_get "$P3" /health | grep -q '200 OK' || fail "/health: $(http_get "$P3" /health)"
 "${S[@]}" put greeting hello | grep -qx OK || fail "put"
 http_get "$P3" /metrics | grep -q '^e2d_raft_is_leader 1' || fail "/metrics: no leader gauge"
+# Gossip runs with the key of the CA made on first start: the member sees itself alive.
+http_get "$P3" /metrics | grep -q '^e2d_gossip_members{state="alive"} 1' ||
+  fail "/metrics: gossip does not see the member alive"
 [[ "$("${S[@]}" get greeting --print-value-only)" == hello ]] || fail "get after put"
 "${S[@]}" put a/1 one >/dev/null && "${S[@]}" put a/2 two >/dev/null
 [[ "$("${S[@]}" get a/ --prefix --keys-only | grep -c .)" == 2 ]] || fail "get --prefix"
@@ -127,15 +133,21 @@ echo "== 3. three members, kill -9 of the leader under a write load"
 "$E2D" pki gencerts --ca-cert ca.crt --ca-key ca.key --output-dir . >/dev/null
 declare -A CPORT PPORT PID
 NAMES=(a b c)
-declare -A MPORT
-for n in "${NAMES[@]}"; do CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); done
+declare -A MPORT GPORT
+for n in "${NAMES[@]}"; do
+  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
+done
 IC="a=127.0.0.1:${PPORT[a]},b=127.0.0.1:${PPORT[b]},c=127.0.0.1:${PPORT[c]}"
-start() {  # start NAME [peer cert prefix]
+SEEDS="127.0.0.1:${GPORT[a]},127.0.0.1:${GPORT[b]},127.0.0.1:${GPORT[c]}"
+# gossip_alive NAME N: NAME's gossip holds exactly N members alive.
+gossip_alive() { http_get "${MPORT[$1]}" /metrics | grep -qx "e2d_gossip_members{state=\"alive\"} $2"; }
+start() {  # start NAME [peer cert and CA key prefix]
   local n="$1" pp="${2:-}"
   "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 -n 3 --initial-cluster "$IC" \
     --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
     --metrics-addr "127.0.0.1:${MPORT[$n]}" --ca-cert ca.crt --server-cert server.crt --server-key server.key \
-    --peer-cert "${pp}peer.crt" --peer-key "${pp}peer.key" \
+    --peer-cert "${pp}peer.crt" --peer-key "${pp}peer.key" --ca-key "${pp}ca.key" \
+    --gossip-addr "127.0.0.1:${GPORT[$n]}" --bootstrap-addrs "$SEEDS" \
     --election-timeout 500ms >>"$n.log" 2>&1 &
   PID[$n]=$!
   PIDS+=($!)
@@ -155,6 +167,7 @@ leader() {
   return 1
 }
 wait_for "a leader" 30 leader
+for n in "${NAMES[@]}"; do wait_for "$n to see 3 members alive over gossip" 30 gossip_alive "$n" 3; done
 L=$(leader)
 echo "leader: $L"
 # move-leader: hand leadership to another member, then find the new leader again.
@@ -205,6 +218,9 @@ check_acked() {  # check_acked ENDPOINTS [extra etcdctl flags]: every acked writ
   [[ ! -s missing ]]
 }
 check_acked "${SURVIVORS%,}" || fail "acknowledged writes missing: $(head -5 missing)"
+for n in "${NAMES[@]}"; do
+  [[ $n == "$L" ]] || wait_for "$n to see $L fail over gossip" 30 gossip_alive "$n" 2
+done
 start "$L"
 wait_for "the restarted member to catch up" 60 check_acked "$(ep "$L")" --consistency=s
 
@@ -257,6 +273,7 @@ IC="$IC_D"
   --initial-cluster-state existing --client-addr "127.0.0.1:${CPORT[d]}" \
   --peer-addr "127.0.0.1:${PPORT[d]}" --metrics-addr "127.0.0.1:${MPORT[d]}" --ca-cert ca.crt \
   --server-cert server.crt --server-key server.key --peer-cert peer.crt --peer-key peer.key \
+  --ca-key ca.key --gossip-addr "127.0.0.1:$(free_port)" --bootstrap-addrs "127.0.0.1:${GPORT[a]}" \
   --election-timeout 500ms >>d.log 2>&1 &
 PID[d]=$!
 PIDS+=($!)
@@ -270,6 +287,12 @@ cluster_of() { etcdctl "${TLS[@]}" --endpoints "$1" endpoint status -w fields | 
 wait_for "d to be promoted" 30 etcdctl "${TLS[@]}" --endpoints "$AB" member promote "$DID"
 etcdctl "${TLS[@]}" --endpoints "$AB" member list | grep -q "^$DID, .*, false$" ||
   fail "d is not a voter: $(etcdctl "${TLS[@]}" --endpoints "$AB" member list)"
+# a and b did not start with d: they name it, and know its client URL, from its gossip.
+d_listed() {
+  etcdctl "${TLS[@]}" --endpoints "$(ep a)" member list |
+    grep -qx "$DID, started, d, https://127.0.0.1:${PPORT[d]}, $(ep d), false"
+}
+wait_for "a to list d by name with its client URL" 30 d_listed
 etcdctl "${TLS[@]}" --endpoints "$(ep d)" put via-d 1 | grep -qx OK || fail "a write through d"
 [[ "$(etcdctl "${TLS[@]}" --endpoints "$(ep a)" get via-d --print-value-only)" == 1 ]] ||
   fail "a does not see the write made through d"
