@@ -6,7 +6,7 @@
 #   bench/cluster_perf.sh E2D_BINARY [LOADS...]      (default loads: s m l)
 #
 # Prints etcdctl's verdict lines per system and load. SYSTEMS="e2d" skips etcd; E2D_FLAGS adds
-# flags to every e2d member. Build the binary with -c opt first:
+# flags to every e2d member; KEEP_WORK=1 keeps the logs and data. Build with -c opt first:
 #   bazel build -c opt //node:e2d && bench/cluster_perf.sh "$(bazel info -c opt bazel-bin)/node/e2d" s m l
 set -euo pipefail
 E2D="$(realpath "$1")"; shift
@@ -15,7 +15,10 @@ LOADS=(s m l)
 export ETCDCTL_API=3
 WORK=$(mktemp -d /tmp/e2d-perf.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  if [[ -n "${KEEP_WORK:-}" ]]; then echo "logs and data kept in $WORK" >&2; else rm -rf "$WORK"; fi
+}
 trap cleanup EXIT
 cd "$WORK"
 "$E2D" pki init >/dev/null && "$E2D" pki gencerts >/dev/null

@@ -65,6 +65,10 @@ struct OpenOptions {
   bool create = false;     // create the file if it does not exist
   bool exclusive = false;  // with create: fail with AlreadyExists if it exists
   bool truncate = false;   // discard existing contents
+  // A large file written once (a snapshot): a runtime may sync it apart from the others, so that
+  // a log's small syncs never wait behind its flush. Order between syncs of different lanes is
+  // not kept (within one file it is). The simulator ignores it.
+  bool bulk = false;
 };
 
 class FileSystem {

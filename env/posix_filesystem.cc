@@ -31,8 +31,8 @@ struct Fd {
 
 class PosixFile final : public File {
  public:
-  PosixFile(PosixFileSystem* fs, std::string path, int fd)
-      : fs_(fs), path_(std::move(path)), fd_(std::make_shared<Fd>(fd)) {}
+  PosixFile(PosixFileSystem* fs, std::string path, int fd, PosixFileSystem::Lane lane)
+      : fs_(fs), path_(std::move(path)), fd_(std::make_shared<Fd>(fd)), lane_(lane) {}
 
   absl::Status Append(std::string_view data) override {
     struct stat st;
@@ -97,12 +97,13 @@ class PosixFile final : public File {
       if (r != 0) return ErrnoToStatus(errno, what);
       return absl::OkStatus();
     };
-    fs_->Enqueue(what, std::move(op), std::move(done));
+    fs_->Enqueue(what, std::move(op), std::move(done), lane_);
   }
 
   PosixFileSystem* fs_;
   const std::string path_;
   std::shared_ptr<Fd> fd_;
+  const PosixFileSystem::Lane lane_;
 };
 
 }  // namespace
@@ -134,7 +135,9 @@ PosixFileSystem::PosixFileSystem(std::string root, Poster post, size_t sync_queu
   E2D_CHECK(!root_.empty(), "PosixFileSystem needs a root directory");
   E2D_CHECK(post_ != nullptr, "PosixFileSystem needs a completion poster");
   E2D_CHECK(sync_queue_max_ > 0, "a sync queue bound of 0 would refuse every sync");
-  thread_ = std::thread([this] { Run(); });  // determinism-ok: real runtime only (sim: SimDisk)
+  for (Queue& q : lanes_) {
+    q.thread = std::thread([this, &q] { Run(q); });  // determinism-ok: real runtime only
+  }
 }
 
 PosixFileSystem::~PosixFileSystem() {
@@ -143,9 +146,11 @@ PosixFileSystem::~PosixFileSystem() {
     E2D_CHECK(!stop_, "destroyed twice");
     stop_ = true;
   }
-  cv_.notify_all();
-  thread_.join();
-  E2D_CHECK(jobs_.empty(), "the I/O thread stopped with %zu syncs queued", jobs_.size());
+  for (Queue& q : lanes_) {
+    q.cv.notify_all();
+    q.thread.join();
+    E2D_CHECK(q.jobs.empty(), "an I/O thread stopped with %zu syncs queued", q.jobs.size());
+  }
 }
 
 absl::StatusOr<std::string> PosixFileSystem::Resolve(std::string_view path) const {
@@ -177,7 +182,8 @@ absl::StatusOr<std::unique_ptr<File>> PosixFileSystem::Open(std::string_view pat
   if (options.truncate) flags |= O_TRUNC;
   const int fd = ::open(full->c_str(), flags, 0644);
   if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("opening ", *full));
-  return std::unique_ptr<File>(new PosixFile(this, *full, fd));
+  return std::unique_ptr<File>(new PosixFile(
+      this, *full, fd, options.bulk ? Lane::kBulk : Lane::kNormal));
 }
 
 absl::Status PosixFileSystem::CreateDir(std::string_view path) {
@@ -267,14 +273,15 @@ void PosixFileSystem::SyncDir(std::string_view dir, SyncCallback done) {
 }
 
 void PosixFileSystem::Enqueue(std::string_view what, std::function<absl::Status()> op,
-                              SyncCallback done) {
+                              SyncCallback done, Lane lane) {
   E2D_CHECK(op != nullptr && done != nullptr, "a sync needs an operation and a callback");
+  Queue& q = lanes_[static_cast<int>(lane)];
   {
     std::lock_guard<std::mutex> lock(mu_);
     E2D_CHECK(!stop_, "sync requested while the file system is being destroyed");
-    if (jobs_.size() < sync_queue_max_) {
-      jobs_.push_back(Job{std::move(op), std::move(done)});
-      cv_.notify_one();
+    if (q.jobs.size() < sync_queue_max_) {
+      q.jobs.push_back(Job{std::move(op), std::move(done)});
+      q.cv.notify_one();
       return;
     }
   }
@@ -291,16 +298,17 @@ void PosixFileSystem::Complete(SyncCallback done, absl::Status status) {
   });
 }
 
-void PosixFileSystem::Run() {
+void PosixFileSystem::Run(Queue& q) {
   for (;;) {
     Job job;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
-      if (jobs_.empty()) return;  // stopping, and everything queued is done
-      E2D_CHECK(jobs_.size() <= sync_queue_max_, "sync queue over its bound: %zu", jobs_.size());
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
+      q.cv.wait(lock, [this, &q] { return stop_ || !q.jobs.empty(); });
+      if (q.jobs.empty()) return;  // stopping, and everything queued is done
+      E2D_CHECK(q.jobs.size() <= sync_queue_max_, "sync queue over its bound: %zu",
+                q.jobs.size());
+      job = std::move(q.jobs.front());
+      q.jobs.pop_front();
     }
     Complete(std::move(job.done), job.op());
   }

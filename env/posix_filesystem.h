@@ -6,10 +6,12 @@
 // the path, so nothing outside the root is reachable and every file has one spelling.
 //
 // Reads, writes, truncates and directory changes are plain blocking syscalls on the caller's
-// thread. Sync, DataSync and SyncDir run fsync/fdatasync on one I/O thread the file system owns
-// (a slow disk then delays completions, never the caller), at most `sync_queue_max` waiting;
-// beyond that a request fails with ResourceExhausted. Accepted requests run and complete in the
-// order they were made.
+// thread. Sync, DataSync and SyncDir run fsync/fdatasync on an I/O thread the file system owns
+// (a slow disk then delays completions, never the caller), at most `sync_queue_max` waiting per
+// thread; beyond that a request fails with ResourceExhausted. There are two such threads
+// (lanes): one for files opened with OpenOptions::bulk (snapshots), one for everything else (the
+// WAL, directories), so that a WAL sync never queues behind the flush of a large snapshot.
+// Accepted requests of one lane run and complete in the order they were made.
 //
 // The poster contract. Every completion, failures included (a full queue, a bad path), is handed
 // to `post`, never run inside the call that started it. `post` is called from the I/O thread and
@@ -74,14 +76,21 @@ class PosixFileSystem final : public FileSystem {
   // ResourceExhausted naming `what`, through the poster too, when sync_queue_max requests
   // already wait). The file system's own syncs go through here; public so tests can hold the
   // I/O thread.
-  void Enqueue(std::string_view what, std::function<absl::Status()> op, SyncCallback done);
+  enum class Lane { kNormal = 0, kBulk = 1 };
+  void Enqueue(std::string_view what, std::function<absl::Status()> op, SyncCallback done,
+               Lane lane = Lane::kNormal);
 
  private:
   struct Job {
     std::function<absl::Status()> op;
     SyncCallback done;
   };
-  void Run();
+  struct Queue {
+    std::condition_variable cv;
+    std::deque<Job> jobs;  // guarded by mu_
+    std::thread thread;    // determinism-ok: real runtime only; the simulator uses SimDisk
+  };
+  void Run(Queue& q);
   // Hands `done(status)` to the poster.
   void Complete(SyncCallback done, absl::Status status);
 
@@ -89,10 +98,8 @@ class PosixFileSystem final : public FileSystem {
   const Poster post_;
   const size_t sync_queue_max_;
   std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> jobs_;  // guarded by mu_
-  bool stop_ = false;     // guarded by mu_
-  std::thread thread_;  // determinism-ok: real runtime only; the simulator uses SimDisk
+  bool stop_ = false;  // guarded by mu_
+  Queue lanes_[2];     // by Lane
 };
 
 // errno -> status, as the header comment says. `what` names the operation and the path.

@@ -43,7 +43,8 @@ bool Contains(const absl::Status& s, const std::string& part) {
 // Holds the I/O thread inside a job until Release(): a deterministic way to fill the queue.
 class IoThreadGate {
  public:
-  explicit IoThreadGate(PosixFileSystem& fs) {
+  explicit IoThreadGate(PosixFileSystem& fs,
+                        PosixFileSystem::Lane lane = PosixFileSystem::Lane::kNormal) {
     fs.Enqueue(
         "gate",
         [this]() -> absl::Status {
@@ -56,7 +57,8 @@ class IoThreadGate {
         [this](absl::Status s) {
           EXPECT_TRUE(s.ok()) << s;
           completed_ = true;
-        });
+        },
+        lane);
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [this] { return started_; });  // the queue behind it is now empty
   }
@@ -317,6 +319,34 @@ TEST_F(PosixFileSystemTest, SyncQueueIsBoundedAndRefusalsArePostedAtOnce) {
   for (size_t i = 0; i < kQueueMax; ++i) EXPECT_TRUE(results[i].ok()) << results[i];
   // Room again once the queue drained.
   EXPECT_TRUE(Await([&](SyncCallback cb) { fs_->SyncDir("", std::move(cb)); }).ok());
+}
+
+// A held bulk lane (a snapshot's long flush) holds up bulk files' syncs only: the WAL's and the
+// directories' complete meanwhile; and the other way round.
+TEST_F(PosixFileSystemTest, BulkFilesSyncApartFromTheOthers) {
+  OpenOptions bulk = Create();
+  bulk.bulk = true;
+  std::unique_ptr<File> snap = MustOpen("snap", bulk);
+  std::unique_ptr<File> wal = MustOpen("wal", Create());
+  ASSERT_NE(snap, nullptr);
+  ASSERT_NE(wal, nullptr);
+  {
+    IoThreadGate gate(*fs_, PosixFileSystem::Lane::kBulk);
+    bool snap_synced = false;
+    snap->DataSync([&](absl::Status s) {
+      EXPECT_TRUE(s.ok()) << s;
+      snap_synced = true;
+    });
+    EXPECT_TRUE(Await([&](SyncCallback cb) { wal->DataSync(std::move(cb)); }).ok());
+    EXPECT_TRUE(Await([&](SyncCallback cb) { fs_->SyncDir("", std::move(cb)); }).ok());
+    EXPECT_FALSE(snap_synced);  // still behind the gate
+    gate.Release();
+    queue_.RunUntil([&] { return snap_synced && gate.completed(); });
+  }
+  IoThreadGate gate(*fs_);
+  EXPECT_TRUE(Await([&](SyncCallback cb) { snap->DataSync(std::move(cb)); }).ok());
+  gate.Release();
+  queue_.RunUntil([&] { return gate.completed(); });
 }
 
 TEST_F(PosixFileSystemTest, DestructorFinishesQueuedSyncsAndPostsTheirCompletions) {

@@ -68,22 +68,26 @@ void SnapshotStore::Save(const raftpb::SnapshotMetadata& metadata, const std::st
     return fail(absl::InvalidArgumentError(absl::StrCat(
         "snapshot ", name, ": ", data.size(), " bytes of data, bound ", data_bytes_max_)));
   }
+  // The file: magic, CRC-32C of the rest, meta size, data size, meta, data. The data (which can
+  // be hundreds of MiB) is written as it is, never copied.
   const std::string meta = metadata.SerializeAsString();
-  std::string body;
-  PutFixed32(&body, static_cast<uint32_t>(meta.size()));
-  PutFixed64(&body, data.size());
-  body += meta;
-  body += data;
+  std::string head;
+  PutFixed32(&head, static_cast<uint32_t>(meta.size()));
+  PutFixed64(&head, data.size());
+  head += meta;
   std::string file(kMagic, kMagicBytes);
-  PutFixed32(&file, env::Crc32c(body));
-  file += body;
+  PutFixed32(&file, env::Crc32c(data, env::Crc32c(head)));
+  file += head;
   const std::string tmp = Path(name + ".tmp");
   env::OpenOptions options;
   options.create = true;
   options.truncate = true;
+  options.bulk = true;  // its flush must not hold up the WAL's syncs
   absl::StatusOr<std::unique_ptr<env::File>> f = fs_.Open(tmp, options);
   if (!f.ok()) return fail(f.status());
-  if (absl::Status s = (*f)->Append(file); !s.ok()) {
+  absl::Status written = (*f)->Append(file);
+  if (written.ok()) written = (*f)->Append(data);
+  if (absl::Status s = written; !s.ok()) {
     fs_.Remove(tmp).IgnoreError();  // best effort; Open removes leftovers too
     return fail(s);
   }
