@@ -277,8 +277,7 @@ const std::vector<FlagSpec>& RunFlags() {
       {"client-key", "", "", "its key"},
       {"log-level", "", "info", "debug, info, warn or error"},
       {"snapshot-entries", "", "100000",
-       "take a Raft snapshot every this many entries (etcd's --snapshot-count; the snapshot is "
-       "made on the node's thread, which stalls it briefly)"},
+       "take a Raft snapshot every this many entries (etcd's --snapshot-count)"},
       {"election-timeout", "", "1s", "Raft election timeout (heartbeats every tenth of it)"},
   };
   return *specs;

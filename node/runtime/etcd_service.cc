@@ -523,15 +523,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
                                          const pb::MemberRemoveRequest* req,
                                          pb::MemberRemoveResponse* resp) override {
     return impl_->Unary(ctx, resp, [this, id = req->id()](Done<pb::MemberRemoveResponse> done) {
-      impl_->node->RemoveMember(id, kMembershipTimeout,
-                                [this, done = std::move(done)](absl::Status s) {
-                                  if (!s.ok()) return done(s);
-                                  pb::MemberRemoveResponse r;
-                                  for (const Member& m : impl_->node->Members()) {
-                                    Fill(m, r.add_members());
-                                  }
-                                  done(std::move(r));
-                                });
+      impl_->node->RemoveMember(id, kMembershipTimeout, WithMembers(std::move(done)));
     });
   }
   grpc::ServerUnaryReactor* MemberUpdate(grpc::CallbackServerContext* ctx,
@@ -543,19 +535,21 @@ class ClusterService final : public pb::Cluster::CallbackService {
                                           const pb::MemberPromoteRequest* req,
                                           pb::MemberPromoteResponse* resp) override {
     return impl_->Unary(ctx, resp, [this, id = req->id()](Done<pb::MemberPromoteResponse> done) {
-      impl_->node->PromoteMember(id, kMembershipTimeout,
-                                 [this, done = std::move(done)](absl::Status s) {
-                                   if (!s.ok()) return done(s);
-                                   pb::MemberPromoteResponse r;
-                                   for (const Member& m : impl_->node->Members()) {
-                                     Fill(m, r.add_members());
-                                   }
-                                   done(std::move(r));
-                                 });
+      impl_->node->PromoteMember(id, kMembershipTimeout, WithMembers(std::move(done)));
     });
   }
 
  private:
+  // Answers `done` with the members once the change `s` reports is applied, or with its error.
+  template <typename Response>
+  std::function<void(absl::Status)> WithMembers(Done<Response> done) {
+    return [this, done = std::move(done)](absl::Status s) {
+      if (!s.ok()) return done(s);
+      Response r;
+      for (const Member& m : impl_->node->Members()) Fill(m, r.add_members());
+      done(std::move(r));
+    };
+  }
   // etcd waits up to its request timeout (5 s plus election time) for a membership change.
   static constexpr absl::Duration kMembershipTimeout = absl::Seconds(7);
   static void Fill(const Member& m, pb::Member* out) {
