@@ -77,27 +77,13 @@ void Node::MoveLeader(uint64_t target, absl::Duration timeout,
     refused = absl::FailedPreconditionError("etcdserver: bad leader transferee");
   }
   if (!refused.ok() || target == id_) {
-    env_.clock().After(absl::ZeroDuration(), [alive = alive_, done = std::move(done), refused] {
-      if (*alive) done(refused);
-    });
-    return;
+    return Later([done = std::move(done), refused] { done(refused); });
   }
   kv_->raft_node().TransferLeadership(target);
-  PollTransfer(target, env_.clock().Now() + timeout, std::move(done));
-}
-
-void Node::PollTransfer(uint64_t target, env::Instant deadline,
-                        std::function<void(absl::Status)> done) {
-  env_.clock().After(absl::Milliseconds(20), [this, alive = alive_, target, deadline,
-                                              done = std::move(done)]() mutable {
-    if (!*alive) return;
-    if (kv_->raft_node().raft().lead() == target) return done(absl::OkStatus());
-    if (env_.clock().Now() >= deadline) {
-      return done(absl::UnknownError(
-          "etcdserver: request timed out, leader transfer took too long"));
-    }
-    PollTransfer(target, deadline, std::move(done));
-  });
+  PollUntil([this, target] { return kv_->raft_node().raft().lead() == target; },
+            env_.clock().Now() + timeout,
+            absl::UnknownError("etcdserver: request timed out, leader transfer took too long"),
+            std::move(done));
 }
 
 void Node::Later(std::function<void()> f) {
@@ -107,6 +93,8 @@ void Node::Later(std::function<void()> f) {
 }
 
 namespace {
+
+absl::Status RequestTimedOut() { return absl::UnavailableError("etcdserver: request timed out"); }
 
 raftpb::ConfChange OneChange(raftpb::ConfChangeType type, uint64_t id,
                              const env::Address& address = "") {
@@ -140,19 +128,18 @@ void Node::ChangeMembership(const raftpb::ConfChange& cc, std::function<bool()> 
       done(absl::FailedPreconditionError(absl::StrCat("etcdserver: ", s.message())));
     });
   }
-  PollChange(std::move(applied), env_.clock().Now() + timeout, std::move(done));
+  PollUntil(std::move(applied), env_.clock().Now() + timeout, RequestTimedOut(), std::move(done));
 }
 
-void Node::PollChange(std::function<bool()> applied, env::Instant deadline,
-                      std::function<void(absl::Status)> done) {
-  env_.clock().After(absl::Milliseconds(20), [this, alive = alive_, applied = std::move(applied),
-                                              deadline, done = std::move(done)]() mutable {
+void Node::PollUntil(std::function<bool()> holds, env::Instant deadline, absl::Status timed_out,
+                     std::function<void(absl::Status)> done) {
+  env_.clock().After(absl::Milliseconds(20), [this, alive = alive_, holds = std::move(holds),
+                                              deadline, timed_out = std::move(timed_out),
+                                              done = std::move(done)]() mutable {
     if (!*alive) return;
-    if (applied()) return done(absl::OkStatus());
-    if (env_.clock().Now() >= deadline) {
-      return done(absl::UnavailableError("etcdserver: request timed out"));
-    }
-    PollChange(std::move(applied), deadline, std::move(done));
+    if (holds()) return done(absl::OkStatus());
+    if (env_.clock().Now() >= deadline) return done(timed_out);
+    PollUntil(std::move(holds), deadline, std::move(timed_out), std::move(done));
   });
 }
 
@@ -199,12 +186,12 @@ void Node::RemoveMember(uint64_t id, absl::Duration timeout,
     // leads, the change goes through it.
     (void)kv_->raft_node().ProposeConfChange(OneChange(raftpb::CONF_CHANGE_REMOVE_NODE, id));
     const env::Instant deadline = env_.clock().Now() + timeout;
-    PollChange(
+    PollUntil(
         [this] {
           const raft::Raft& now = kv_->raft_node().raft();
           return now.lead() != raft::kNone && now.lead() != id_;
         },
-        deadline,
+        deadline, RequestTimedOut(),
         [this, id, gone, deadline, done = std::move(done)](absl::Status s) mutable {
           if (!s.ok()) return done(s);
           ChangeMembership(OneChange(raftpb::CONF_CHANGE_REMOVE_NODE, id), gone,

@@ -148,10 +148,11 @@ class Node {
   // Proposes `cc` and polls until `applied` holds (or the deadline).
   void ChangeMembership(const raftpb::ConfChange& cc, std::function<bool()> applied,
                         absl::Duration timeout, std::function<void(absl::Status)> done);
-  void PollChange(std::function<bool()> applied, env::Instant deadline,
-                  std::function<void(absl::Status)> done);
+  // Checks `holds` every 20 ms: `done` gets OK once it holds, `timed_out` past the deadline.
+  void PollUntil(std::function<bool()> holds, env::Instant deadline, absl::Status timed_out,
+                 std::function<void(absl::Status)> done);
+  // Runs `f` on the env's thread, never inside the caller, never after the node is gone.
   void Later(std::function<void()> f);
-  void PollTransfer(uint64_t target, env::Instant deadline, std::function<void(absl::Status)> done);
 
   env::Env& env_;
   const NodeConfig config_;
