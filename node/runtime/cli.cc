@@ -583,6 +583,7 @@ int Serve(RunConfig c) {
   // the CA key (so only holders of the CA key take part); off without a CA key.
   std::unique_ptr<AsioNetwork> gossip_net;
   std::optional<gossip::Key> gossip_key;
+  gossip::Config gc;  // checked here, before the data directory is opened
   if (!c.ca_key.empty()) {
     absl::StatusOr<std::string> ca_key = ReadFile(c.ca_key, "CA key");
     if (!ca_key.ok()) return Fail("run", ca_key.status());
@@ -593,6 +594,11 @@ int Serve(RunConfig c) {
         io, c.gossip_addr, absl::StrCat(c.host, ":", PortOf(c.gossip_addr)), nullptr);
     if (!g.ok()) return Fail("run", g.status());
     gossip_net = std::move(*g);
+    gc.name = c.name;
+    gc.addr = gossip_net->local_address();
+    // Grows with every start, so that peers refuse replays from an earlier run.
+    gc.session = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+    if (absl::Status s = gc.Validate(); !s.ok()) return Fail("run", s);
   }
   Node* serving = nullptr;  // set once the node is open
   std::unique_ptr<HttpServer> http;
@@ -631,12 +637,6 @@ int Serve(RunConfig c) {
   std::unique_ptr<AsioEnv> gossip_env;
   std::unique_ptr<gossip::GossipNode> gossip;
   if (gossip_net != nullptr) {
-    gossip::Config gc;
-    gc.name = c.name;
-    gc.addr = gossip_net->local_address();
-    // Grows with every start, so that peers refuse replays from an earlier run.
-    gc.session = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
-    if (absl::Status s = gc.Validate(); !s.ok()) return Fail("run", s);
     gossip_env = std::make_unique<AsioEnv>(io, c.data_dir, std::move(gossip_net));
     gossip_env->set_log_level(c.log_level);
     gossip = std::make_unique<gossip::GossipNode>(*gossip_env, gc, gossip::Keyring(*gossip_key));

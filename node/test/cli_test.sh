@@ -59,6 +59,13 @@ expect 1 "--peer-key is missing" run --ca-cert ca.crt --server-cert server.crt \
 expect 1 "cannot read the server certificate nosuch.crt" "${RUN[@]}" --server-cert nosuch.crt
 expect 1 "does not match" "${RUN[@]}" --server-key other/server.key
 expect 1 "does not match" "${RUN[@]}" --peer-key other/peer.key
+# A name gossip cannot carry (over 128 bytes) is refused before the data directory is touched.
+listing() { if [[ -e d ]]; then (cd d && find . | sort); fi; }
+before=$(listing)
+expect 1 "name must be 1..128 bytes" run --name "$(printf 'n%.0s' $(seq 200))" --host 127.0.0.1 \
+  --data-dir d --client-addr 127.0.0.1:$CP --peer-addr 127.0.0.1:$PP --metrics-addr "" \
+  "${CERTS[@]}" --ca-key ca.key --gossip-addr 127.0.0.1:$(free_port)
+[[ "$(listing)" == "$before" ]] || fail "a refused start wrote the data directory: $(listing)"
 [[ ! -e d/member ]] || fail "a refused start wrote the data directory"
 
 # A member that ran once: its data directory is now this cluster's.
