@@ -31,6 +31,25 @@ uint64_t Fnv1a(const std::string& s) {
 
 std::string Hex(uint64_t v) { return absl::StrCat(absl::Hex(v, absl::kZeroPad16)); }
 
+// Ids in hex, as etcdctl shows them, sorted; "-" for none.
+template <typename Set>
+std::string HexList(const Set& ids) {
+  absl::btree_set<uint64_t> sorted(ids.begin(), ids.end());
+  std::string out;
+  for (uint64_t id : sorted) absl::StrAppend(&out, out.empty() ? "" : ",", Hex(id));
+  return out.empty() ? "-" : out;
+}
+
+// " voters=id,id learners=id" (and the outgoing half of a joint membership).
+std::string DescribeMembership(const raft::Membership& ms) {
+  std::string s = absl::StrCat(" voters=", HexList(ms.voters), " learners=", HexList(ms.learners));
+  if (ms.joint()) {
+    absl::StrAppend(&s, " outgoing_voters=", HexList(ms.voters_outgoing),
+                    " next_learners=", HexList(ms.learners_next));
+  }
+  return s;
+}
+
 const Member& Self(const NodeConfig& config) {
   for (const Member& m : config.initial_cluster) {
     if (m.name == config.name) return m;
@@ -60,6 +79,11 @@ Node::Node(env::Env& env, NodeConfig config, uint64_t id, uint64_t cluster_id)
 Node::~Node() { *alive_ = false; }
 
 void Node::OnRaftState(const raft::Raft& raft) {
+  if (!(raft.membership() == last_membership_)) {
+    last_membership_ = raft.membership();
+    env_.Log(absl::StrCat("level=info msg=\"membership changed\" self=", Hex(id_),
+                          DescribeMembership(last_membership_)));
+  }
   if (raft.lead() == last_leader_) return;
   if (raft.lead() != raft::kNone) ++leader_changes_;
   last_leader_ = raft.lead();
@@ -122,13 +146,32 @@ void Node::ChangeMembership(const raftpb::ConfChange& cc, std::function<bool()> 
     });
     return;
   }
+  const uint64_t after = r.log().last_index();
   absl::Status s = kv_->raft_node().ProposeConfChange(cc);
   if (!s.ok()) {
     return Later([done = std::move(done), s] {
       done(absl::FailedPreconditionError(absl::StrCat("etcdserver: ", s.message())));
     });
   }
-  PollUntil(std::move(applied), env_.clock().Now() + timeout, RequestTimedOut(), std::move(done));
+  // A follower forwards the change, and the leader drops it without a word if its previous
+  // change is not applied yet (one at a time), or while it hands leadership over. So a change
+  // that has not reached this member's log a second later is proposed again. A second copy is
+  // appended only if the first was delayed past that second; both apply the same change, and
+  // the second one is a no-op unless another change to the same member came in between.
+  const absl::Duration resend = absl::Seconds(1);
+  auto holds = [this, cc, data = cc.SerializeAsString(), after, applied = std::move(applied),
+                resend, resend_at = env_.clock().Now() + resend]() mutable {
+    if (applied()) return true;
+    const raft::Raft& now = kv_->raft_node().raft();
+    if (env_.clock().Now() >= resend_at) {
+      resend_at = env_.clock().Now() + resend;
+      if (now.role() != raft::Role::kLeader && now.log().FindConfChange(after, data) == 0) {
+        (void)kv_->raft_node().ProposeConfChange(cc);  // no leader yet: tried again later
+      }
+    }
+    return false;
+  };
+  PollUntil(std::move(holds), env_.clock().Now() + timeout, RequestTimedOut(), std::move(done));
 }
 
 void Node::PollUntil(std::function<bool()> holds, env::Instant deadline, absl::Status timed_out,

@@ -159,6 +159,7 @@ class Node {
   Histogram wal_sync_;
   Histogram apply_;
   uint64_t last_leader_ = 0;
+  raft::Membership last_membership_;  // as last logged
   uint64_t leader_changes_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   const uint64_t id_;

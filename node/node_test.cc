@@ -231,6 +231,34 @@ TEST_F(NodeTest, AMemberJoinsAsALearnerIsPromotedAndTheLeaderIsRemoved) {
   EXPECT_EQ(node(4)->cluster_id(), cluster);
 }
 
+// A follower forwards a change to the leader, which drops it while its own previous change is
+// not applied yet (Raft allows one at a time). The follower notices that the change never
+// reached its log and proposes it again: the operator's request is not lost to a timeout.
+TEST_F(NodeTest, AChangeForwardedWhileAnotherIsPendingIsProposedAgain) {
+  const sim::NodeId l = Leader();
+  const sim::NodeId f = l % 3 + 1;
+  const sim::NodeId g = f % 3 + 1;
+  const uint64_t g_id = node(g)->id();
+  const std::string d_address = "10.0.0.4:2380";
+  std::optional<absl::Status> removed;
+  std::optional<absl::StatusOr<Member>> added;
+  node(l)->RemoveMember(g_id, absl::Seconds(7), [&](absl::Status s) { removed = s; });
+  node(f)->AddMember(d_address, /*learner=*/true, absl::Seconds(7),
+                     [&](absl::StatusOr<Member> m) { added = std::move(m); });
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return removed.has_value() && added.has_value(); },
+                                sim_.now_ns() + 30'000'000'000));
+  EXPECT_TRUE(removed->ok()) << *removed;
+  ASSERT_TRUE(added->ok()) << added->status();
+  for (sim::NodeId at : {l, f}) {
+    std::vector<Member> list = node(at)->Members();
+    EXPECT_EQ(list.size(), 3u);
+    EXPECT_TRUE(std::none_of(list.begin(), list.end(), [&](const Member& m) { return m.id == g_id; }));
+    EXPECT_TRUE(std::any_of(list.begin(), list.end(), [&](const Member& m) {
+      return m.id == MemberIdFor(d_address) && m.learner;
+    }));
+  }
+}
+
 TEST(GossipMetaTest, RoundTripsAndRefusesWhatIsNotOne) {
   GossipMeta m;
   m.member_id = 0x0123456789abcdefull;

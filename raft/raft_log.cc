@@ -146,6 +146,14 @@ std::vector<raftpb::Entry> RaftLog::Slice(uint64_t lo, uint64_t hi, uint64_t byt
   return out;
 }
 
+uint64_t RaftLog::FindConfChange(uint64_t after, const std::string& data) const {
+  for (uint64_t i = std::max(after + 1, first_index()); i <= last_index(); ++i) {
+    const raftpb::Entry& e = at(i);
+    if (e.type() == raftpb::ENTRY_CONF_CHANGE && e.data() == data) return i;
+  }
+  return 0;
+}
+
 std::vector<raftpb::Entry> RaftLog::TakeUnpersisted() {
   std::vector<raftpb::Entry> out;
   for (uint64_t i = std::max(unpersisted_from_, first_index()); i <= last_index(); ++i) {

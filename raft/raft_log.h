@@ -70,6 +70,10 @@ class RaftLog {
   // REQUIRES: first_index <= lo <= hi <= last_index + 1.
   std::vector<raftpb::Entry> Slice(uint64_t lo, uint64_t hi, uint64_t bytes_max) const;
 
+  // The index of the first conf change entry after `after` whose data is `data`, or 0 if the
+  // log holds none (entries compacted away are not searched).
+  uint64_t FindConfChange(uint64_t after, const std::string& data) const;
+
   // Persistence: the entries not yet handed out for persistence, and marking them handed out.
   bool HasUnpersisted() const { return unpersisted_from_ <= last_index(); }
   std::vector<raftpb::Entry> TakeUnpersisted();

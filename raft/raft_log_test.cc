@@ -99,6 +99,21 @@ TEST(RaftLogTest, SliceRespectsTheByteBoundButReturnsAtLeastOne) {
   EXPECT_EQ(log.Slice(3, 3, 1 << 20).size(), 0u);
 }
 
+TEST(RaftLogTest, FindConfChangeLooksOnlyAfterTheIndexAndAtConfChanges) {
+  std::vector<raftpb::Entry> entries = Terms(1, {1, 1, 1, 1, 1});
+  entries[1].set_type(raftpb::ENTRY_CONF_CHANGE);
+  entries[1].set_data("change");
+  entries[2].set_data("change");  // a normal entry with the same bytes does not count
+  entries[3].set_type(raftpb::ENTRY_CONF_CHANGE);
+  entries[3].set_data("other");
+  RaftLog log(0, 0, entries, 0);
+  EXPECT_EQ(log.FindConfChange(0, "change"), 2u);
+  EXPECT_EQ(log.FindConfChange(2, "change"), 0u);
+  EXPECT_EQ(log.FindConfChange(0, "other"), 4u);
+  EXPECT_EQ(log.FindConfChange(4, "other"), 0u);
+  EXPECT_EQ(log.FindConfChange(99, "change"), 0u);
+}
+
 TEST(RaftLogDeathTest, BrokenInvariantsCrashLoudly) {
   RaftLog log(0, 0, Terms(1, {1, 1}), 2);
   EXPECT_DEATH(log.Append(Terms(2, {2})), "append at 2: committed 2");  // overwrite committed

@@ -287,6 +287,9 @@ cluster_of() { etcdctl "${TLS[@]}" --endpoints "$1" endpoint status -w fields | 
 wait_for "d to be promoted" 30 etcdctl "${TLS[@]}" --endpoints "$AB" member promote "$DID"
 etcdctl "${TLS[@]}" --endpoints "$AB" member list | grep -q "^$DID, .*, false$" ||
   fail "d is not a voter: $(etcdctl "${TLS[@]}" --endpoints "$AB" member list)"
+# Each change is logged, with ids as etcdctl shows them (zero-padded to 16 digits).
+grep -q "msg=\"membership changed\" .*voters=[0-9a-f,]*$(printf '%016x' "0x$DID")" a.log ||
+  fail "a did not log d's promotion"
 # a and b did not start with d: they name it, and know its client URL, from its gossip.
 d_listed() {
   etcdctl "${TLS[@]}" --endpoints "$(ep a)" member list |
