@@ -6,6 +6,7 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "env/check.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -749,19 +750,19 @@ void Memberlist::PushPullRound(Instant now) {
 void Memberlist::ReconnectRound(Instant now) {
   next_reconnect_ = now + config_.reconnect_interval;
   // A member we hold dead may only be on the other side of a healed partition: a full state
-  // exchange with it lets both sides refute. Alone, try the seeds as well.
-  std::vector<const Member*> dead;
+  // exchange with it lets both sides refute. So may a seed that no live member holds (members
+  // that started split join only their own side): try one of either kind.
+  std::vector<const env::Address*> targets;
+  absl::flat_hash_set<std::string_view> live;
   for (const auto& [name, m] : members_) {
-    if (m.state == MemberState::kDead) dead.push_back(&m);
+    if (m.state == MemberState::kDead) targets.push_back(&m.addr);
+    if (m.state == MemberState::kAlive || m.state == MemberState::kSuspect) live.insert(m.addr);
   }
-  env::Address to;
-  if (!dead.empty()) {
-    to = dead[random_.Uniform(dead.size())]->addr;
-  } else if (live_members() <= 1 && !seeds_.empty()) {
-    to = seeds_[random_.Uniform(seeds_.size())];
-  } else {
-    return;
+  for (const env::Address& seed : seeds_) {
+    if (!live.contains(seed)) targets.push_back(&seed);
   }
+  if (targets.empty()) return;
+  const env::Address to = *targets[random_.Uniform(targets.size())];
   gossippb::Envelope envelope;
   *envelope.mutable_push_pull() = LocalState(false);
   RequestStream(StreamKind::kPushPull, to, std::move(envelope));

@@ -22,8 +22,9 @@
 //    random members, least-transmitted first, each about retransmit_mult * log10(n + 1) times,
 //    in datagrams no larger than packet_size_max. Dead members still get gossip for a while.
 //  - Anti-entropy: a periodic full state exchange (push-pull) over a stream with one random
-//    member, on join with every seed, with a random dead member every reconnect interval so
-//    that the two sides of a healed partition find each other again, and with the sender of a
+//    member, on join with every seed, with a random dead member or seed that no live member
+//    holds every reconnect interval so that the two sides of a healed partition (also one that
+//    split the members as they started) find each other again, and with the sender of a
 //    datagram from a member we do not know (at most one per probe interval).
 //  - Incarnations: a member refutes any suspicion or death of itself by raising its
 //    incarnation; after a restart it refutes the stale state peers hold about it the same way.

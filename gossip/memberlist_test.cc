@@ -120,6 +120,27 @@ TEST(MemberlistTest, JoinThroughOneSeedReachesEveryone) {
   }
 }
 
+// Members that start split join only their own side; once the split is gone, a member that
+// holds a seed no live member answers for tries it again, and the sides merge.
+TEST(MemberlistTest, SidesThatStartedSplitMergeThroughTheSeeds) {
+  Bus bus(4);
+  bus.Cut("n3:7980");
+  bus.Cut("n4:7980");
+  const std::vector<env::Address> all = {"n1:7980", "n2:7980", "n3:7980", "n4:7980"};
+  bus.at(1).Join(bus.now(), all);
+  bus.at(2).Join(bus.now(), all);
+  bus.RunFor(absl::Seconds(5));
+  bus.Uncut("n3:7980");
+  bus.Uncut("n4:7980");
+  bus.at(3).Join(bus.now(), {"n4:7980"});
+  bus.at(4).Join(bus.now(), {"n3:7980"});
+  bus.RunFor(absl::Seconds(2));
+  ASSERT_EQ(bus.at(1).live_members(), 2u);  // two sides, each whole
+  ASSERT_EQ(bus.at(3).live_members(), 2u);
+  bus.RunFor(absl::Seconds(30));
+  for (int i = 1; i <= 4; ++i) EXPECT_EQ(bus.at(i).live_members(), 4u) << i;
+}
+
 TEST(MemberlistTest, Swim42_CrashedMemberIsSuspectedThenDeclaredDead) {
   Bus bus(4);
   JoinAllThrough(bus, 4);
