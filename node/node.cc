@@ -74,11 +74,17 @@ uint64_t ClusterIdFor(const std::vector<Member>& initial_cluster) {
 }
 
 Node::Node(env::Env& env, NodeConfig config, uint64_t id, uint64_t cluster_id)
-    : env_(env), config_(std::move(config)), id_(id), cluster_id_(cluster_id) {}
+    : env_(env), config_(std::move(config)), id_(id), cluster_id_(cluster_id) {
+  snapshot_since_ = env.clock().Now();
+}
 
 Node::~Node() { *alive_ = false; }
 
 void Node::OnRaftState(const raft::Raft& raft) {
+  if (raft.log().snapshot_index() != snapshot_index_) {
+    snapshot_index_ = raft.log().snapshot_index();
+    snapshot_since_ = env_.clock().Now();
+  }
   if (!(raft.membership() == last_membership_)) {
     last_membership_ = raft.membership();
     env_.Log(absl::StrCat("level=info msg=\"membership changed\" self=", Hex(id_),
@@ -276,20 +282,46 @@ void Node::PromoteMember(uint64_t id, absl::Duration timeout,
 }
 
 std::string EncodeGossipMeta(const GossipMeta& meta) {
-  return absl::StrCat("e2d1 ", Hex(meta.member_id), " ", Hex(meta.cluster_id), " ",
-                      meta.peer_address, " ", meta.client_url.empty() ? "-" : meta.client_url);
+  std::string ack = "-";
+  if (meta.ack_cluster_id != 0) {
+    ack = absl::StrCat(meta.ack_epoch, "/", Hex(meta.ack_cluster_id), ":");
+    for (size_t i = 0; i < meta.ack_members.size(); ++i) {
+      absl::StrAppend(&ack, i == 0 ? "" : ",", Hex(meta.ack_members[i]));
+    }
+  }
+  return absl::StrCat("e2d2 ", meta.pending ? "pending" : "running", " ", Hex(meta.member_id),
+                      " ", Hex(meta.cluster_id), " ", meta.peer_address, " ",
+                      meta.client_url.empty() ? "-" : meta.client_url, " ", ack);
 }
 
 std::optional<GossipMeta> DecodeGossipMeta(const std::string& meta) {
   std::vector<std::string> parts = absl::StrSplit(meta, ' ');
   GossipMeta out;
-  if (parts.size() != 5 || parts[0] != "e2d1" ||
-      !absl::SimpleHexAtoi(parts[1], &out.member_id) ||
-      !absl::SimpleHexAtoi(parts[2], &out.cluster_id) || parts[3].empty()) {
+  if (parts.size() != 7 || parts[0] != "e2d2" ||
+      (parts[1] != "pending" && parts[1] != "running") ||
+      !absl::SimpleHexAtoi(parts[2], &out.member_id) ||
+      !absl::SimpleHexAtoi(parts[3], &out.cluster_id) || parts[4].empty() || parts[5].empty()) {
     return std::nullopt;
   }
-  out.peer_address = parts[3];
-  if (parts[4] != "-") out.client_url = parts[4];
+  out.pending = parts[1] == "pending";
+  out.peer_address = parts[4];
+  if (parts[5] != "-") out.client_url = parts[5];
+  if (parts[6] != "-") {
+    std::vector<std::string> ack = absl::StrSplit(parts[6], absl::ByAnyChar("/:"));
+    if (ack.size() != 3 || !out.pending || !absl::SimpleAtoi(ack[0], &out.ack_epoch) ||
+        out.ack_epoch == 0 || !absl::SimpleHexAtoi(ack[1], &out.ack_cluster_id) ||
+        out.ack_cluster_id == 0 || parts[6].find('/') > parts[6].find(':')) {
+      return std::nullopt;
+    }
+    for (absl::string_view id : absl::StrSplit(ack[2], ',')) {
+      uint64_t v = 0;
+      if (!absl::SimpleHexAtoi(id, &v) || v == 0 ||
+          (!out.ack_members.empty() && v <= out.ack_members.back())) {
+        return std::nullopt;  // ids are sorted and distinct
+      }
+      out.ack_members.push_back(v);
+    }
+  }
   return out;
 }
 
@@ -329,6 +361,16 @@ std::string Node::MetricsText() const {
   metric("e2d_raft_committed_index", "gauge", "The highest log index known committed.",
          r.log().committed());
   metric("e2d_raft_applied_index", "gauge", "The highest log index applied.", r.log().applied());
+  metric("e2d_snapshot_index", "gauge",
+         "The log index of this member's newest Raft snapshot (0: none).",
+         r.log().snapshot_index());
+  metric("e2d_snapshot_age_seconds", "gauge",
+         "Seconds since this member took or installed its newest Raft snapshot (since the start "
+         "for one it started with, or if it has none).",
+         // (a snapshot newer than the last state hook saw was taken just now)
+         r.log().snapshot_index() != snapshot_index_
+             ? 0
+             : absl::ToDoubleSeconds(env_.clock().Now() - snapshot_since_));
   metric("e2d_raft_messages_dropped_total", "counter", "Raft messages that could not be sent.",
          rn.messages_dropped());
   metric("e2d_wal_syncs_total", "counter", "WAL syncs (group commits).", rn.wal_syncs());
@@ -493,6 +535,8 @@ absl::StatusOr<std::pair<Identity, bool>> ResolveIdentity(env::FileSystem& fs,
 }
 
 }  // namespace
+
+absl::StatusOr<bool> Node::HasIdentity(env::FileSystem& fs) { return fs.Exists(kIdentityFile); }
 
 absl::Status Node::CheckDataDir(env::Env& env, NodeConfig config) {
   E2D_RETURN_IF_ERROR(ValidateConfig(config));

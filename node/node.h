@@ -87,6 +87,8 @@ class Node {
   // records), reading only: a runtime calls it before it opens the engine, so that a data
   // directory of another cluster is refused before anything in it changes.
   static absl::Status CheckDataDir(env::Env& env, NodeConfig config);
+  // Whether the env's file system root records a member identity (a member was created there).
+  static absl::StatusOr<bool> HasIdentity(env::FileSystem& fs);
   ~Node();
 
   kv::KvServer& kv() { return *kv_; }
@@ -160,6 +162,8 @@ class Node {
   Histogram apply_;
   uint64_t last_leader_ = 0;
   raft::Membership last_membership_;  // as last logged
+  uint64_t snapshot_index_ = 0;       // the log's snapshot index, as last seen
+  env::Instant snapshot_since_;       // when it was first seen (or the start)
   uint64_t leader_changes_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   const uint64_t id_;
@@ -169,11 +173,18 @@ class Node {
 };
 
 // What a member publishes in its gossip meta, and its parse (nullopt if `meta` is not one).
+// Text: "e2d2 <running|pending> <member id> <cluster id> <peer address> <client URL|-> <ack|->",
+// ids in hex; ack (pending members only, see node/bootstrap.h) is
+// "<epoch>/<cluster id>:<id>,<id>,..." (the epoch in decimal).
 struct GossipMeta {
+  bool pending = false;     // waiting for a cluster to bootstrap (node/bootstrap.h)
   uint64_t member_id = 0;
   uint64_t cluster_id = 0;  // 0: not known yet
   env::Address peer_address;
   std::string client_url;
+  uint64_t ack_epoch = 0;              // >= 1 with an ack
+  uint64_t ack_cluster_id = 0;         // 0: acks nothing
+  std::vector<uint64_t> ack_members;   // the acked set's member ids, sorted
 };
 std::string EncodeGossipMeta(const GossipMeta& meta);
 std::optional<GossipMeta> DecodeGossipMeta(const std::string& meta);

@@ -43,6 +43,7 @@ class NodeTest : public ::testing::Test {
       c.name = name_override_.has_value() && id == 1 ? *name_override_ : members_[id - 1].name;
       c.initial_cluster = members_;
       c.join = joining_.contains(id);
+      c.snapshot_entries = snapshot_entries_;
       auto p = std::make_unique<Proc>();
       absl::StatusOr<std::unique_ptr<Node>> n = Node::Open(env, engines_[id - 1].get(), c);
       if (n.ok()) {
@@ -116,6 +117,7 @@ class NodeTest : public ::testing::Test {
   std::vector<std::unique_ptr<kv::MemEngine>> engines_;
   std::optional<std::string> name_override_;
   absl::flat_hash_set<sim::NodeId> joining_;
+  uint64_t snapshot_entries_ = 100000;
   std::unique_ptr<sim::Cluster> cluster_;
 };
 
@@ -154,6 +156,45 @@ TEST_F(NodeTest, MoveLeaderHandsOverAndRefusesAsEtcdDoes) {
   ASSERT_TRUE(MoveLeader(l, node(f)->id()).ok());
   EXPECT_EQ(node(f)->Status().leader, node(f)->id());
   EXPECT_EQ(Leader(), f);
+}
+
+// The snapshot age grows with the clock and starts again at each new snapshot.
+class NodeSnapshotTest : public NodeTest {
+ protected:
+  void SetUp() override {
+    snapshot_entries_ = 100;
+    NodeTest::SetUp();
+  }
+  static double Metric(const std::string& text, const std::string& name) {
+    const size_t at = text.find("\n" + name + " ");
+    EXPECT_NE(at, std::string::npos) << name;
+    if (at == std::string::npos) return -1;
+    return std::stod(text.substr(at + name.size() + 2));
+  }
+};
+
+TEST_F(NodeSnapshotTest, MetricsReportTheSnapshotIndexAndAge) {
+  const sim::NodeId l = Leader();
+  std::string text = node(l)->MetricsText();
+  EXPECT_EQ(Metric(text, "e2d_snapshot_index"), 0);
+  const double age0 = Metric(text, "e2d_snapshot_age_seconds");
+  sim_.RunUntil(sim_.now_ns() + 5'000'000'000);
+  text = node(l)->MetricsText();
+  EXPECT_NEAR(Metric(text, "e2d_snapshot_age_seconds") - age0, 5, 0.5);
+  int acked = 0;
+  for (int i = 0; i < 150; ++i) {
+    etcdserverpb::PutRequest put;
+    put.set_key(absl::StrCat("k", i));
+    node(l)->kv().Put(put, [&](absl::StatusOr<etcdserverpb::PutResponse> r) { acked += r.ok(); });
+  }
+  ASSERT_TRUE(sim_.RunUntilTrue(
+      [&] { return acked == 150 && node(l)->Status().raft_index > 0 &&
+                   Metric(node(l)->MetricsText(), "e2d_snapshot_index") > 0; },
+      sim_.now_ns() + 20'000'000'000));
+  text = node(l)->MetricsText();
+  EXPECT_LT(Metric(text, "e2d_snapshot_age_seconds"), 0.5) << text;
+  sim_.RunUntil(sim_.now_ns() + 1'000'000'000);  // counted from the new snapshot now
+  EXPECT_NEAR(Metric(node(l)->MetricsText(), "e2d_snapshot_age_seconds"), 1, 0.3);
 }
 
 TEST_F(NodeTest, MetricsReportTheLeaderAndTheDiskHistograms) {
@@ -277,8 +318,25 @@ TEST(GossipMetaTest, RoundTripsAndRefusesWhatIsNotOne) {
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(back->client_url, "");
   EXPECT_EQ(back->cluster_id, 0u);
-  for (const char* bad : {"", "e2d1", "e2d2 1 2 a:1 -", "e2d1 xyz 2 a:1 -", "e2d1 1 2  -",
-                          "e2d1 1 2 a:1 - extra"}) {
+  EXPECT_FALSE(back->pending);
+  m.pending = true;
+  m.ack_epoch = 12;
+  m.ack_cluster_id = 0x77;
+  m.ack_members = {1, 0x20, 0x300};
+  back = DecodeGossipMeta(EncodeGossipMeta(m));
+  ASSERT_TRUE(back.has_value()) << EncodeGossipMeta(m);
+  EXPECT_TRUE(back->pending);
+  EXPECT_EQ(back->ack_epoch, 12u);
+  EXPECT_EQ(back->ack_cluster_id, 0x77u);
+  EXPECT_EQ(back->ack_members, m.ack_members);
+  for (const char* bad :
+       {"", "e2d2", "e2d1 1 2 a:1 -", "e2d2 running 1 2 a:1 -", "e2d2 running xyz 2 a:1 - -",
+        "e2d2 running 1 2  - -", "e2d2 running 1 2 a:1 - - extra", "e2d2 idle 1 2 a:1 - -",
+        "e2d2 running 1 2 a:1 - 1/7:1,2", "e2d2 pending 1 0 a:1 - 1/7:2,1",
+        "e2d2 pending 1 0 a:1 - 1/7:1,1", "e2d2 pending 1 0 a:1 - 1/0:1",
+        "e2d2 pending 1 0 a:1 - 1/7", "e2d2 pending 1 0 a:1 - 1/7:1,x",
+        "e2d2 pending 1 0 a:1 - 7:1,2", "e2d2 pending 1 0 a:1 - 0/7:1,2",
+        "e2d2 pending 1 0 a:1 - 7:1/2", "e2d2 pending 1 0 a:1 - x/7:1"}) {
     EXPECT_FALSE(DecodeGossipMeta(bad).has_value()) << bad;
   }
 }

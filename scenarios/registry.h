@@ -42,6 +42,7 @@ sim::Scenario GossipSwarm();
 sim::Scenario GossipDetect();
 sim::Scenario GossipPartitions();
 sim::Scenario GossipLarge();
+sim::Scenario BootstrapGossip();
 
 // The Raft scenarios' configurations (the mutation self-test reruns them with a rule broken).
 RaftScenarioConfig RaftPartitionsConfig();

@@ -32,6 +32,7 @@
 #include "boost/asio/signal_set.hpp"
 #include "gossip/crypto.h"
 #include "gossip/gossip_node.h"
+#include "node/bootstrap.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/server_credentials.h"
 #include "kv/rocksdb_engine.h"
@@ -258,9 +259,10 @@ const std::vector<FlagSpec>& RunFlags() {
        "an extra etcd API listener without TLS, for local tools; loopback addresses only"},
       {"required-cluster-size", "n", "1", "the number of members the cluster is made of"},
       {"bootstrap-addrs", "", "",
-       "gossip addresses (host[:port], port 7980 by default) of other members to join; "
-       "default: the hosts of --initial-cluster at this member's gossip port. The self-managed "
-       "bootstrap from these alone is not in this version: give --initial-cluster too"},
+       "gossip addresses (host[:port], port 7980 by default) of other members. With -n N > 1 "
+       "and no --initial-cluster, the members agree over gossip on the N that start the "
+       "cluster (needs the certificates of one CA and its key, --ca-key). Default: the hosts "
+       "of --initial-cluster at this member's gossip port"},
       {"initial-cluster", "", "",
        "static membership: name=host:peerport,... (or name=https://host:peerport) including "
        "this member (default: this member alone)"},
@@ -295,8 +297,10 @@ struct RunConfig {
   std::string plaintext_client_addr;
   std::string metrics_addr;
   AsioEnv::LogLevel log_level = AsioEnv::LogLevel::kInfo;
-  std::vector<Member> initial_cluster;
+  std::vector<Member> initial_cluster;  // with gossip_bootstrap: only this member, until agreed
   bool join = false;
+  int required_size = 1;
+  bool gossip_bootstrap = false;  // -n N > 1 without --initial-cluster
   std::string ca_cert, server_cert, server_key, peer_cert, peer_key;
   uint64_t snapshot_entries = 100000;
   absl::Duration election_timeout = absl::Seconds(1);
@@ -352,6 +356,17 @@ absl::Status EnsureCertificates(RunConfig& c, FlagValues& f) {
   const char* names[] = {"ca-cert", "server-cert", "server-key", "peer-cert", "peer-key"};
   int given = 0;
   for (const char* n : names) given += f[n].empty() ? 0 : 1;
+  if (c.gossip_bootstrap && given == 0) {
+    return absl::InvalidArgumentError(
+        "members that bootstrap together need certificates of one CA: make them with e2d pki "
+        "init and e2d pki gencerts, and give --ca-cert, --ca-key, --server-cert, --server-key, "
+        "--peer-cert and --peer-key");
+  }
+  if (c.gossip_bootstrap && f["ca-key"].empty()) {
+    return absl::InvalidArgumentError(
+        "--ca-key is needed with --required-cluster-size > 1 and --bootstrap-addrs: the members "
+        "agree over gossip, which is keyed from the CA key");
+  }
   if (given == 0) {
     const std::string dir = c.data_dir + "/pki";
     E2D_RETURN_IF_ERROR(MakeDirs(dir));
@@ -427,6 +442,7 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
                                                    f["required-cluster-size"],
                                                    "\" is not a cluster size from 1 to 9"));
   }
+  c.required_size = size;
   if (!absl::SimpleAtoi(f["snapshot-entries"], &c.snapshot_entries) || c.snapshot_entries < 100) {
     return absl::InvalidArgumentError("--snapshot-entries must be a number of at least 100");
   }
@@ -447,11 +463,12 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
         "--initial-cluster-state existing needs --initial-cluster naming the running members");
   }
   if (f["initial-cluster"].empty()) {
-    if (size > 1 || !f["bootstrap-addrs"].empty()) {
-      return absl::InvalidArgumentError(
-          "a cluster of more than one member needs --initial-cluster in this version (the "
-          "self-managed bootstrap through --bootstrap-addrs and gossip is not in it yet)");
+    if (size > 1 && f["bootstrap-addrs"].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--required-cluster-size=", size, " needs --bootstrap-addrs (the gossip addresses of "
+          "the other members, to agree with them on the cluster) or --initial-cluster"));
     }
+    c.gossip_bootstrap = size > 1;
     Member self;
     self.name = c.name;
     self.peer_address = self_peer;
@@ -546,6 +563,45 @@ HttpResponse ServeHttp(const Node& node, const std::string& path) {
   return {404, "text/plain; charset=utf-8", "not found: try /metrics or /health\n"};
 }
 
+// Gossip bootstrap (node/bootstrap.h): the members this one starts its cluster with, agreed
+// with the others over gossip or recorded by an earlier start; nullopt if a signal stopped the
+// wait. Runs the io loop until then.
+absl::StatusOr<std::optional<std::vector<Member>>> AgreeOnCluster(asio::io_context& io,
+                                                                  AsioEnv& env,
+                                                                  gossip::GossipNode* gossip,
+                                                                  const RunConfig& c) {
+  E2D_ASSIGN_OR_RETURN(std::optional<Bootstrapper::Record> record, Bootstrapper::Read(env.fs()));
+  if (record.has_value() && record->committed) {
+    env.Log(absl::StrCat("level=info msg=\"bootstrap: restarting in the cluster agreed before\" "
+                         "cluster=", absl::Hex(record->ack.set.cluster_id, absl::kZeroPad16)));
+    return std::optional<std::vector<Member>>(record->ack.set.members);
+  }
+  E2D_ASSIGN_OR_RETURN(const bool has_identity, Node::HasIdentity(env.fs()));
+  if (has_identity) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the data directory ", c.data_dir, " holds a member that was not bootstrapped through "
+        "gossip: start it with the --initial-cluster it was created with"));
+  }
+  BootstrapperConfig bc;
+  bc.required_size = c.required_size;
+  bc.self = c.initial_cluster.front();
+  std::optional<absl::StatusOr<BootstrapSet>> result;
+  Bootstrapper bootstrapper(env, gossip, bc,
+                            [&result](absl::StatusOr<BootstrapSet> s) { result = std::move(s); });
+  // (shared: the handler may still be queued when this function returns)
+  auto stopped = std::make_shared<bool>(false);
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([stopped](const boost::system::error_code& ec, int) {
+    if (!ec) *stopped = true;
+  });
+  bootstrapper.Start();
+  while (!result.has_value() && !*stopped && !io.stopped()) io.run_one();
+  signals.cancel();
+  if (!result.has_value()) return std::optional<std::vector<Member>>();
+  E2D_RETURN_IF_ERROR(result->status());
+  return std::optional<std::vector<Member>>((*result)->members);
+}
+
 // Runs the node until SIGINT or SIGTERM.
 int Serve(RunConfig c) {
   asio::io_context io;
@@ -614,6 +670,28 @@ int Serve(RunConfig c) {
 
   AsioEnv env(io, c.data_dir, std::move(*net));
   env.set_log_level(c.log_level);
+  std::unique_ptr<AsioEnv> gossip_env;
+  std::unique_ptr<gossip::GossipNode> gossip;
+  if (gossip_net != nullptr) {
+    gossip_env = std::make_unique<AsioEnv>(io, c.data_dir, std::move(gossip_net));
+    gossip_env->set_log_level(c.log_level);
+    gossip = std::make_unique<gossip::GossipNode>(*gossip_env, gc, gossip::Keyring(*gossip_key));
+    gossip->set_event_handler([&env](const gossip::Event& e) {
+      env.Log(absl::StrCat("level=info msg=\"gossip\" event=", gossip::EventKindName(e.kind),
+                           " member=", e.member.name, " addr=", e.member.addr));
+    });
+    gossip->Join(c.gossip_seeds);
+  }
+  if (c.gossip_bootstrap) {
+    absl::StatusOr<std::optional<std::vector<Member>>> agreed =
+        AgreeOnCluster(io, env, gossip.get(), c);
+    if (!agreed.ok()) return Fail("run", agreed.status());
+    if (!agreed->has_value()) {
+      env.Log("level=info msg=\"stopping\" during=bootstrap");
+      return 0;
+    }
+    c.initial_cluster = **agreed;
+  }
   NodeConfig nc;
   nc.name = c.name;
   nc.initial_cluster = c.initial_cluster;
@@ -634,19 +712,7 @@ int Serve(RunConfig c) {
   absl::StatusOr<std::unique_ptr<Node>> node = Node::Open(env, engine->get(), nc);
   if (!node.ok()) return Fail("run", node.status());
   serving = node->get();
-  std::unique_ptr<AsioEnv> gossip_env;
-  std::unique_ptr<gossip::GossipNode> gossip;
-  if (gossip_net != nullptr) {
-    gossip_env = std::make_unique<AsioEnv>(io, c.data_dir, std::move(gossip_net));
-    gossip_env->set_log_level(c.log_level);
-    gossip = std::make_unique<gossip::GossipNode>(*gossip_env, gc, gossip::Keyring(*gossip_key));
-    gossip->set_event_handler([&env](const gossip::Event& e) {
-      env.Log(absl::StrCat("level=info msg=\"gossip\" event=", gossip::EventKindName(e.kind),
-                           " member=", e.member.name, " addr=", e.member.addr));
-    });
-    (*node)->AttachGossip(gossip.get());
-    gossip->Join(c.gossip_seeds);
-  }
+  if (gossip != nullptr) (*node)->AttachGossip(gossip.get());
 
   EtcdService service(io, node->get());
   grpc::ServerBuilder builder;

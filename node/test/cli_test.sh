@@ -48,7 +48,9 @@ expect 2 "cluster size from 1 to 9" run -n x
 expect 2 "election-timeout" run --election-timeout=5
 expect 2 "log level" run --log-level loud
 expect 2 "is not a loopback address" run --plaintext-client-addr 10.1.2.3:2379
-expect 2 "needs --initial-cluster" run -n 3 --bootstrap-addrs 10.0.0.1
+expect 2 "needs --bootstrap-addrs" run -n 3
+expect 1 "need certificates of one CA" run -n 3 --bootstrap-addrs 10.0.0.1 --data-dir d0
+expect 1 "--ca-key is needed" "${RUN[@]}" -n 3 --bootstrap-addrs 10.0.0.1
 expect 2 "is not name=host:port" run --initial-cluster a=nowhere
 expect 2 "not in the initial cluster" "${RUN[@]}" --initial-cluster b=127.0.0.1:1
 expect 2 "is neither new nor existing" run --initial-cluster-state old
@@ -85,6 +87,17 @@ expect 1 "belongs to another cluster or member" run --name b --host 127.0.0.1 --
 expect 1 "belongs to another cluster or member" run --name a --host 127.0.0.1 --data-dir d \
   --client-addr 127.0.0.1:$CP --peer-addr 127.0.0.1:$PP --metrics-addr "" "${CERTS[@]}" \
   -n 2 --initial-cluster "a=https://127.0.0.1:$PP,z=127.0.0.1:1"
+# The same member, told to bootstrap through gossip instead.
+expect 1 "was not bootstrapped through gossip" run --name a --host 127.0.0.1 --data-dir d \
+  --client-addr 127.0.0.1:$CP --peer-addr 127.0.0.1:$PP --metrics-addr "" "${CERTS[@]}" \
+  -n 3 --bootstrap-addrs 127.0.0.1:$(free_port) --ca-key ca.key --gossip-addr 127.0.0.1:$(free_port)
 after=$(cd d && find . -type f -exec sha256sum {} + | sort)
 [[ "$before" == "$after" ]] || fail "a refused start changed the data directory"
+# A damaged record of the gossip bootstrap is refused, naming the file, and left as it is.
+mkdir d3 && printf 'e2d-bootstrap v1\nstate=committed\n' >d3/bootstrap
+expect 1 '"bootstrap" is damaged' run --name a --host 127.0.0.1 --data-dir d3 \
+  --client-addr 127.0.0.1:$CP --peer-addr 127.0.0.1:$PP --metrics-addr "" "${CERTS[@]}" \
+  -n 3 --bootstrap-addrs 127.0.0.1:$(free_port) --ca-key ca.key --gossip-addr 127.0.0.1:$(free_port)
+[[ "$(cat d3/bootstrap)" == $'e2d-bootstrap v1\nstate=committed' ]] || fail "the record changed"
+[[ "$(ls d3)" == bootstrap ]] || fail "a refused start wrote the data directory: $(ls d3)"
 echo PASS

@@ -13,7 +13,10 @@
 #   6. etcdctl member remove / add --learner / promote: the dead member is replaced by a new one
 #      started with what `member add` printed (--initial-cluster-state existing); it learns the
 #      cluster id and the data, is promoted, serves linearizable writes, and the others list it
-#      by name from its gossip.
+#      by name from its gossip;
+#   7. three members started with the same -n 3 --bootstrap-addrs command line and no
+#      --initial-cluster agree on their cluster over gossip (the first one alone waits), restart
+#      into it, and a fourth member finds it running and does not bootstrap another.
 # Gossip runs among the members (sealed with a key derived from the CA key): each sees the
 # others alive, and sees the killed leader fail.
 #
@@ -304,4 +307,59 @@ kill -9 "${PID[b]}"
 wait "${PID[b]}" 2>/dev/null || true
 wait_for "a and d to accept a write without b" 30 \
   etcdctl "${TLS[@]}" --endpoints "$(ep a),$(ep d)" put without-b 1
+
+echo "== 7. three members bootstrap through gossip alone (-n 3 --bootstrap-addrs, no --initial-cluster)"
+for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+G=(g1 g2 g3)
+for n in "${G[@]}" g4; do
+  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
+done
+GSEEDS="127.0.0.1:${GPORT[g1]},127.0.0.1:${GPORT[g2]},127.0.0.1:${GPORT[g3]}"
+gstart() {  # gstart NAME: the same command line for every member, no --initial-cluster
+  local n="$1"
+  "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 -n 3 --bootstrap-addrs "$GSEEDS" \
+    --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
+    --metrics-addr "127.0.0.1:${MPORT[$n]}" --gossip-addr "127.0.0.1:${GPORT[$n]}" \
+    --ca-cert ca.crt --ca-key ca.key --server-cert server.crt --server-key server.key \
+    --peer-cert peer.crt --peer-key peer.key --election-timeout 500ms >>"$n.log" 2>&1 &
+  PID[$n]=$!
+  PIDS+=($!)
+}
+# The first member alone waits (a cluster of one is never bootstrapped against itself) ...
+gstart g1
+wait_for "g1 to wait for the others" 30 grep -q 'sees 1 of the 3 members' g1.log
+# ... until the other two come.
+gstart g2
+gstart g3
+GALL="$(ep g1),$(ep g2),$(ep g3)"
+wait_for "the gossip-bootstrapped cluster to accept a write" 60 \
+  etcdctl "${TLS[@]}" --endpoints "$GALL" put gboot 1
+GCID=$(cluster_of "$(ep g1)")
+for n in g2 g3; do
+  [[ "$(cluster_of "$(ep "$n")")" == "$GCID" ]] || fail "$n reports another cluster id"
+  [[ "$(etcdctl "${TLS[@]}" --endpoints "$(ep "$n")" get gboot --print-value-only)" == 1 ]] ||
+    fail "$n does not see the write"
+done
+list=$(etcdctl "${TLS[@]}" --endpoints "$(ep g2)" member list)
+[[ $(grep -c . <<<"$list") == 3 ]] || fail "member list: $list"
+for n in "${G[@]}"; do
+  grep -q ", started, $n, https://127.0.0.1:${PPORT[$n]}, $(ep "$n"), false$" <<<"$list" ||
+    fail "the member list lacks $n: $list"
+done
+# Restarted with the same command line, every member comes back to the same cluster and data.
+for n in "${G[@]}"; do kill "${PID[$n]}"; done
+for n in "${G[@]}"; do wait "${PID[$n]}" 2>/dev/null || true; done
+for n in "${G[@]}"; do gstart "$n"; done
+wait_for "the restarted cluster to serve gboot" 60 bash -c "etcdctl ${TLS[*]} --endpoints $GALL \
+  get gboot --print-value-only | grep -qx 1"
+grep -q "restarting in the cluster agreed before" g1.log || fail "g1 did not restart from its record"
+[[ "$(cluster_of "$(ep g3)")" == "$GCID" ]] || fail "the restarted cluster has another id"
+# A fourth member with the same flags finds the cluster running: it does not bootstrap another
+# one, and says what to do instead.
+gstart g4
+wait_for "g4 to see the running cluster" 30 grep -q 'already runs cluster' g4.log
+grep -q 'etcdctl member add' g4.log || fail "g4 does not say how to join: $(tail -3 g4.log)"
+[[ $(etcdctl "${TLS[@]}" --endpoints "$(ep g1)" member list | grep -c .) == 3 ]] ||
+  fail "g4 changed the membership"
 echo PASS
