@@ -361,6 +361,14 @@ std::string Node::MetricsText() const {
   metric("e2d_raft_committed_index", "gauge", "The highest log index known committed.",
          r.log().committed());
   metric("e2d_raft_applied_index", "gauge", "The highest log index applied.", r.log().applied());
+  metric("e2d_backups_total", "counter", "Backups this member wrote (as leader).", backups_ok_);
+  metric("e2d_backups_failed_total", "counter", "Backups that failed to encode or store.",
+         backups_failed_);
+  metric("e2d_backups_skipped_total", "counter",
+         "Backup rounds skipped because the revision had not moved.", backups_skipped_);
+  metric("e2d_backup_age_seconds", "gauge",
+         "Seconds since this member's last backup (-1: none since it started).",
+         backups_ok_ == 0 ? -1 : absl::ToDoubleSeconds(env_.clock().Now() - last_backup_at_));
   metric("e2d_snapshot_index", "gauge",
          "The log index of this member's newest Raft snapshot (0: none).",
          r.log().snapshot_index());
@@ -588,7 +596,92 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* en
   };
   E2D_ASSIGN_OR_RETURN(node->kv_, kv::KvServer::Open(env, engine, std::move(rc), config.kv,
                                                      std::move(hooks)));
+  if (config.backup.store != nullptr) node->ScheduleBackup();
   return node;
+}
+
+void Node::ScheduleBackup() {
+  env_.clock().After(config_.backup.interval, [this, alive = alive_] {
+    if (!*alive) return;
+    MaybeBackup();
+    ScheduleBackup();
+  });
+}
+
+void Node::MaybeBackup() {
+  const BackupConfig& bc = config_.backup;
+  const raft::Raft& r = kv_->raft_node().raft();
+  if (backup_running_ || r.role() != raft::Role::kLeader || cluster_id_ == 0) return;
+  const int64_t revision = kv_->store().revision();
+  if (revision == last_backup_revision_) {
+    ++backups_skipped_;  // nothing changed since the last one
+    return;
+  }
+  BackupMeta meta;
+  meta.cluster_id = cluster_id_;
+  meta.revision = static_cast<uint64_t>(revision);
+  meta.raft_index = r.log().applied();
+  meta.created_unix_seconds = bc.unix_seconds ? bc.unix_seconds() : 0;
+  for (const Member& m : Members()) {
+    meta.members.push_back(absl::StrCat(Hex(m.id), " ", m.name.empty() ? "-" : m.name, " ",
+                                        m.peer_address));
+  }
+  BackupOptions options;
+  options.gzip = bc.gzip;
+  options.keys = bc.keys;
+  if (options.keys.has_value()) options.iv = bc.iv();
+  // The work runs on the offload worker: it reads only what it captured (the engine view, the
+  // options) and the store, which only this worker touches.
+  auto result = std::make_shared<absl::Status>();
+  std::function<absl::StatusOr<std::string>()> job = kv_->BackupJob();
+  BackupStore* store = bc.store;
+  const int keep = bc.keep;
+  const std::string name = BackupName(cluster_id_, meta.revision);
+  const std::string prefix = BackupPrefix(cluster_id_);
+  auto work = [job = std::move(job), meta, options, store, keep, name, prefix, result] {
+    *result = [&]() -> absl::Status {
+      E2D_ASSIGN_OR_RETURN(const std::string payload, job());
+      std::string file;
+      E2D_ASSIGN_OR_RETURN(std::unique_ptr<BackupWriter> w,
+                           BackupWriter::Start(options, meta, [&file](std::string_view b) {
+                             file.append(b);
+                             return absl::OkStatus();
+                           }));
+      E2D_RETURN_IF_ERROR(w->Write(payload));
+      E2D_RETURN_IF_ERROR(w->Finish());
+      E2D_RETURN_IF_ERROR(store->Put(name, file));
+      // Retention: the newest `keep` of this cluster stay (names sort by revision).
+      E2D_ASSIGN_OR_RETURN(std::vector<std::string> names, store->List());
+      std::vector<std::string> ours;
+      for (std::string& n : names) {
+        if (n.rfind(prefix, 0) == 0) ours.push_back(std::move(n));
+      }
+      std::sort(ours.begin(), ours.end());
+      for (size_t i = 0; i + keep < ours.size(); ++i) E2D_RETURN_IF_ERROR(store->Delete(ours[i]));
+      return absl::OkStatus();
+    }();
+  };
+  auto done = [this, alive = alive_, result, revision, name, store] {
+    if (!*alive) return;
+    backup_running_ = false;
+    if (result->ok()) {
+      ++backups_ok_;
+      last_backup_revision_ = revision;
+      last_backup_at_ = env_.clock().Now();
+      env_.Log(absl::StrCat("level=info msg=\"backup written\" name=", name, " store=",
+                            store->Describe(), " revision=", revision));
+    } else {
+      ++backups_failed_;
+      env_.Log(absl::StrCat("level=warn msg=\"backup failed\" name=", name, " why=\"",
+                            result->ToString(), "\""));
+    }
+  };
+  if (absl::Status s = env_.Offload(std::move(work), std::move(done)); !s.ok()) {
+    ++backups_failed_;
+    env_.Log(absl::StrCat("level=warn msg=\"backup not started\" why=\"", s.ToString(), "\""));
+    return;
+  }
+  backup_running_ = true;
 }
 
 void Node::OnClusterId(uint64_t cluster) {

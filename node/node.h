@@ -35,6 +35,8 @@
 #include "kv/engine.h"
 #include "kv/etcdserverpb.pb.h"
 #include "kv/server.h"
+#include "node/backup.h"
+#include "node/backup_store.h"
 #include "node/metrics.h"
 
 namespace e2d::node {
@@ -45,6 +47,21 @@ struct Member {
   env::Address peer_address;  // host:port of its Raft transport
   std::string client_url;     // https://host:port (or http:// for a plaintext listener)
   bool learner = false;
+};
+
+// Periodic backups (the self-management issue's snapshots): the leader writes one every
+// `interval` if the store's revision moved since its last one, to `store`, off the node's
+// thread, and keeps the newest `keep` of its cluster.
+struct BackupConfig {
+  BackupStore* store = nullptr;  // null: no backups; else outlives the node
+  absl::Duration interval = absl::Minutes(1);
+  int keep = 10;
+  bool gzip = false;
+  std::optional<BackupKeys> keys;  // set: encrypted (exclusive with gzip)
+  // A fresh IV per backup (the runtime: OpenSSL's CSPRNG; the simulator: its seeded random).
+  std::function<std::array<uint8_t, kBackupIvSize>()> iv;
+  // Wall-clock seconds, for the record only (the simulator passes a stand-in).
+  std::function<uint64_t()> unix_seconds;
 };
 
 struct NodeConfig {
@@ -59,6 +76,7 @@ struct NodeConfig {
   int election_ticks = 10;
   uint64_t snapshot_entries = 100000;  // etcd's --snapshot-count default
   kv::KvServerOptions kv;
+  BackupConfig backup;
 };
 
 // Stable, non-zero ids.
@@ -144,6 +162,9 @@ class Node {
   Node(env::Env& env, NodeConfig config, uint64_t id, uint64_t cluster_id);
   absl::Status RecordIdentity(bool joined);
   void OnClusterId(uint64_t cluster);
+  // Backups: the timer, and one backup if this member leads and the revision moved.
+  void ScheduleBackup();
+  void MaybeBackup();
 
   void OnRaftState(const raft::Raft& raft);
   void PublishGossipMeta();
@@ -165,6 +186,10 @@ class Node {
   uint64_t snapshot_index_ = 0;       // the log's snapshot index, as last seen
   env::Instant snapshot_since_;       // when it was first seen (or the start)
   uint64_t leader_changes_ = 0;
+  bool backup_running_ = false;
+  int64_t last_backup_revision_ = -1;
+  env::Instant last_backup_at_;
+  uint64_t backups_ok_ = 0, backups_failed_ = 0, backups_skipped_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   const uint64_t id_;
   uint64_t cluster_id_;  // 0 while a joining member has not heard from its cluster

@@ -2,6 +2,7 @@
 
 #include "node/runtime/cli.h"
 
+#include <openssl/rand.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,16 +31,18 @@
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/signal_set.hpp"
+#include "env/check.h"
 #include "gossip/crypto.h"
 #include "gossip/gossip_node.h"
-#include "node/bootstrap.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/server_credentials.h"
 #include "kv/rocksdb_engine.h"
+#include "node/bootstrap.h"
 #include "node/node.h"
 #include "node/pki.h"
 #include "node/runtime/asio_env.h"
 #include "node/runtime/etcd_service.h"
+#include "node/runtime/file_backup_store.h"
 #include "node/runtime/http_server.h"
 #include "env/status_macros.h"
 
@@ -281,6 +284,15 @@ const std::vector<FlagSpec>& RunFlags() {
       {"snapshot-entries", "", "100000",
        "take a Raft snapshot every this many entries (etcd's --snapshot-count)"},
       {"election-timeout", "", "1s", "Raft election timeout (heartbeats every tenth of it)"},
+      {"snapshot-backup-url", "", "",
+       "where the leader writes backups of the store: file://DIR (off if empty)"},
+      {"snapshot-backup-interval", "", "1m",
+       "how often the leader writes a backup (skipped when nothing changed)"},
+      {"snapshot-backup-keep", "", "10", "how many backups of this cluster to keep (newest)"},
+      {"snapshot-compression", "", "false", "gzip backups (not with --snapshot-encryption)",
+       true},
+      {"snapshot-encryption", "", "false",
+       "encrypt backups: AES-256-CTR + HMAC-SHA-512/256, keys derived from --ca-key", true},
   };
   return *specs;
 }
@@ -304,6 +316,11 @@ struct RunConfig {
   std::string ca_cert, server_cert, server_key, peer_cert, peer_key;
   uint64_t snapshot_entries = 100000;
   absl::Duration election_timeout = absl::Seconds(1);
+  std::string backup_url;  // empty: no backups
+  absl::Duration backup_interval = absl::Minutes(1);
+  int backup_keep = 10;
+  bool backup_gzip = false;
+  bool backup_encrypt = false;
 };
 
 std::string HostName() {
@@ -450,6 +467,22 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
                        ParseDurationFlag("election-timeout", f["election-timeout"]));
   if (c.election_timeout < absl::Milliseconds(100) || c.election_timeout > absl::Seconds(50)) {
     return absl::InvalidArgumentError("--election-timeout must be between 100ms and 50s");
+  }
+  c.backup_url = f["snapshot-backup-url"];
+  E2D_ASSIGN_OR_RETURN(c.backup_interval,
+                       ParseDurationFlag("snapshot-backup-interval", f["snapshot-backup-interval"]));
+  if (c.backup_interval < absl::Seconds(1)) {
+    return absl::InvalidArgumentError("--snapshot-backup-interval must be at least 1s");
+  }
+  if (!absl::SimpleAtoi(f["snapshot-backup-keep"], &c.backup_keep) || c.backup_keep < 1) {
+    return absl::InvalidArgumentError("--snapshot-backup-keep must be a number of at least 1");
+  }
+  c.backup_gzip = f["snapshot-compression"] == "true";
+  c.backup_encrypt = f["snapshot-encryption"] == "true";
+  if (c.backup_gzip && c.backup_encrypt) {
+    return absl::InvalidArgumentError(
+        "--snapshot-compression and --snapshot-encryption exclude each other (compressing "
+        "before encrypting leaks the content through the length)");
   }
   const std::string self_peer = absl::StrCat(c.host, ":", PortOf(c.peer_addr));
   if (f["initial-cluster-state"] != "new" && f["initial-cluster-state"] != "existing") {
@@ -656,6 +689,25 @@ int Serve(RunConfig c) {
     gc.session = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
     if (absl::Status s = gc.Validate(); !s.ok()) return Fail("run", s);
   }
+  // Backups: the store and keys are checked here too, before the data directory is opened.
+  std::unique_ptr<BackupStore> backup_store;
+  std::optional<BackupKeys> backup_keys;
+  if (c.backup_encrypt) {
+    if (c.ca_key.empty()) {
+      return Fail("run", absl::InvalidArgumentError(
+                             "--snapshot-encryption needs --ca-key (the keys derive from it)"));
+    }
+    absl::StatusOr<std::string> ca_key = ReadFile(c.ca_key, "CA key");
+    if (!ca_key.ok()) return Fail("run", ca_key.status());
+    absl::StatusOr<BackupKeys> keys = DeriveBackupKeys(*ca_key);
+    if (!keys.ok()) return Fail("run", keys.status());
+    backup_keys = *keys;
+  }
+  if (!c.backup_url.empty()) {
+    absl::StatusOr<std::unique_ptr<BackupStore>> bs = OpenBackupStore(c.backup_url);
+    if (!bs.ok()) return Fail("run", bs.status());
+    backup_store = std::move(*bs);
+  }
   Node* serving = nullptr;  // set once the node is open
   std::unique_ptr<HttpServer> http;
   if (!c.metrics_addr.empty()) {
@@ -699,6 +751,20 @@ int Serve(RunConfig c) {
   nc.tick = c.election_timeout / 10;
   nc.election_ticks = 10;
   nc.snapshot_entries = c.snapshot_entries;
+  if (backup_store != nullptr) {
+    nc.backup.store = backup_store.get();
+    nc.backup.interval = c.backup_interval;
+    nc.backup.keep = c.backup_keep;
+    nc.backup.gzip = c.backup_gzip;
+    nc.backup.keys = backup_keys;
+    nc.backup.iv = [] {
+      std::array<uint8_t, kBackupIvSize> iv;
+      E2D_CHECK(RAND_bytes(iv.data(), static_cast<int>(iv.size())) == 1,
+                "the CSPRNG failed to give a backup IV");
+      return iv;
+    };
+    nc.backup.unix_seconds = [] { return static_cast<uint64_t>(absl::ToUnixSeconds(absl::Now())); };
+  }
   if (absl::Status s = Node::CheckDataDir(env, nc); !s.ok()) return Fail("run", s);
   absl::StatusOr<std::unique_ptr<kv::RocksDbEngine>> engine =
       kv::RocksDbEngine::Open(c.data_dir + "/kv");

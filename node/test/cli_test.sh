@@ -55,6 +55,12 @@ expect 2 "is not name=host:port" run --initial-cluster a=nowhere
 expect 2 "not in the initial cluster" "${RUN[@]}" --initial-cluster b=127.0.0.1:1
 expect 2 "is neither new nor existing" run --initial-cluster-state old
 expect 2 "existing needs --initial-cluster" run --initial-cluster-state existing
+expect 2 "exclude each other" run --snapshot-compression --snapshot-encryption
+expect 2 "snapshot-backup-interval must be at least 1s" run --snapshot-backup-interval 10ms
+expect 1 "s3:// is not in this version" "${RUN[@]}" --snapshot-backup-url s3://bucket/e2d
+expect 1 "--snapshot-encryption needs --ca-key" "${RUN[@]}" --snapshot-encryption \
+  --snapshot-backup-url "file://$WORK/b"
+[[ ! -e "$WORK/b" ]] || fail "a refused start created the backup directory"
 expect 1 "already exists" pki init
 expect 1 "--peer-key is missing" run --ca-cert ca.crt --server-cert server.crt \
   --server-key server.key --peer-cert peer.crt

@@ -16,7 +16,8 @@
 #      by name from its gossip;
 #   7. three members started with the same -n 3 --bootstrap-addrs command line and no
 #      --initial-cluster agree on their cluster over gossip (the first one alone waits), restart
-#      into it, and a fourth member finds it running and does not bootstrap another.
+#      into it, and a fourth member finds it running and does not bootstrap another; the
+#      leader writes encrypted backups to a file:// directory.
 # Gossip runs among the members (sealed with a key derived from the CA key): each sees the
 # others alive, and sees the killed leader fail.
 #
@@ -322,7 +323,9 @@ gstart() {  # gstart NAME: the same command line for every member, no --initial-
     --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
     --metrics-addr "127.0.0.1:${MPORT[$n]}" --gossip-addr "127.0.0.1:${GPORT[$n]}" \
     --ca-cert ca.crt --ca-key ca.key --server-cert server.crt --server-key server.key \
-    --peer-cert peer.crt --peer-key peer.key --election-timeout 500ms >>"$n.log" 2>&1 &
+    --peer-cert peer.crt --peer-key peer.key --election-timeout 500ms \
+    --snapshot-backup-url "file://$WORK/backups" --snapshot-backup-interval 1s \
+    --snapshot-encryption >>"$n.log" 2>&1 &
   PID[$n]=$!
   PIDS+=($!)
 }
@@ -347,6 +350,13 @@ for n in "${G[@]}"; do
   grep -q ", started, $n, https://127.0.0.1:${PPORT[$n]}, $(ep "$n"), false$" <<<"$list" ||
     fail "the member list lacks $n: $list"
 done
+# The leader writes encrypted backups of the store (every second while it changes).
+has_backup() { compgen -G "$WORK/backups/e2d-*.bkp" >/dev/null; }
+wait_for "a backup file" 30 has_backup
+for f in "$WORK"/backups/e2d-*.bkp; do
+  ! grep -q gboot "$f" || fail "the backup $f holds the key gboot in plaintext"
+done
+grep -q 'msg="backup written"' g1.log g2.log g3.log || fail "no member logged its backup"
 # Restarted with the same command line, every member comes back to the same cluster and data.
 for n in "${G[@]}"; do kill "${PID[$n]}"; done
 for n in "${G[@]}"; do wait "${PID[$n]}" 2>/dev/null || true; done

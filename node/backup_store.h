@@ -1,0 +1,59 @@
+// Copyright e2d authors.
+//
+// BackupStore: where backup files go (a file:// directory, an s3:// bucket, memory in tests).
+// Objects are named; Put is atomic (a reader sees the whole object or none, so a half-written
+// backup is never the newest); names sort by age within a cluster (see BackupName).
+//
+// Threading: called from the env's offload worker (env::Env::Offload), never from two threads
+// at once by the node; implementations need no locking of their own beyond that, except
+// MemBackupStore, which tests also read from their own thread.
+
+#ifndef E2D_NODE_BACKUP_STORE_H_
+#define E2D_NODE_BACKUP_STORE_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+
+namespace e2d::node {
+
+class BackupStore {
+ public:
+  virtual ~BackupStore() = default;
+  // Writes `name` whole, replacing any object of that name.
+  virtual absl::Status Put(const std::string& name, std::string_view bytes) = 0;
+  // Every complete object's name, in no particular order.
+  virtual absl::StatusOr<std::vector<std::string>> List() = 0;
+  virtual absl::StatusOr<std::string> Get(const std::string& name) = 0;
+  virtual absl::Status Delete(const std::string& name) = 0;
+  // For logs: where the objects go (the URL).
+  virtual std::string Describe() const = 0;
+};
+
+// "e2d-<cluster id, 16 hex>-<revision, 20 digits>.bkp": sorts by revision within a cluster.
+std::string BackupName(uint64_t cluster_id, uint64_t revision);
+// The prefix every backup of `cluster_id` has.
+std::string BackupPrefix(uint64_t cluster_id);
+
+class MemBackupStore final : public BackupStore {
+ public:
+  absl::Status Put(const std::string& name, std::string_view bytes) override;
+  absl::StatusOr<std::vector<std::string>> List() override;
+  absl::StatusOr<std::string> Get(const std::string& name) override;
+  absl::Status Delete(const std::string& name) override;
+  std::string Describe() const override { return "mem://"; }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, std::string> objects_;
+};
+
+}  // namespace e2d::node
+
+#endif  // E2D_NODE_BACKUP_STORE_H_
