@@ -6,7 +6,7 @@
 #include <cmath>
 #include <utility>
 
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/btree_set.h"
 #include "absl/strings/str_cat.h"
 #include "env/check.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -753,7 +753,7 @@ void Memberlist::ReconnectRound(Instant now) {
   // exchange with it lets both sides refute. So may a seed that no live member holds (members
   // that started split join only their own side): try one of either kind.
   std::vector<const env::Address*> targets;
-  absl::flat_hash_set<std::string_view> live;
+  absl::btree_set<std::string_view> live;
   for (const auto& [name, m] : members_) {
     if (m.state == MemberState::kDead) targets.push_back(&m.addr);
     if (m.state == MemberState::kAlive || m.state == MemberState::kSuspect) live.insert(m.addr);

@@ -54,6 +54,14 @@ NodeId Cluster::AddNode(const env::Address& address) {
   return node;
 }
 
+env::Network& Cluster::network(NodeId node, const env::Address& address) {
+  Machine& m = machine(node);
+  if (address == m.address) return *m.network;
+  auto [it, fresh] = m.more_networks.try_emplace(address, nullptr);
+  if (fresh) it->second = &network_.Attach(node, address);
+  return *it->second;
+}
+
 void Cluster::Start(NodeId node) {
   Machine& m = machine(node);
   E2D_CHECK(m.process == nullptr, "node %u is already up", node);

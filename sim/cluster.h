@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -96,6 +97,10 @@ class Cluster {
 
   Simulator& sim() { return sim_; }
   SimNetwork& network() { return network_; }
+  // The node's view of another address it holds (say a gossip port beside its Raft address),
+  // attached on first use and the same view afterwards (processes of later starts get it
+  // again); build a SimEnv over it for code that takes an env. Crashes if another node holds it.
+  env::Network& network(NodeId node, const env::Address& address);
   SimDisk& disk(NodeId node) { return *machine(node).disk; }
   SimClock& clock(NodeId node) { return *machine(node).clock; }
 
@@ -115,6 +120,7 @@ class Cluster {
     std::unique_ptr<SimClock> clock;
     std::unique_ptr<SimDisk> disk;
     env::Network* network = nullptr;
+    std::map<env::Address, env::Network*> more_networks;  // by address
     std::unique_ptr<SimEnv> env;
     std::unique_ptr<Process> process;
     uint64_t starts = 0;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 
@@ -47,6 +48,33 @@ std::unique_ptr<env::File> OpenOrDie(env::Env& env, const char* path) {
   auto f = env.fs().Open(path, o);
   EXPECT_TRUE(f.ok()) << f.status();
   return f.ok() ? std::move(*f) : nullptr;
+}
+
+// A second address per machine (a gossip port beside the Raft one): the same view on every
+// start, its handlers installed again by each incarnation.
+TEST(ClusterTest, ASecondAddressIsKeptAcrossRestarts) {
+  Simulator sim(3);
+  Cluster* cluster_ptr = nullptr;
+  std::vector<std::string> got;
+  Cluster cluster(sim, FactoryFor([&](env::Env&, NodeId n, ScriptProcess&) {
+    env::Network& gossip = cluster_ptr->network(n, absl::StrCat("10.0.0.", n, ":7980"));
+    gossip.SetDatagramHandler([&got, n](const env::Address& from, std::string payload) {
+      got.push_back(absl::StrCat(n, "<", from, "|", payload));
+    });
+  }));
+  cluster_ptr = &cluster;
+  cluster.AddNode("10.0.0.1:2380");
+  cluster.AddNode("10.0.0.2:2380");
+  env::Network& g1 = cluster.network(1, "10.0.0.1:7980");
+  EXPECT_EQ(&g1, &cluster.network(1, "10.0.0.1:7980"));
+  EXPECT_EQ(&cluster.network(1, "10.0.0.1:2380"), &cluster.network(1, cluster.address(1)));
+  ASSERT_TRUE(g1.SendDatagram("10.0.0.2:7980", "a").ok());
+  sim.RunUntil(sim.now_ns() + 10'000'000);
+  cluster.Crash(2);
+  cluster.Restart(2);
+  ASSERT_TRUE(g1.SendDatagram("10.0.0.2:7980", "b").ok());
+  sim.RunUntil(sim.now_ns() + 10'000'000);
+  EXPECT_EQ(got, (std::vector<std::string>{"2<10.0.0.1:7980|a", "2<10.0.0.1:7980|b"}));
 }
 
 TEST(ClusterTest, CrashLosesExactlyTheUnsyncedWrites) {

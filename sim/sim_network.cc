@@ -80,10 +80,14 @@ class SimNetwork::Impl {
   size_t tracked_streams() const { return connections_.size(); }
 
   // A node's env::Network view.
-  void SetDatagramHandler(NodeId node, env::Network::DatagramHandler handler);
-  void SetAcceptHandler(NodeId node, env::Network::AcceptHandler handler);
-  absl::Status SendDatagram(NodeId from, const env::Address& to, std::string payload);
-  std::unique_ptr<env::Stream> Connect(NodeId from, const env::Address& to);
+  void SetDatagramHandler(NodeId node, const env::Address& address,
+                          env::Network::DatagramHandler handler);
+  void SetAcceptHandler(NodeId node, const env::Address& address,
+                        env::Network::AcceptHandler handler);
+  absl::Status SendDatagram(NodeId from, const env::Address& from_address,
+                            const env::Address& to, std::string payload);
+  std::unique_ptr<env::Stream> Connect(NodeId from, const env::Address& from_address,
+                                       const env::Address& to);
 
   // A Stream end, identified by (connection id, side).
   void SetHandlers(uint64_t id, int side, env::Stream::MessageHandler on_message,
@@ -94,23 +98,29 @@ class SimNetwork::Impl {
   void Release(uint64_t id, int side);  // the Stream object is being destroyed
 
  private:
-  // An attached node: its address, view and handlers. A handler counts only in the simulator
-  // incarnation that installed it.
-  struct Attached {
-    env::Address address;
+  // One address of an attached node: its view and handlers. A handler counts only in the
+  // simulator incarnation that installed it.
+  struct Port {
     std::unique_ptr<NodeView> view;
     env::Network::DatagramHandler datagram_handler;
     uint64_t datagram_incarnation = 0;
     env::Network::AcceptHandler accept_handler;
     uint64_t accept_incarnation = 0;
+  };
+  // An attached node: every address it holds (say a Raft port and a gossip port). Faults apply
+  // to the node, so to all of its addresses at once.
+  struct Attached {
+    absl::btree_map<env::Address, Port> ports;
     uint64_t crashes = 0;  // SimNetwork::Crash calls, for the sender check
   };
 
-  // Who sent a datagram: it is delivered only if the sender has not crashed since.
+  // Who sent a datagram, from which of its addresses: it is delivered only if the sender has
+  // not crashed since.
   struct Sender {
     NodeId node;
     uint64_t incarnation;
     uint64_t crashes;
+    env::Address address;
   };
 
   enum class Handle { kPending, kAlive, kGone };  // the Stream object of one end
@@ -118,6 +128,7 @@ class SimNetwork::Impl {
 
   struct End {
     NodeId node = kNoNode;
+    env::Address address;        // this end's address (the acceptor's: the one connected to)
     uint64_t incarnation = 0;    // of `node` when this end was created
     Handle handle = Handle::kPending;
     bool closed_locally = false;  // Close(), destruction or crash: nothing more arrives here
@@ -148,16 +159,19 @@ class SimNetwork::Impl {
   void Post(int64_t at_ns, NodeId node, std::string_view kind, uint64_t detail,
             std::function<void()> fn);
   Attached* FindNode(NodeId node);
+  Port* FindPort(NodeId node, const env::Address& address);
   Connection* Find(uint64_t id);
   const Connection* Find(uint64_t id) const;
   int64_t ArrivalNs(NodeId from, NodeId to);
   int64_t NextArrivalNs(Connection& c, int side);
   bool EndAlive(const End& end) const;
-  bool HasAcceptHandler(NodeId node);
+  bool HasAcceptHandler(NodeId node, const env::Address& address);
   bool SenderAlive(const Sender& sender);
 
-  void ScheduleDatagram(const Sender& sender, NodeId to, std::string payload, uint64_t detail);
-  void DeliverDatagram(const Sender& sender, NodeId to, std::string payload, uint64_t detail);
+  void ScheduleDatagram(const Sender& sender, NodeId to, const env::Address& to_address,
+                        std::string payload, uint64_t detail);
+  void DeliverDatagram(const Sender& sender, NodeId to, const env::Address& to_address,
+                       std::string payload, uint64_t detail);
   void DropDatagram(NodeId node, uint64_t detail);
   void CountDroppedByCrash(NodeId node);
 
@@ -201,16 +215,16 @@ class SimNetwork::Impl::NodeView final : public env::Network {
 
   const env::Address& local_address() const override { return address_; }
   void SetDatagramHandler(DatagramHandler handler) override {
-    impl_->SetDatagramHandler(node_, std::move(handler));
+    impl_->SetDatagramHandler(node_, address_, std::move(handler));
   }
   void SetAcceptHandler(AcceptHandler handler) override {
-    impl_->SetAcceptHandler(node_, std::move(handler));
+    impl_->SetAcceptHandler(node_, address_, std::move(handler));
   }
   absl::Status SendDatagram(const env::Address& to, std::string payload) override {
-    return impl_->SendDatagram(node_, to, std::move(payload));
+    return impl_->SendDatagram(node_, address_, to, std::move(payload));
   }
   std::unique_ptr<env::Stream> Connect(const env::Address& to) override {
-    return impl_->Connect(node_, to);
+    return impl_->Connect(node_, address_, to);
   }
 
  private:
@@ -266,14 +280,12 @@ void SimNetwork::Impl::Post(int64_t at_ns, NodeId node, std::string_view kind, u
 
 env::Network& SimNetwork::Impl::Attach(NodeId node, const env::Address& address) {
   E2D_CHECK(node != kNoNode && node < sim_.node_count(), "attach of unknown node %u", node);
-  E2D_CHECK(!nodes_.contains(node), "node %u is already attached", node);
   E2D_CHECK(!addresses_.contains(address), "address %s is taken", address.c_str());
   addresses_.emplace(address, node);
-  Attached& attached = nodes_[node];
-  attached.address = address;
-  attached.view = std::make_unique<NodeView>(this, node, address);
+  Port& port = nodes_[node].ports[address];
+  port.view = std::make_unique<NodeView>(this, node, address);
   sim_.Record(node, "net.attach", env::StableHash(address));
-  return *attached.view;
+  return *port.view;
 }
 
 NodeId SimNetwork::Impl::node_at(const env::Address& address) const {
@@ -284,6 +296,13 @@ NodeId SimNetwork::Impl::node_at(const env::Address& address) const {
 SimNetwork::Impl::Attached* SimNetwork::Impl::FindNode(NodeId node) {
   auto it = nodes_.find(node);
   return it == nodes_.end() ? nullptr : &it->second;
+}
+
+SimNetwork::Impl::Port* SimNetwork::Impl::FindPort(NodeId node, const env::Address& address) {
+  Attached* attached = FindNode(node);
+  if (attached == nullptr) return nullptr;
+  auto it = attached->ports.find(address);
+  return it == attached->ports.end() ? nullptr : &it->second;
 }
 
 void SimNetwork::Impl::SetDefaultLink(const LinkConfig& config) {
@@ -352,8 +371,10 @@ int SimNetwork::Impl::BreakStreams(NodeId a, NodeId b) {
 
 void SimNetwork::Impl::Crash(NodeId node) {
   if (Attached* attached = FindNode(node)) {
-    attached->datagram_handler = nullptr;
-    attached->accept_handler = nullptr;
+    for (auto& [address, port] : attached->ports) {
+      port.datagram_handler = nullptr;
+      port.accept_handler = nullptr;
+    }
     ++attached->crashes;
   }
   sim_.Record(node, "net.crash", 0);
@@ -390,24 +411,26 @@ int64_t SimNetwork::Impl::ArrivalNs(NodeId from, NodeId to) {
 // ---------------------------------------------------------------------------------------------
 // Datagrams.
 
-void SimNetwork::Impl::SetDatagramHandler(NodeId node, env::Network::DatagramHandler handler) {
-  Attached* attached = FindNode(node);
-  E2D_CHECK(attached != nullptr, "node %u is not attached", node);
-  attached->datagram_handler = std::move(handler);
-  attached->datagram_incarnation = sim_.incarnation(node);
+void SimNetwork::Impl::SetDatagramHandler(NodeId node, const env::Address& address,
+                                          env::Network::DatagramHandler handler) {
+  Port* port = FindPort(node, address);
+  E2D_CHECK(port != nullptr, "node %u does not hold %s", node, address.c_str());
+  port->datagram_handler = std::move(handler);
+  port->datagram_incarnation = sim_.incarnation(node);
 }
 
-void SimNetwork::Impl::SetAcceptHandler(NodeId node, env::Network::AcceptHandler handler) {
-  Attached* attached = FindNode(node);
-  E2D_CHECK(attached != nullptr, "node %u is not attached", node);
-  attached->accept_handler = std::move(handler);
-  attached->accept_incarnation = sim_.incarnation(node);
+void SimNetwork::Impl::SetAcceptHandler(NodeId node, const env::Address& address,
+                                        env::Network::AcceptHandler handler) {
+  Port* port = FindPort(node, address);
+  E2D_CHECK(port != nullptr, "node %u does not hold %s", node, address.c_str());
+  port->accept_handler = std::move(handler);
+  port->accept_incarnation = sim_.incarnation(node);
 }
 
-bool SimNetwork::Impl::HasAcceptHandler(NodeId node) {
-  const Attached* attached = FindNode(node);
-  return attached != nullptr && attached->accept_handler != nullptr &&
-         attached->accept_incarnation == sim_.incarnation(node);
+bool SimNetwork::Impl::HasAcceptHandler(NodeId node, const env::Address& address) {
+  const Port* port = FindPort(node, address);
+  return port != nullptr && port->accept_handler != nullptr &&
+         port->accept_incarnation == sim_.incarnation(node);
 }
 
 bool SimNetwork::Impl::SenderAlive(const Sender& sender) {
@@ -416,8 +439,8 @@ bool SimNetwork::Impl::SenderAlive(const Sender& sender) {
          sim_.incarnation(sender.node) == sender.incarnation;
 }
 
-absl::Status SimNetwork::Impl::SendDatagram(NodeId from, const env::Address& to,
-                                            std::string payload) {
+absl::Status SimNetwork::Impl::SendDatagram(NodeId from, const env::Address& from_address,
+                                            const env::Address& to, std::string payload) {
   if (payload.size() > env::kDatagramSizeMax) {
     return absl::InvalidArgumentError(absl::StrCat("datagram of ", payload.size(),
                                                    " bytes exceeds the limit of ",
@@ -433,32 +456,35 @@ absl::Status SimNetwork::Impl::SendDatagram(NodeId from, const env::Address& to,
     DropDatagram(from, detail);
     return absl::OkStatus();
   }
-  const Sender sender{from, sim_.incarnation(from), FindNode(from)->crashes};
+  const Sender sender{from, sim_.incarnation(from), FindNode(from)->crashes, from_address};
   if (random_.Chance(link(from, dest).duplicate)) {
     ++stats_.datagrams_duplicated;
-    ScheduleDatagram(sender, dest, payload, env::HashCombine(detail, 2));
+    ScheduleDatagram(sender, dest, to, payload, env::HashCombine(detail, 2));
   }
-  ScheduleDatagram(sender, dest, std::move(payload), detail);
+  ScheduleDatagram(sender, dest, to, std::move(payload), detail);
   return absl::OkStatus();
 }
 
-void SimNetwork::Impl::ScheduleDatagram(const Sender& sender, NodeId to, std::string payload,
+void SimNetwork::Impl::ScheduleDatagram(const Sender& sender, NodeId to,
+                                        const env::Address& to_address, std::string payload,
                                         uint64_t detail) {
   const uint64_t incarnation = sim_.incarnation(to);
   ++datagrams_in_flight_[{to, incarnation}];
   Post(ArrivalNs(sender.node, to), to, "net.dgram", detail,
-       [this, sender, to, incarnation, detail, payload = std::move(payload)]() mutable {
+       [this, sender, to, to_address, incarnation, detail,
+        payload = std::move(payload)]() mutable {
          auto it = datagrams_in_flight_.find({to, incarnation});
          E2D_CHECK(it != datagrams_in_flight_.end() && it->second > 0,
                    "datagram to node %u not counted in flight", to);
          if (--it->second == 0) datagrams_in_flight_.erase(it);
-         DeliverDatagram(sender, to, std::move(payload), detail);
+         DeliverDatagram(sender, to, to_address, std::move(payload), detail);
        });
 }
 
-void SimNetwork::Impl::DeliverDatagram(const Sender& sender, NodeId to, std::string payload,
+void SimNetwork::Impl::DeliverDatagram(const Sender& sender, NodeId to,
+                                       const env::Address& to_address, std::string payload,
                                        uint64_t detail) {
-  Attached* receiver = FindNode(to);
+  Port* receiver = FindPort(to, to_address);
   if (!SenderAlive(sender) || blocked(sender.node, to) || receiver == nullptr ||
       receiver->datagram_handler == nullptr ||
       receiver->datagram_incarnation != sim_.incarnation(to)) {
@@ -468,8 +494,7 @@ void SimNetwork::Impl::DeliverDatagram(const Sender& sender, NodeId to, std::str
   ++stats_.datagrams_delivered;
   // Copies: the handler may replace itself or attach nodes.
   const env::Network::DatagramHandler handler = receiver->datagram_handler;
-  const env::Address from = FindNode(sender.node)->address;
-  handler(from, std::move(payload));
+  handler(sender.address, std::move(payload));
 }
 
 void SimNetwork::Impl::DropDatagram(NodeId node, uint64_t detail) {
@@ -507,14 +532,18 @@ bool SimNetwork::Impl::EndAlive(const End& end) const {
   return end.node != kNoNode && sim_.incarnation(end.node) == end.incarnation;
 }
 
-std::unique_ptr<env::Stream> SimNetwork::Impl::Connect(NodeId from, const env::Address& to) {
+std::unique_ptr<env::Stream> SimNetwork::Impl::Connect(NodeId from,
+                                                       const env::Address& from_address,
+                                                       const env::Address& to) {
   const uint64_t id = next_connection_id_++;
   auto c = std::make_unique<Connection>();
   End& local = c->ends[kConnector];
   local.node = from;
+  local.address = from_address;
   local.incarnation = sim_.incarnation(from);
   local.handle = Handle::kAlive;
   c->ends[kAcceptor].node = node_at(to);
+  c->ends[kAcceptor].address = to;
   c->established_ns = ArrivalNs(from, c->ends[kAcceptor].node);
   const uint64_t detail = env::HashCombine(id, env::StableHash(to));
   sim_.Record(from, "net.connect_send", detail);
@@ -538,7 +567,7 @@ void SimNetwork::Impl::Establish(uint64_t id, const env::Address& to) {
     problem = "no node has this address";
   } else if (blocked(from, dest) || blocked(dest, from)) {
     problem = "the link is partitioned";
-  } else if (!HasAcceptHandler(dest)) {
+  } else if (!HasAcceptHandler(dest, to)) {
     problem = "connection refused (no accept handler)";
   }
   if (problem != nullptr) {
@@ -559,8 +588,7 @@ void SimNetwork::Impl::Accept(uint64_t id) {
             static_cast<unsigned long long>(id));
   End& end = c->ends[kAcceptor];
   if (end.handle != Handle::kPending || end.closed_locally) return;
-  const NodeId from = c->ends[kConnector].node;
-  if (!HasAcceptHandler(end.node) || !EndAlive(end)) {  // cleared since establishment
+  if (!HasAcceptHandler(end.node, end.address) || !EndAlive(end)) {  // cleared since then
     end.handle = Handle::kGone;
     if (!Break(id, absl::UnavailableError("connection refused (accept handler removed)"))) {
       MaybeErase(id);
@@ -568,8 +596,9 @@ void SimNetwork::Impl::Accept(uint64_t id) {
     return;
   }
   end.handle = Handle::kAlive;
-  const env::Network::AcceptHandler handler = FindNode(end.node)->accept_handler;
-  handler(std::make_unique<StreamEnd>(this, alive_, id, kAcceptor, FindNode(from)->address));
+  const env::Network::AcceptHandler handler = FindPort(end.node, end.address)->accept_handler;
+  handler(std::make_unique<StreamEnd>(this, alive_, id, kAcceptor,
+                                      c->ends[kConnector].address));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -62,7 +62,9 @@ class SimNetwork {
   SimNetwork& operator=(const SimNetwork&) = delete;
 
   // Gives `node` the address `address` and returns its Network view (valid for the lifetime of
-  // this SimNetwork; handlers are cleared by Crash()). Crashes if the address is taken.
+  // this SimNetwork; handlers are cleared by Crash()). Crashes if the address is taken. A node
+  // may hold several addresses (say a Raft port and a gossip port), each with its own handlers;
+  // link faults, partitions and crashes apply to the node, so to all of them at once.
   env::Network& Attach(NodeId node, const env::Address& address);
 
   // The node holding `address`, or kNoNode.

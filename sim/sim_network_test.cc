@@ -703,6 +703,52 @@ RunResult RunScenario(uint64_t seed) {
   return result;
 }
 
+// A node may hold several addresses (a Raft port and a gossip port): datagrams and streams go
+// to the address they were sent to and come from the address they were sent from; faults hit
+// the node, so all of its addresses at once.
+TEST_F(SimNetworkTest, ANodeWithTwoAddressesKeepsThemApartButFailsAsOne) {
+  env::Network& a2 = net_.Attach(a_, "n1:7980");
+  env::Network& b2 = net_.Attach(b_, "n2:7980");
+  EXPECT_EQ(net_.node_at("n2:7980"), b_);
+  std::vector<std::string> b2_inbox;
+  b2.SetDatagramHandler([&](const env::Address& from, std::string payload) {
+    b2_inbox.push_back(from + "|" + payload);
+  });
+  ListenDatagrams(b_);
+  ASSERT_TRUE(a2.SendDatagram("n2:7980", "gossip").ok());
+  ASSERT_TRUE(view(a_).SendDatagram(addr(b_), "raft").ok());
+  Run(kLatencyNs);
+  EXPECT_EQ(b2_inbox, std::vector<std::string>{"n1:7980|gossip"});
+  EXPECT_EQ(inbox(b_), std::vector<std::string>{"n1:7000|raft"});
+  // Streams: accepted by the handler of the address connected to; the peer is the connecting
+  // address. Without a handler on that address, refused even if the other address has one.
+  std::vector<std::unique_ptr<env::Stream>> b2_accepted;
+  b2.SetAcceptHandler([&](std::unique_ptr<env::Stream> s) { b2_accepted.push_back(std::move(s)); });
+  Peer refused;
+  refused.stream = view(a_).Connect(addr(b_));  // n2:7000 has no accept handler
+  refused.Listen();
+  Peer client;
+  client.stream = a2.Connect("n2:7980");
+  client.Listen();
+  Run(kLatencyNs);
+  ASSERT_EQ(b2_accepted.size(), 1u);
+  EXPECT_EQ(b2_accepted[0]->peer(), "n1:7980");
+  EXPECT_TRUE(accepted_.empty());
+  ASSERT_EQ(refused.closes.size(), 1u);
+  // A partition of the node cuts both addresses; a crash clears both.
+  net_.Isolate(b_);
+  ASSERT_TRUE(a2.SendDatagram("n2:7980", "cut").ok());
+  Run(10 * kMs);
+  EXPECT_EQ(b2_inbox.size(), 1u);
+  EXPECT_EQ(client.closes.size(), 1u);
+  net_.Heal();
+  sim_.Crash(b_);
+  net_.Crash(b_);
+  ASSERT_TRUE(a2.SendDatagram("n2:7980", "to the crashed").ok());
+  Run(10 * kMs);
+  EXPECT_EQ(b2_inbox.size(), 1u);  // its handler went with the crash
+}
+
 TEST(SimNetworkDeterminismTest, SameSeedSameRun) {
   const RunResult first = RunScenario(7);
   const RunResult second = RunScenario(7);
