@@ -192,8 +192,48 @@ void Node::PollUntil(std::function<bool()> holds, env::Instant deadline, absl::S
   });
 }
 
+void Node::Current(env::Instant deadline, std::function<void(absl::Status)> then) {
+  kv_->raft_node().ReadIndex([this, alive = alive_, deadline,
+                              then = std::move(then)](absl::StatusOr<uint64_t> index) mutable {
+    if (!*alive) return;
+    absl::Status s;
+    if (!index.ok()) {
+      s = index.status().code() == absl::StatusCode::kDeadlineExceeded
+              ? RequestTimedOut()
+              : absl::UnavailableError(absl::StrCat("etcdserver: ", index.status().message()));
+      // Refused (an election, a leader that has not committed in its term yet) or lost: asked
+      // again every 50 ms until the request's deadline, as etcd holds a request while it has
+      // no leader. (Too many reads pending is an answer.)
+      const absl::Duration step = absl::Milliseconds(50);
+      if (index.status().code() != absl::StatusCode::kResourceExhausted &&
+          env_.clock().Now() + step < deadline) {
+        env_.clock().After(step, [this, alive, deadline, then = std::move(then)]() mutable {
+          if (*alive) Current(deadline, std::move(then));
+        });
+        return;
+      }
+    }
+    Later([then = std::move(then), s] { then(s); });
+  });
+}
+
+absl::Duration Node::Left(env::Instant deadline) {
+  return std::max(deadline - env_.clock().Now(), absl::Milliseconds(1));
+}
+
 void Node::AddMember(const env::Address& peer_address, bool learner, absl::Duration timeout,
                      std::function<void(absl::StatusOr<Member>)> done) {
+  const env::Instant deadline = env_.clock().Now() + timeout;
+  Current(deadline, [this, peer_address, learner, deadline,
+                     done = std::move(done)](absl::Status s) mutable {
+    if (!s.ok()) return done(s);
+    AddCurrentMember(peer_address, learner, Left(deadline), std::move(done));
+  });
+}
+
+void Node::AddCurrentMember(const env::Address& peer_address, bool learner,
+                            absl::Duration timeout,
+                            std::function<void(absl::StatusOr<Member>)> done) {
   const uint64_t id = MemberIdFor(peer_address);
   for (const Member& m : Members()) {
     if (m.id == id || m.peer_address == peer_address) {
@@ -223,6 +263,15 @@ void Node::AddMember(const env::Address& peer_address, bool learner, absl::Durat
 
 void Node::RemoveMember(uint64_t id, absl::Duration timeout,
                         std::function<void(absl::Status)> done) {
+  const env::Instant deadline = env_.clock().Now() + timeout;
+  Current(deadline, [this, id, deadline, done = std::move(done)](absl::Status s) mutable {
+    if (!s.ok()) return done(s);
+    RemoveCurrentMember(id, Left(deadline), std::move(done));
+  });
+}
+
+void Node::RemoveCurrentMember(uint64_t id, absl::Duration timeout,
+                               std::function<void(absl::Status)> done) {
   const raft::Raft& r = kv_->raft_node().raft();
   if (!r.membership().IsMember(id)) {
     return Later([done = std::move(done)] {
@@ -255,6 +304,15 @@ void Node::RemoveMember(uint64_t id, absl::Duration timeout,
 
 void Node::PromoteMember(uint64_t id, absl::Duration timeout,
                          std::function<void(absl::Status)> done) {
+  const env::Instant deadline = env_.clock().Now() + timeout;
+  Current(deadline, [this, id, deadline, done = std::move(done)](absl::Status s) mutable {
+    if (!s.ok()) return done(s);
+    PromoteCurrentMember(id, Left(deadline), std::move(done));
+  });
+}
+
+void Node::PromoteCurrentMember(uint64_t id, absl::Duration timeout,
+                                std::function<void(absl::Status)> done) {
   const raft::Raft& r = kv_->raft_node().raft();
   absl::Status refused;
   if (!r.membership().IsMember(id)) {

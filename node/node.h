@@ -125,8 +125,10 @@ class Node {
   // thread, never inside this call, and never after the node is destroyed.
   void MoveLeader(uint64_t target, absl::Duration timeout, std::function<void(absl::Status)> done);
 
-  // etcd's Cluster service. Each proposes one membership change (a follower forwards it to the
-  // leader) and reports once this member applied it, within `timeout`; `done` runs on the env's
+  // etcd's Cluster service. Each first waits until this member applied every change committed
+  // before the call (its checks never see a stale membership, even on a lagging follower), then
+  // proposes one membership change (a follower forwards it to the leader) and reports once this
+  // member applied it, within `timeout`; `done` runs on the env's
   // thread, never inside the call, and never after the node is destroyed. Errors, with etcd's
   // texts where etcd has one:
   //  - AddMember: a member at `peer_address` (host:port), a learner if asked, with id
@@ -172,6 +174,18 @@ class Node {
   void ChangeMembership(const raftpb::ConfChange& cc, std::function<bool()> applied,
                         absl::Duration timeout, std::function<void(absl::Status)> done);
   // Checks `holds` every 20 ms: `done` gets OK once it holds, `timed_out` past the deadline.
+  // Runs `then` once this member applied every change committed before the call (a ReadIndex),
+  // so that the checks of a membership request see every change acknowledged before it, also
+  // on a follower that lags; or, at `deadline`, with the error that prevented it (no leader,
+  // timed out).
+  void Current(env::Instant deadline, std::function<void(absl::Status)> then);
+  absl::Duration Left(env::Instant deadline);  // time to `deadline`, at least 1 ms
+  void AddCurrentMember(const env::Address& peer_address, bool learner, absl::Duration timeout,
+                        std::function<void(absl::StatusOr<Member>)> done);
+  void RemoveCurrentMember(uint64_t id, absl::Duration timeout,
+                           std::function<void(absl::Status)> done);
+  void PromoteCurrentMember(uint64_t id, absl::Duration timeout,
+                            std::function<void(absl::Status)> done);
   void PollUntil(std::function<bool()> holds, env::Instant deadline, absl::Status timed_out,
                  std::function<void(absl::Status)> done);
   // Runs `f` on the env's thread, never inside the caller, never after the node is gone.

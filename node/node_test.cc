@@ -388,6 +388,33 @@ TEST_F(NodeTest, AChangeForwardedWhileAnotherIsPendingIsProposedAgain) {
   }
 }
 
+// A change is acknowledged once the leader applied it; a follower learns of the commit a
+// moment later. A request made to that follower before it did must see the change all the same:
+// the second add of the same member is refused, not proposed again as a new one.
+TEST_F(NodeTest, AFollowerChecksARequestAgainstEveryAcknowledgedChange) {
+  const sim::NodeId l = Leader();
+  const sim::NodeId f = l % 3 + 1;
+  const std::string d_address = "10.0.0.4:2380";
+  cluster_->network().Block(l, f);  // f hears nothing from the leader for a moment
+  ASSERT_TRUE(Add(l, d_address, /*learner=*/true).ok());
+  ASSERT_EQ(node(f)->Members().size(), 3u) << "the test needs f to lag behind the leader";
+  std::optional<absl::StatusOr<Member>> second;
+  node(f)->AddMember(d_address, /*learner=*/true, absl::Seconds(7),
+                     [&](absl::StatusOr<Member> m) { second = std::move(m); });
+  sim_.RunUntil(sim_.now_ns() + 300'000'000);
+  cluster_->network().Heal();
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return second.has_value(); }, sim_.now_ns() + 30'000'000'000));
+  EXPECT_EQ(second->status().message(), "etcdserver: Peer URLs already exists");
+  EXPECT_EQ(node(f)->Members().size(), 4u);
+
+  // A follower with no leader to ask refuses, in time, instead of checking a stale membership.
+  cluster_->network().Isolate(f);
+  sim_.RunUntil(sim_.now_ns() + 5'000'000'000);
+  const absl::Status cut = Remove(f, MemberIdFor(d_address));
+  EXPECT_EQ(cut.code(), absl::StatusCode::kUnavailable) << cut;
+  cluster_->network().Heal();
+}
+
 TEST(GossipMetaTest, RoundTripsAndRefusesWhatIsNotOne) {
   GossipMeta m;
   m.member_id = 0x0123456789abcdefull;

@@ -259,7 +259,12 @@ CID=$(etcdctl "${TLS[@]}" --endpoints "$AB" member list | awk -F', ' -v p="${PPO
 [[ -n "$CID" ]] || fail "c is not in the member list"
 etcdctl "${TLS[@]}" --endpoints "$AB" member remove "$CID" | grep -q "Member *$CID removed" ||
   fail "member remove c"
-etcdctl "${TLS[@]}" --endpoints "$AB" member list | grep -q "$CID" && fail "c still listed"
+# The change is acknowledged once the leader applied it; the other member (etcdctl may ask
+# either) lists it once it applied it too, as in etcd, whose member list is served locally.
+c_gone() { ! etcdctl "${TLS[@]}" --endpoints "$1" member list | grep -q "^$CID, "; }
+for n in a b; do
+  wait_for "$n to drop c from its member list" 10 c_gone "$(ep "$n")"
+done
 out=$(etcdctl "${TLS[@]}" --endpoints "$AB" member remove "$CID" 2>&1 || true)
 [[ "$out" == *"member not found"* ]] || fail "removing c twice was not refused as etcd does: $out"
 CPORT[d]=$(free_port); PPORT[d]=$(free_port); MPORT[d]=$(free_port)
@@ -289,8 +294,10 @@ check_acked "$(ep d)" --consistency=s || fail "d lacks acknowledged writes"
 cluster_of() { etcdctl "${TLS[@]}" --endpoints "$1" endpoint status -w fields | awk -F' : ' '/"ClusterID"/ {print $2}'; }
 [[ "$(cluster_of "$(ep d)")" == "$(cluster_of "$(ep a)")" ]] || fail "d reports another cluster id"
 wait_for "d to be promoted" 30 etcdctl "${TLS[@]}" --endpoints "$AB" member promote "$DID"
-etcdctl "${TLS[@]}" --endpoints "$AB" member list | grep -q "^$DID, .*, false$" ||
-  fail "d is not a voter: $(etcdctl "${TLS[@]}" --endpoints "$AB" member list)"
+d_voter() { etcdctl "${TLS[@]}" --endpoints "$1" member list | grep -q "^$DID, .*, false$"; }
+for n in a b; do
+  wait_for "$n to list d as a voter" 10 d_voter "$(ep "$n")"
+done
 # Each change is logged, with ids as etcdctl shows them (zero-padded to 16 digits).
 grep -q "msg=\"membership changed\" .*voters=[0-9a-f,]*$(printf '%016x' "0x$DID")" a.log ||
   fail "a did not log d's promotion"
