@@ -103,6 +103,8 @@ std::string RevisionKey(Revision rev) {
   return k;
 }
 
+void MvccStore::ForgetAppliedIndex(WriteBatch* batch) { batch->Put(kMetaApplied, "0"); }
+
 absl::StatusOr<std::unique_ptr<MvccStore>> MvccStore::Open(KvEngine* engine) {
   std::unique_ptr<MvccStore> s(new MvccStore(engine));
   auto meta = [&](const char* key, int64_t* out) -> absl::Status {

@@ -82,6 +82,9 @@ class MvccStore {
  public:
   // Loads the store from `engine` (which must outlive it), rebuilding the in-memory index.
   static absl::StatusOr<std::unique_ptr<MvccStore>> Open(KvEngine* engine);
+  // Makes `batch` record applied index 0: a store copied from another cluster (a backup) is
+  // then replayed by a new Raft log from its first entry. Revisions are kept as they are.
+  static void ForgetAppliedIndex(WriteBatch* batch);
 
   int64_t revision() const { return revision_; }
   int64_t compact_revision() const { return compact_revision_; }

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "env/check.h"
+#include "env/status_macros.h"
 
 namespace e2d::kv {
 namespace {
@@ -389,6 +390,41 @@ std::function<absl::StatusOr<std::string>()> KvServer::BackupJob() const {
     if (absl::Status s = it->status(); !s.ok()) return s;
     return snap.SerializeAsString();
   };
+}
+
+absl::StatusOr<int64_t> KvServer::Seed(KvEngine* engine, const std::string& snapshot) {
+  {
+    std::unique_ptr<KvIterator> it = engine->Scan("", "");
+    if (it->Valid()) {
+      return absl::FailedPreconditionError("kv: a store is seeded only into an empty engine");
+    }
+    if (absl::Status s = it->status(); !s.ok()) return s;
+  }
+  requestpb::EngineSnapshot snap;
+  if (!snap.ParseFromString(snapshot)) {
+    return absl::DataLossError("kv: the store to seed from does not parse");
+  }
+  WriteBatch batch;
+  for (const auto& rec : snap.records()) batch.Put(rec.key(), rec.value());
+  MvccStore::ForgetAppliedIndex(&batch);
+  E2D_RETURN_IF_ERROR(engine->Write(batch));
+  absl::StatusOr<std::unique_ptr<MvccStore>> store = MvccStore::Open(engine);
+  if (store.ok()) {
+    absl::StatusOr<std::unique_ptr<Lessor>> lessor = Lessor::Open(store->get(), LeaseConfig());
+    if (lessor.ok()) {
+      E2D_RETURN_IF_ERROR(engine->Sync());
+      return (*store)->revision();
+    }
+    store = lessor.status();
+  }
+  // Leave the engine empty again.
+  WriteBatch undo;
+  std::unique_ptr<KvIterator> it = engine->Scan("", "");
+  for (; it->Valid(); it->Next()) undo.Delete(it->key());
+  E2D_RETURN_IF_ERROR(it->status());
+  E2D_RETURN_IF_ERROR(engine->Write(undo));
+  return absl::DataLossError(
+      absl::StrCat("kv: the store to seed from does not open: ", store.status().message()));
 }
 
 void KvServer::Restore(const raftpb::SnapshotMetadata& meta, const std::string& data) {

@@ -112,6 +112,12 @@ class KvServer {
                                                         raft::RaftNodeConfig raft_config,
                                                         KvServerOptions options,
                                                         KvServerHooks hooks);
+  // Fills an empty `engine` with a store in the state-machine snapshot format (what Backup
+  // returns), made current to no Raft index, so that a new cluster's log applies on top of it:
+  // how a cluster is restored from a backup. Returns the store's revision. Errors:
+  // FailedPrecondition if the engine holds anything; DataLoss if `snapshot` does not parse or
+  // the store it holds does not open (nothing is left in the engine then); the engine's.
+  static absl::StatusOr<int64_t> Seed(KvEngine* engine, const std::string& snapshot);
   ~KvServer();
   KvServer(const KvServer&) = delete;
   KvServer& operator=(const KvServer&) = delete;

@@ -15,6 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kv/mem_engine.h"
+#include "kv/mvcc.h"
+#include "kv/requestpb.pb.h"
 #include "sim/cluster.h"
 
 namespace e2d::kv {
@@ -45,6 +47,10 @@ class KvServerTest : public ::testing::Test {
     for (int i = 1; i <= n; ++i) {
       addresses_.push_back(absl::StrCat("10.0.0.", i, ":2380"));
       engines_[i] = std::make_unique<MemEngine>();
+      if (seed_.has_value()) {
+        absl::StatusOr<int64_t> revision = KvServer::Seed(engines_[i].get(), *seed_);
+        ASSERT_TRUE(revision.ok()) << revision.status();
+      }
     }
     cluster_ = std::make_unique<sim::Cluster>(sim_, [this, tweak](env::Env& env, sim::NodeId id) {
       raft::RaftNodeConfig c;
@@ -123,6 +129,7 @@ class KvServerTest : public ::testing::Test {
   }
 
   sim::Simulator sim_{11};
+  std::optional<std::string> seed_;  // every engine starts with this store (KvServer::Seed)
   int n_ = 0;
   std::vector<env::Address> addresses_;
   std::vector<std::unique_ptr<MemEngine>> engines_;
@@ -377,6 +384,71 @@ TEST_F(KvServerTest, PastTheQuotaEveryReplicaRaisesNoSpaceAndStillServesReadsAnd
   ASSERT_TRUE(Wait(cleared));
   ASSERT_TRUE(cleared.got->ok());
   EXPECT_TRUE(Put(1, "tiny", "1").ok());
+}
+
+
+// A store that another cluster's log brought to applied index 40, in the snapshot format.
+std::string StoreAtIndex40(int64_t* revision) {
+  MemEngine engine;
+  std::unique_ptr<MvccStore> store = *MvccStore::Open(&engine);
+  for (int i = 0; i < 5; ++i) {
+    MvccStore::Txn t = store->Begin();
+    EXPECT_TRUE(t.Put(absl::StrCat("k", i), absl::StrCat("v", i), 0).ok());
+    EXPECT_TRUE(t.Commit(36 + i).ok());
+  }
+  *revision = store->revision();
+  requestpb::EngineSnapshot snap;
+  snap.set_applied_index(store->applied_index());
+  for (std::unique_ptr<KvIterator> it = engine.Scan("", ""); it->Valid(); it->Next()) {
+    requestpb::EngineSnapshot::Record* rec = snap.add_records();
+    rec->set_key(std::string(it->key()));
+    rec->set_value(std::string(it->value()));
+  }
+  return snap.SerializeAsString();
+}
+
+// A restore: every member of a new cluster starts from the same backup. Its new log applies
+// from its first entry (the old cluster's index 40 means nothing to it), and revisions go on
+// from the backup's: they never go back.
+TEST_F(KvServerTest, ASeededClusterServesTheStoreAndItsRevisionsGoOn) {
+  int64_t revision = 0;
+  seed_ = StoreAtIndex40(&revision);
+  ASSERT_EQ(revision, 6);
+  Start(3);
+  for (sim::NodeId id : cluster_->nodes()) {
+    EXPECT_EQ(ValueAt(id, "k3"), "v3");
+    EXPECT_EQ(server(id)->store().revision(), revision);
+  }
+  absl::StatusOr<etcdserverpb::PutResponse> put = Put(Leader(), "after", "x");
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(put->header().revision(), revision + 1);
+  for (sim::NodeId id : cluster_->nodes()) EXPECT_EQ(ValueAt(id, "after"), "x");
+}
+
+TEST(KvSeedTest, RefusesAnEngineInUseAndAStoreThatDoesNotParseOrOpen) {
+  int64_t revision = 0;
+  const std::string store = StoreAtIndex40(&revision);
+  MemEngine used;
+  WriteBatch b;
+  b.Put("x", "y");
+  ASSERT_TRUE(used.Write(b).ok());
+  EXPECT_EQ(KvServer::Seed(&used, store).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(**used.Get("x"), "y");  // left alone
+
+  MemEngine empty;
+  EXPECT_EQ(KvServer::Seed(&empty, "\xff\xff not a store").status().code(),
+            absl::StatusCode::kDataLoss);
+  requestpb::EngineSnapshot damaged;
+  requestpb::EngineSnapshot::Record* rec = damaged.add_records();
+  rec->set_key("m/revision");
+  rec->set_value("not a number");
+  EXPECT_EQ(KvServer::Seed(&empty, damaged.SerializeAsString()).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(empty.Scan("", "")->Valid()) << "a refused store left records behind";
+  absl::StatusOr<int64_t> seeded = KvServer::Seed(&empty, store);
+  ASSERT_TRUE(seeded.ok()) << seeded.status();
+  EXPECT_EQ(*seeded, revision);
+  EXPECT_EQ((*MvccStore::Open(&empty))->applied_index(), 0u);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "absl/container/btree_map.h"
 #include "absl/container/btree_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -64,12 +65,13 @@ uint64_t MemberIdFor(const env::Address& peer_address) {
   return Fnv1a("e2d member at " + peer_address);
 }
 
-uint64_t ClusterIdFor(const std::vector<Member>& initial_cluster) {
+uint64_t ClusterIdFor(const std::vector<Member>& initial_cluster, absl::string_view restored_from) {
   std::vector<std::string> parts;
   for (const Member& m : initial_cluster) parts.push_back(m.name + "=" + m.peer_address);
   std::sort(parts.begin(), parts.end());
   std::string all = "e2d cluster";
   for (const std::string& p : parts) all += "," + p;
+  if (!restored_from.empty()) absl::StrAppend(&all, " restored from ", restored_from);
   return Fnv1a(all);
 }
 
@@ -525,13 +527,18 @@ struct Identity {
   uint64_t member_id = 0;
   std::string name;
   bool joined = false;
+  std::string restored_from;  // bootstrapped from this backup (see NodeConfig::restore)
 };
 
 std::string IdentityText(const Identity& id) {
   return absl::StrCat("e2d-member v2\ncluster_id=",
                       id.cluster_id == 0 ? std::string("pending") : Hex(id.cluster_id),
                       "\nmember_id=", Hex(id.member_id), "\nname=", id.name,
-                      "\norigin=", id.joined ? "join" : "bootstrap", "\n");
+                      "\norigin=",
+                      id.joined                    ? std::string("join")
+                      : id.restored_from.empty() ? std::string("bootstrap")
+                                                 : absl::StrCat("restore ", id.restored_from),
+                      "\n");
 }
 
 absl::StatusOr<Identity> ParseIdentity(const std::string& text) {
@@ -557,7 +564,12 @@ absl::StatusOr<Identity> ParseIdentity(const std::string& text) {
     return bad("cluster_id is not hexadecimal");
   }
   if (!absl::SimpleHexAtoi(member, &id.member_id)) return bad("member_id is not hexadecimal");
-  if (origin != "join" && origin != "bootstrap") return bad("origin is neither join nor bootstrap");
+  constexpr absl::string_view kRestore = "restore ";
+  if (absl::StartsWith(origin, kRestore) && origin.size() > kRestore.size()) {
+    id.restored_from = origin.substr(kRestore.size());
+  } else if (origin != "join" && origin != "bootstrap") {
+    return bad("origin is neither join, bootstrap nor restore <backup>");
+  }
   id.joined = origin == "join";
   return id;
 }
@@ -566,7 +578,8 @@ absl::StatusOr<Identity> ParseIdentity(const std::string& text) {
 Identity Configured(const NodeConfig& config) {
   Identity id;
   id.joined = config.join;
-  id.cluster_id = config.join ? 0 : ClusterIdFor(config.initial_cluster);
+  if (config.restore.has_value()) id.restored_from = config.restore->name;
+  id.cluster_id = config.join ? 0 : ClusterIdFor(config.initial_cluster, id.restored_from);
   id.member_id = MemberIdFor(Self(config).peer_address);
   id.name = config.name;
   return id;
@@ -579,12 +592,15 @@ Identity Configured(const NodeConfig& config) {
 // unless it is told it joins an existing cluster.
 absl::StatusOr<std::pair<Identity, bool>> ResolveIdentity(env::FileSystem& fs,
                                                           const NodeConfig& config) {
-  const Identity want = Configured(config);
+  Identity want = Configured(config);
   E2D_ASSIGN_OR_RETURN(const bool exists, fs.Exists(kIdentityFile));
   if (!exists) return std::make_pair(want, false);
   E2D_ASSIGN_OR_RETURN(std::unique_ptr<env::File> f, fs.Open(kIdentityFile, {}));
   E2D_ASSIGN_OR_RETURN(const std::string text, f->ReadAt(0, 4096));
   E2D_ASSIGN_OR_RETURN(Identity have, ParseIdentity(text));
+  // A restored member restarts from its own data, with or without the restore flag.
+  want.restored_from = have.restored_from;
+  if (!config.join) want.cluster_id = ClusterIdFor(config.initial_cluster, want.restored_from);
   const bool cluster_ok =
       have.joined || config.join || have.cluster_id == want.cluster_id;
   if (have.member_id == want.member_id && have.name == want.name && cluster_ok) {
@@ -616,6 +632,29 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* en
   const Identity& identity = resolved.first;
   const uint64_t id = identity.member_id;
   std::unique_ptr<Node> node(new Node(env, config, id, identity.cluster_id));
+  node->restored_from_ = identity.restored_from;
+  if (resolved.second && config.restore.has_value()) {
+    env.Log(absl::StrCat("level=warn msg=\"the data directory holds a member already: it restarts "
+                         "with its own data, and the backup is not restored\" backup=",
+                         config.restore->name));
+  }
+  if (!resolved.second && config.restore.has_value()) {
+    // Seeded before the identity is recorded: a member never runs with an identity that says
+    // "restored" over an engine that is not. The seed is one synced batch, so an engine that
+    // holds anything here was seeded by a start that crashed before recording the identity.
+    std::unique_ptr<kv::KvIterator> it = engine->Scan("", "");
+    E2D_RETURN_IF_ERROR(it->status());
+    if (it->Valid()) {
+      env.Log(absl::StrCat("level=info msg=\"the store was restored by an interrupted start\" "
+                           "backup=", config.restore->name));
+    } else {
+      E2D_ASSIGN_OR_RETURN(const int64_t revision,
+                           kv::KvServer::Seed(engine, config.restore->store));
+      env.Log(absl::StrCat("level=info msg=\"restored the store from a backup\" backup=",
+                           config.restore->name, " revision=", revision,
+                           " cluster_id=", Hex(identity.cluster_id)));
+    }
+  }
   if (!resolved.second) {
     E2D_ASSIGN_OR_RETURN(const bool has_wal, env.fs().Exists("wal"));
     if (has_wal) {
@@ -761,6 +800,7 @@ absl::Status Node::RecordIdentity(bool joined) {
   identity.member_id = id_;
   identity.name = config_.name;
   identity.joined = joined;
+  identity.restored_from = joined ? "" : restored_from_;
   const std::string want = IdentityText(identity);
   env::FileSystem& fs = env_.fs();
   E2D_ASSIGN_OR_RETURN(std::unique_ptr<env::File> f,

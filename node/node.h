@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "env/env.h"
 #include "gossip/gossip_node.h"
@@ -77,11 +78,23 @@ struct NodeConfig {
   uint64_t snapshot_entries = 100000;  // etcd's --snapshot-count default
   kv::KvServerOptions kv;
   BackupConfig backup;
+  // Restore (etcd's "snapshot restore", done by the node): a new cluster starts from a backup's
+  // store. Each of its initial members is given the same backup; each seeds its empty store
+  // from it on its first start, and the new log goes on from the backup's revision. The
+  // backup's name goes into the cluster id (members of the cluster the backup came from cannot
+  // talk to the restored one) and into the recorded identity. Ignored, with a warning, by a
+  // member that already has an identity: local data is never overwritten.
+  struct Restore {
+    std::string name;   // the backup's, for the logs and the cluster id
+    std::string store;  // its payload (kv::KvServer::Seed's format)
+  };
+  std::optional<Restore> restore;
 };
 
 // Stable, non-zero ids.
 uint64_t MemberIdFor(const env::Address& peer_address);
-uint64_t ClusterIdFor(const std::vector<Member>& initial_cluster);
+uint64_t ClusterIdFor(const std::vector<Member>& initial_cluster,
+                      absl::string_view restored_from = "");
 
 // What etcd's Maintenance.Status reports.
 struct NodeStatus {
@@ -207,6 +220,7 @@ class Node {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   const uint64_t id_;
   uint64_t cluster_id_;  // 0 while a joining member has not heard from its cluster
+  std::string restored_from_;  // the backup this member's cluster was restored from, if any
   std::unique_ptr<kv::KvServer> kv_;
   gossip::GossipNode* gossip_ = nullptr;
 };

@@ -44,6 +44,7 @@ class NodeTest : public ::testing::Test {
       c.initial_cluster = members_;
       c.join = joining_.contains(id);
       c.snapshot_entries = snapshot_entries_;
+      c.restore = restore_;
       c.backup = backup_;
       c.backup.iv = [&env] {
         std::array<uint8_t, kBackupIvSize> iv;
@@ -109,6 +110,26 @@ class NodeTest : public ::testing::Test {
     return Await<absl::Status>(
         [&](auto done) { node(at)->PromoteMember(id, absl::Seconds(7), std::move(done)); });
   }
+  absl::StatusOr<etcdserverpb::PutResponse> Put(sim::NodeId at, const std::string& key,
+                                                const std::string& value) {
+    etcdserverpb::PutRequest put;
+    put.set_key(key);
+    put.set_value(value);
+    return Await<absl::StatusOr<etcdserverpb::PutResponse>>(
+        [&](auto done) { node(at)->kv().Put(put, std::move(done)); });
+  }
+  // A linearizable read (KvServer may answer it inside the call).
+  std::optional<std::string> Get(sim::NodeId at, const std::string& key) {
+    etcdserverpb::RangeRequest range;
+    range.set_key(key);
+    std::optional<absl::StatusOr<etcdserverpb::RangeResponse>> r;
+    node(at)->kv().Range(range, [&](absl::StatusOr<etcdserverpb::RangeResponse> got) { r = got; });
+    EXPECT_TRUE(sim_.RunUntilTrue([&] { return r.has_value(); }, sim_.now_ns() + 30'000'000'000));
+    if (!r.has_value()) return std::nullopt;
+    EXPECT_TRUE(r->ok()) << r->status();
+    if (!r->ok() || (*r)->kvs_size() == 0) return std::nullopt;
+    return (*r)->kvs(0).value();
+  }
   absl::Status MoveLeader(sim::NodeId at, uint64_t target) {
     std::optional<absl::Status> got;
     node(at)->MoveLeader(target, absl::Seconds(5), [&](absl::Status s) { got = s; });
@@ -126,6 +147,7 @@ class NodeTest : public ::testing::Test {
   absl::flat_hash_set<sim::NodeId> joining_;
   uint64_t snapshot_entries_ = 100000;
   BackupConfig backup_;
+  std::optional<NodeConfig::Restore> restore_;
   std::unique_ptr<sim::Cluster> cluster_;
 };
 
@@ -413,6 +435,67 @@ TEST_F(NodeTest, AFollowerChecksARequestAgainstEveryAcknowledgedChange) {
   const absl::Status cut = Remove(f, MemberIdFor(d_address));
   EXPECT_EQ(cut.code(), absl::StatusCode::kUnavailable) << cut;
   cluster_->network().Heal();
+}
+
+// Total loss: every member's disk is gone, and a new cluster of the same members starts from
+// the old one's backup, each member given the same one. It is a new cluster (its id names the
+// backup), it serves the backup's data, and its revisions go on from the backup's: a client
+// never sees them go back. A restored member restarts from its own data, whether or not it is
+// given the backup again; and a backup never overwrites a member that has data.
+TEST_F(NodeTest, AfterTotalLossANewClusterStartsFromTheBackupAndKeepsItsRevisions) {
+  const sim::NodeId l = Leader();
+  int64_t revision = 0;
+  for (int i = 0; i < 10; ++i) {
+    absl::StatusOr<etcdserverpb::PutResponse> put = Put(l, absl::StrCat("k", i), "old");
+    ASSERT_TRUE(put.ok()) << put.status();
+    revision = put->header().revision();
+  }
+  absl::StatusOr<std::string> store = node(l)->kv().Backup();
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE(Put(l, "after-backup", "lost").ok());  // not in the backup: lost with the disks
+  const uint64_t old_cluster = node(l)->cluster_id();
+
+  restore_ = NodeConfig::Restore{"e2d-test-backup", *store};
+  for (sim::NodeId id : {1, 2, 3}) {
+    cluster_->Lose(id);
+    engines_[id - 1] = std::make_unique<kv::MemEngine>();
+  }
+  for (sim::NodeId id : {1, 2, 3}) cluster_->Restart(id);
+  for (sim::NodeId id : {1, 2, 3}) {
+    ASSERT_NE(node(id), nullptr) << static_cast<Proc*>(cluster_->process(id))->open_status;
+  }
+  ASSERT_TRUE(WaitForLeader());
+  const sim::NodeId nl = Leader();
+  EXPECT_NE(node(nl)->cluster_id(), old_cluster);
+  EXPECT_EQ(node(nl)->cluster_id(), ClusterIdFor(members_, "e2d-test-backup"));
+  for (sim::NodeId id : {1, 2, 3}) EXPECT_EQ(node(id)->Header().revision(), revision);
+  absl::StatusOr<etcdserverpb::PutResponse> put = Put(nl, "new", "1");
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(put->header().revision(), revision + 1);
+  for (sim::NodeId id : {1, 2, 3}) {
+    EXPECT_EQ(Get(id, "k9"), "old");
+    EXPECT_EQ(Get(id, "after-backup"), std::nullopt);
+  }
+
+  // Restarts: with the restore flag still given (the data dir wins) and without it.
+  const uint64_t restored = node(nl)->cluster_id();
+  const sim::NodeId f = nl % 3 + 1;
+  cluster_->Crash(f);
+  cluster_->Restart(f);
+  ASSERT_NE(node(f), nullptr) << static_cast<Proc*>(cluster_->process(f))->open_status;
+  restore_.reset();
+  cluster_->Crash(nl);
+  cluster_->Restart(nl);
+  ASSERT_NE(node(nl), nullptr) << static_cast<Proc*>(cluster_->process(nl))->open_status;
+  ASSERT_TRUE(WaitForLeader());
+  ASSERT_TRUE(Put(Leader(), "after-restarts", "1").ok());
+  for (sim::NodeId id : {1, 2, 3}) {
+    EXPECT_EQ(node(id)->cluster_id(), restored);
+    EXPECT_EQ(Get(id, "new"), "1");
+  }
+  EXPECT_TRUE(std::any_of(cluster_->log_tail().begin(), cluster_->log_tail().end(), [](const std::string& line) {
+    return line.find("the backup is not restored") != std::string::npos;
+  }));
 }
 
 TEST(GossipMetaTest, RoundTripsAndRefusesWhatIsNotOne) {
