@@ -2,6 +2,11 @@
 
 #include "node/backup_store.h"
 
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -13,6 +18,70 @@ std::string BackupPrefix(uint64_t cluster_id) {
 
 std::string BackupName(uint64_t cluster_id, uint64_t revision) {
   return absl::StrFormat("%s%020u.bkp", BackupPrefix(cluster_id), revision);
+}
+
+bool ParseBackupName(std::string_view name, uint64_t* cluster_id, uint64_t* revision) {
+  // "e2d-" 16 hex "-" 20 digits ".bkp"
+  constexpr size_t kSize = 4 + 16 + 1 + 20 + 4;
+  if (name.size() != kSize || name.substr(0, 4) != "e2d-" || name[20] != '-' ||
+      name.substr(41) != ".bkp") {
+    return false;
+  }
+  const std::string_view hex = name.substr(4, 16);
+  const std::string_view digits = name.substr(21, 20);
+  if (!std::all_of(hex.begin(), hex.end(), [](char c) { return absl::ascii_isxdigit(c); }) ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return absl::ascii_isdigit(c); })) {
+    return false;
+  }
+  return absl::SimpleHexAtoi(absl::string_view(hex.data(), hex.size()), cluster_id) &&
+         absl::SimpleAtoi(absl::string_view(digits.data(), digits.size()), revision);
+}
+
+absl::StatusOr<LoadedBackup> DecodeBackup(const std::string& name, const std::string& bytes,
+                                          const std::optional<BackupKeys>& keys) {
+  BackupSource source = [&bytes](uint64_t offset, size_t n) -> absl::StatusOr<std::string> {
+    if (offset >= bytes.size()) return std::string();
+    return bytes.substr(offset, n);
+  };
+  LoadedBackup loaded;
+  loaded.name = name;
+  absl::StatusOr<BackupMeta> meta =
+      RestoreBackup(source, bytes.size(), keys, [&loaded](std::string_view chunk) {
+        loaded.store.append(chunk);
+        return absl::OkStatus();
+      });
+  if (!meta.ok()) {
+    return absl::Status(meta.status().code(),
+                        absl::StrCat("backup ", name, ": ", meta.status().message()));
+  }
+  loaded.meta = *std::move(meta);
+  return loaded;
+}
+
+absl::StatusOr<LoadedBackup> NewestBackup(
+    BackupStore& store, const std::optional<BackupKeys>& keys,
+    const std::function<void(const std::string& name, const absl::Status& why)>& refused) {
+  absl::StatusOr<std::vector<std::string>> names = store.List();
+  if (!names.ok()) return names.status();
+  std::vector<std::pair<uint64_t, std::string>> backups;  // (revision, name)
+  for (std::string& n : *names) {
+    uint64_t cluster = 0, revision = 0;
+    if (ParseBackupName(n, &cluster, &revision)) backups.emplace_back(revision, std::move(n));
+  }
+  std::sort(backups.rbegin(), backups.rend());
+  for (const auto& [revision, name] : backups) {
+    absl::StatusOr<std::string> bytes = store.Get(name);
+    absl::StatusOr<LoadedBackup> loaded =
+        bytes.ok() ? DecodeBackup(name, *bytes, keys) : absl::StatusOr<LoadedBackup>(bytes.status());
+    if (loaded.ok() && loaded->meta.revision != revision) {
+      loaded = absl::DataLossError(absl::StrCat("backup ", name, " holds revision ",
+                                                loaded->meta.revision, ", not the one it is named by"));
+    }
+    if (loaded.ok()) return loaded;
+    refused(name, loaded.status());
+  }
+  return absl::NotFoundError(absl::StrCat("no backup under ", store.Describe(),
+                                          backups.empty() ? "" : " checks out"));
 }
 
 absl::Status MemBackupStore::Put(const std::string& name, std::string_view bytes) {

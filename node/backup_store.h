@@ -12,6 +12,8 @@
 #define E2D_NODE_BACKUP_STORE_H_
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -20,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "node/backup.h"
 
 namespace e2d::node {
 
@@ -40,6 +43,26 @@ class BackupStore {
 std::string BackupName(uint64_t cluster_id, uint64_t revision);
 // The prefix every backup of `cluster_id` has.
 std::string BackupPrefix(uint64_t cluster_id);
+// The cluster id and revision a BackupName holds; false if `name` is not one.
+bool ParseBackupName(std::string_view name, uint64_t* cluster_id, uint64_t* revision);
+
+// A backup read whole and checked: what it records, and the store it holds (the payload).
+struct LoadedBackup {
+  std::string name;
+  BackupMeta meta;
+  std::string store;
+};
+// Checks `bytes` whole (VerifyBackup), then decodes it; an error names the backup.
+absl::StatusOr<LoadedBackup> DecodeBackup(const std::string& name, const std::string& bytes,
+                                          const std::optional<BackupKeys>& keys);
+// The newest backup in `store` that checks out. Revisions never go back, across restores too
+// (a restored cluster goes on from its backup's revision), so the backup of the highest
+// revision of any cluster is the newest data; ties go to the name that sorts last. A backup
+// that does not check out (damaged, tampered, another CA's key) is passed to `refused` with
+// why, and the next older one is tried. NotFound if no backup checks out (or there is none).
+absl::StatusOr<LoadedBackup> NewestBackup(
+    BackupStore& store, const std::optional<BackupKeys>& keys,
+    const std::function<void(const std::string& name, const absl::Status& why)>& refused);
 
 class MemBackupStore final : public BackupStore {
  public:

@@ -293,6 +293,10 @@ const std::vector<FlagSpec>& RunFlags() {
        true},
       {"snapshot-encryption", "", "false",
        "encrypt backups: AES-256-CTR + HMAC-SHA-512/256, keys derived from --ca-key", true},
+      {"restore-backup", "", "",
+       "start a new cluster from a backup: a backup file, or \"latest\" for the newest one "
+       "under --snapshot-backup-url that checks out; give every initial member the same one "
+       "(encrypted backups need --ca-key); ignored once the data directory holds a member"},
   };
   return *specs;
 }
@@ -321,6 +325,7 @@ struct RunConfig {
   int backup_keep = 10;
   bool backup_gzip = false;
   bool backup_encrypt = false;
+  std::string restore_backup;  // a file, "latest", or empty
 };
 
 std::string HostName() {
@@ -484,6 +489,11 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
         "--snapshot-compression and --snapshot-encryption exclude each other (compressing "
         "before encrypting leaks the content through the length)");
   }
+  c.restore_backup = f["restore-backup"];
+  if (c.restore_backup == "latest" && c.backup_url.empty()) {
+    return absl::InvalidArgumentError(
+        "--restore-backup=latest needs --snapshot-backup-url (where to look for backups)");
+  }
   const std::string self_peer = absl::StrCat(c.host, ":", PortOf(c.peer_addr));
   if (f["initial-cluster-state"] != "new" && f["initial-cluster-state"] != "existing") {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -491,6 +501,11 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
         "\" is neither new nor existing"));
   }
   c.join = f["initial-cluster-state"] == "existing";
+  if (c.join && !c.restore_backup.empty()) {
+    return absl::InvalidArgumentError(
+        "--restore-backup starts a new cluster: it does not go with --initial-cluster-state "
+        "existing (a joining member gets the data from the cluster)");
+  }
   if (c.join && f["initial-cluster"].empty()) {
     return absl::InvalidArgumentError(
         "--initial-cluster-state existing needs --initial-cluster naming the running members");
@@ -502,6 +517,11 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
           "the other members, to agree with them on the cluster) or --initial-cluster"));
     }
     c.gossip_bootstrap = size > 1;
+    if (c.gossip_bootstrap && !c.restore_backup.empty()) {
+      return absl::InvalidArgumentError(
+          "--restore-backup needs the members named with --initial-cluster: restoring through "
+          "gossip bootstrap is not supported yet");
+    }
     Member self;
     self.name = c.name;
     self.peer_address = self_peer;
@@ -635,6 +655,49 @@ absl::StatusOr<std::optional<std::vector<Member>>> AgreeOnCluster(asio::io_conte
   return std::optional<std::vector<Member>>((*result)->members);
 }
 
+// The backup --restore-backup names, read and checked whole before the data directory is
+// opened; nullopt if the data directory holds a member already (it keeps its own data).
+absl::StatusOr<std::optional<NodeConfig::Restore>> LoadRestore(AsioEnv& env, const RunConfig& c,
+                                                               BackupStore* store) {
+  E2D_ASSIGN_OR_RETURN(const bool has_identity, Node::HasIdentity(env.fs()));
+  if (has_identity) {
+    env.Log(absl::StrCat("level=warn msg=\"the data directory holds a member already: it keeps "
+                         "its data and --restore-backup is ignored\" data_dir=", c.data_dir));
+    return std::optional<NodeConfig::Restore>();
+  }
+  std::optional<BackupKeys> keys;
+  if (!c.ca_key.empty()) {
+    E2D_ASSIGN_OR_RETURN(const std::string ca_key, ReadFile(c.ca_key, "CA key"));
+    E2D_ASSIGN_OR_RETURN(keys, DeriveBackupKeys(ca_key));
+  }
+  absl::StatusOr<LoadedBackup> loaded;
+  if (c.restore_backup == "latest") {
+    loaded = NewestBackup(*store, keys, [&env](const std::string& name, const absl::Status& why) {
+      env.Log(absl::StrCat("level=warn msg=\"backup refused, trying an older one\" backup=", name,
+                           " why=\"", why.message(), "\""));
+    });
+  } else {
+    std::string path = c.restore_backup;
+    if (absl::StartsWith(path, "file://")) path = path.substr(7);
+    absl::StatusOr<std::string> bytes = ReadFile(path, "backup");
+    if (!bytes.ok()) return bytes.status();
+    std::string name = path;
+    if (const size_t slash = name.rfind('/'); slash != std::string::npos) {
+      name = name.substr(slash + 1);
+    }
+    loaded = DecodeBackup(name, *bytes, keys);
+  }
+  if (!loaded.ok()) {
+    return absl::Status(loaded.status().code(),
+                        absl::StrCat("--restore-backup: ", loaded.status().message()));
+  }
+  env.Log(absl::StrCat("level=info msg=\"restoring from a backup\" backup=", loaded->name,
+                       " revision=", loaded->meta.revision, " of_cluster=",
+                       absl::Hex(loaded->meta.cluster_id, absl::kZeroPad16),
+                       " members=\"", absl::StrJoin(loaded->meta.members, ", "), "\""));
+  return std::optional<NodeConfig::Restore>(NodeConfig::Restore{loaded->name, loaded->store});
+}
+
 // Runs the node until SIGINT or SIGTERM.
 int Serve(RunConfig c) {
   asio::io_context io;
@@ -764,6 +827,12 @@ int Serve(RunConfig c) {
       return iv;
     };
     nc.backup.unix_seconds = [] { return static_cast<uint64_t>(absl::ToUnixSeconds(absl::Now())); };
+  }
+  if (!c.restore_backup.empty()) {
+    absl::StatusOr<std::optional<NodeConfig::Restore>> restore =
+        LoadRestore(env, c, backup_store.get());
+    if (!restore.ok()) return Fail("run", restore.status());
+    nc.restore = *std::move(restore);
   }
   if (absl::Status s = Node::CheckDataDir(env, nc); !s.ok()) return Fail("run", s);
   absl::StatusOr<std::unique_ptr<kv::RocksDbEngine>> engine =

@@ -61,6 +61,19 @@ expect 1 "s3:// is not in this version" "${RUN[@]}" --snapshot-backup-url s3://b
 expect 1 "--snapshot-encryption needs --ca-key" "${RUN[@]}" --snapshot-encryption \
   --snapshot-backup-url "file://$WORK/b"
 [[ ! -e "$WORK/b" ]] || fail "a refused start created the backup directory"
+# Restores: flags that cannot go together, and backups that are missing, damaged or absent.
+expect 2 "restore-backup=latest needs --snapshot-backup-url" run --restore-backup latest
+expect 2 "does not go with --initial-cluster-state existing" run --initial-cluster-state existing \
+  --initial-cluster a=127.0.0.1:1 --restore-backup x.bkp
+expect 2 "restoring through gossip bootstrap is not supported yet" run -n 3 \
+  --bootstrap-addrs 10.0.0.1 --restore-backup x.bkp
+expect 1 "cannot read the backup nosuch.bkp" "${RUN[@]}" --data-dir d4 --restore-backup nosuch.bkp
+printf 'E2DBKUP\001 not really a backup' >bad.bkp
+expect 1 "restore-backup: backup bad.bkp: " "${RUN[@]}" --data-dir d4 --restore-backup bad.bkp
+mkdir empty
+expect 1 "restore-backup: no backup under file://$WORK/empty" "${RUN[@]}" --data-dir d4 \
+  --restore-backup latest --snapshot-backup-url "file://$WORK/empty"
+[[ ! -e d4/member && ! -e d4/kv ]] || fail "a refused restore wrote the data directory: $(ls d4)"
 expect 1 "already exists" pki init
 expect 1 "--peer-key is missing" run --ca-cert ca.crt --server-cert server.crt \
   --server-key server.key --peer-cert peer.crt

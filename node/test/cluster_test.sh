@@ -379,4 +379,61 @@ wait_for "g4 to see the running cluster" 30 grep -q 'already runs cluster' g4.lo
 grep -q 'etcdctl member add' g4.log || fail "g4 does not say how to join: $(tail -3 g4.log)"
 [[ $(etcdctl "${TLS[@]}" --endpoints "$(ep g1)" member list | grep -c .) == 3 ]] ||
   fail "g4 changed the membership"
+
+echo "== 8. total loss: three new members restore the newest backup that checks out"
+revision_of_put() {  # revision_of_put ENDPOINTS KEY VALUE: the revision the put got
+  etcdctl "${TLS[@]}" --endpoints "$1" put "$2" "$3" -w json | sed -n 's/.*"revision":\([0-9]*\).*/\1/p'
+}
+R=$(revision_of_put "$GALL" gfinal 1)
+[[ -n "$R" ]] || fail "no revision for the last write"
+GHEX=$(printf '%016x' "$GCID")
+LAST="$WORK/backups/e2d-$GHEX-$(printf '%020d' "$R").bkp"
+wait_for "a backup of revision $R" 30 test -e "$LAST"
+for n in g1 g2 g3 g4; do kill -9 "${PID[$n]}" 2>/dev/null || true; done
+for n in g1 g2 g3 g4; do wait "${PID[$n]}" 2>/dev/null || true; done
+rm -rf data-g1 data-g2 data-g3 data-g4
+# A newer-looking backup that was tampered with is refused, and the one before it restored.
+TAMPERED="$WORK/backups/e2d-$GHEX-$(printf '%020d' $((R + 1000))).bkp"
+cp "$LAST" "$TAMPERED"
+printf '\xff' | dd of="$TAMPERED" bs=1 seek=200 conv=notrunc status=none
+H=(h1 h2 h3)
+for n in "${H[@]}"; do
+  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port)
+done
+HIC="h1=https://127.0.0.1:${PPORT[h1]},h2=https://127.0.0.1:${PPORT[h2]},h3=https://127.0.0.1:${PPORT[h3]}"
+hstart() {  # hstart NAME [more flags]
+  local n="$1"; shift
+  "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 -n 3 --initial-cluster "$HIC" \
+    --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
+    --metrics-addr "127.0.0.1:${MPORT[$n]}" --ca-cert ca.crt --ca-key ca.key \
+    --server-cert server.crt --server-key server.key --peer-cert peer.crt --peer-key peer.key \
+    --gossip-addr "127.0.0.1:$(free_port)" --election-timeout 500ms "$@" >>"$n.log" 2>&1 &
+  PID[$n]=$!
+  PIDS+=($!)
+}
+for n in "${H[@]}"; do
+  hstart "$n" --restore-backup latest --snapshot-backup-url "file://$WORK/backups"
+done
+HALL="$(ep h1),$(ep h2),$(ep h3)"
+wait_for "the restored cluster to serve gfinal" 60 bash -c "etcdctl ${TLS[*]} --endpoints $HALL \
+  get gfinal --print-value-only | grep -qx 1"
+for n in "${H[@]}"; do
+  grep -q "backup refused, trying an older one.* backup=$(basename "$TAMPERED")" "$n.log" ||
+    fail "$n did not refuse the tampered backup"
+  grep -q "restored the store from a backup.* backup=$(basename "$LAST") revision=$R" "$n.log" ||
+    fail "$n did not restore $(basename "$LAST"): $(grep -i restor "$n.log")"
+done
+[[ "$(etcdctl "${TLS[@]}" --endpoints "$HALL" get gboot --print-value-only)" == 1 ]] ||
+  fail "the restored cluster lacks gboot"
+HCID=$(cluster_of "$(ep h1)")
+[[ "$HCID" != "$GCID" ]] || fail "the restored cluster kept the lost cluster's id"
+# Revisions go on from the backup's: a client never sees them go back.
+R2=$(revision_of_put "$HALL" hnew 1)
+[[ "$R2" == $((R + 1)) ]] || fail "the first write after the restore got revision $R2, not $((R + 1))"
+# Restarted without the flag, a restored member keeps its cluster and data.
+kill "${PID[h1]}" && wait "${PID[h1]}" 2>/dev/null || true
+hstart h1
+wait_for "h1 to serve again" 60 bash -c "etcdctl ${TLS[*]} --endpoints $(ep h1) \
+  get hnew --print-value-only | grep -qx 1"
+[[ "$(cluster_of "$(ep h1)")" == "$HCID" ]] || fail "h1 restarted into another cluster"
 echo PASS

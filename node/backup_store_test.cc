@@ -1,0 +1,104 @@
+// Copyright e2d authors.
+//
+// Choosing the backup to restore: names, decoding, and the newest backup that checks out.
+
+#include "node/backup_store.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "node/backup.h"
+
+namespace e2d::node {
+namespace {
+
+std::string Encode(uint64_t cluster, uint64_t revision, const std::string& store,
+                   const std::optional<BackupKeys>& keys) {
+  BackupMeta meta;
+  meta.cluster_id = cluster;
+  meta.revision = revision;
+  meta.raft_index = revision + 3;
+  BackupOptions options;
+  options.keys = keys;
+  options.iv[0] = static_cast<uint8_t>(revision);
+  std::string file;
+  auto w = BackupWriter::Start(options, meta, [&file](std::string_view b) {
+    file.append(b);
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(w.ok()) << w.status();
+  EXPECT_TRUE((*w)->Write(store).ok());
+  EXPECT_TRUE((*w)->Finish().ok());
+  return file;
+}
+
+TEST(BackupNameTest, RoundTripsAndRefusesOtherNames) {
+  uint64_t cluster = 0, revision = 0;
+  ASSERT_TRUE(ParseBackupName(BackupName(0xabcdef0123456789, 42), &cluster, &revision));
+  EXPECT_EQ(cluster, 0xabcdef0123456789u);
+  EXPECT_EQ(revision, 42u);
+  for (const std::string& bad : std::vector<std::string>{"", "e2d-.bkp",
+                          BackupName(1, 2) + ".tmp", "x" + BackupName(1, 2).substr(1),
+                          "e2d-000000000000000g-00000000000000000001.bkp",
+                          "e2d-0000000000000001-0000000000000000000x.bkp",
+                          "e2d-0000000000000001-99999999999999999999.bkp"}) {
+    EXPECT_FALSE(ParseBackupName(bad, &cluster, &revision)) << bad;
+  }
+}
+
+TEST(NewestBackupTest, TakesTheHighestRevisionOfAnyClusterThatChecksOut) {
+  const BackupKeys keys = *DeriveBackupKeys("the CA key");
+  MemBackupStore store;
+  ASSERT_TRUE(store.Put(BackupName(1, 10), Encode(1, 10, "old", keys)).ok());
+  ASSERT_TRUE(store.Put(BackupName(1, 20), Encode(1, 20, "older cluster, newest", keys)).ok());
+  // Cluster 2 was restored from cluster 1's revision 20 and went on.
+  ASSERT_TRUE(store.Put(BackupName(2, 25), Encode(2, 25, "restored, went on", keys)).ok());
+  std::string tampered = Encode(2, 30, "tampered", keys);
+  tampered[tampered.size() / 2] ^= 1;
+  ASSERT_TRUE(store.Put(BackupName(2, 30), tampered).ok());
+  ASSERT_TRUE(store.Put(BackupName(2, 31), Encode(2, 29, "misnamed", keys)).ok());
+  ASSERT_TRUE(store.Put("notes.txt", "not a backup").ok());
+
+  std::vector<std::string> refused;
+  auto note = [&refused](const std::string& name, const absl::Status& why) {
+    refused.push_back(name);
+    EXPECT_NE(why.message().find(name), std::string::npos) << why;
+  };
+  absl::StatusOr<LoadedBackup> got = NewestBackup(store, keys, note);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->name, BackupName(2, 25));
+  EXPECT_EQ(got->store, "restored, went on");
+  EXPECT_EQ(got->meta.revision, 25u);
+  EXPECT_EQ(got->meta.cluster_id, 2u);
+  EXPECT_EQ(refused, (std::vector<std::string>{BackupName(2, 31), BackupName(2, 30)}));
+
+  // Another CA's key: nothing checks out, and nothing is returned.
+  refused.clear();
+  got = NewestBackup(store, *DeriveBackupKeys("another CA key"), note);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(refused.size(), 5u);
+  // An encrypted backup read without keys is refused too.
+  refused.clear();
+  EXPECT_FALSE(NewestBackup(store, std::nullopt, note).ok());
+
+  MemBackupStore empty;
+  got = NewestBackup(empty, keys, note);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(got.status().message(), "no backup under mem://");
+}
+
+TEST(DecodeBackupTest, PlainBackupsNeedNoKeyAndErrorsNameTheBackup) {
+  const std::string file = Encode(7, 3, "payload", std::nullopt);
+  absl::StatusOr<LoadedBackup> got = DecodeBackup("b.bkp", file, std::nullopt);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->store, "payload");
+  got = DecodeBackup("b.bkp", file.substr(0, file.size() - 1), std::nullopt);
+  ASSERT_FALSE(got.ok());
+  EXPECT_TRUE(absl::StartsWith(got.status().message(), "backup b.bkp: ")) << got.status();
+}
+
+}  // namespace
+}  // namespace e2d::node
