@@ -6,6 +6,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -51,7 +52,10 @@ Member MemberOf(const BootstrapPeer& p) {
 }  // namespace
 
 bool BootstrapSet::operator==(const BootstrapSet& o) const {
-  if (cluster_id != o.cluster_id || members.size() != o.members.size()) return false;
+  if (cluster_id != o.cluster_id || restored_from != o.restored_from ||
+      members.size() != o.members.size()) {
+    return false;
+  }
   for (size_t i = 0; i < members.size(); ++i) {
     const Member &a = members[i], &b = o.members[i];
     if (a.id != b.id || a.name != b.name || a.peer_address != b.peer_address ||
@@ -62,7 +66,7 @@ bool BootstrapSet::operator==(const BootstrapSet& o) const {
   return true;
 }
 
-BootstrapSet MakeBootstrapSet(std::vector<Member> members) {
+BootstrapSet MakeBootstrapSet(std::vector<Member> members, const std::string& restored_from) {
   for (Member& m : members) {
     m.id = MemberIdFor(m.peer_address);
     m.learner = false;
@@ -70,7 +74,8 @@ BootstrapSet MakeBootstrapSet(std::vector<Member> members) {
   std::sort(members.begin(), members.end(),
             [](const Member& a, const Member& b) { return a.id < b.id; });
   BootstrapSet s;
-  s.cluster_id = ClusterIdFor(members);
+  s.cluster_id = ClusterIdFor(members, restored_from);
+  s.restored_from = restored_from;
   s.members = std::move(members);
   return s;
 }
@@ -208,11 +213,13 @@ BootstrapDecision DecideBootstrap(const BootstrapView& v) {
       }
       members.push_back(MemberOf(*p));
     }
-    BootstrapSet s = MakeBootstrapSet(std::move(members));
+    BootstrapSet s = MakeBootstrapSet(std::move(members), v.restore);
     if (s.cluster_id != cluster) {
-      return Wait(absl::StrCat(left, "others ack cluster ", Hex(cluster),
-                               ", but the names and addresses seen here make it ",
-                               Hex(s.cluster_id)));
+      return Wait(absl::StrCat(
+          left, "others ack cluster ", Hex(cluster),
+          ", but the names and addresses seen here, and the backup this member restores (",
+          v.restore.empty() ? std::string("none") : v.restore, "), make it ", Hex(s.cluster_id),
+          ": every member must be given the same --restore-backup"));
     }
     BootstrapDecision d;
     d.kind = BootstrapDecision::Kind::kAck;
@@ -261,7 +268,7 @@ BootstrapDecision DecideBootstrap(const BootstrapView& v) {
   d.kind = BootstrapDecision::Kind::kAck;
   d.fresh = true;
   d.ack.epoch = max_epoch + 1;
-  d.ack.set = MakeBootstrapSet(std::move(pending));
+  d.ack.set = MakeBootstrapSet(std::move(pending), v.restore);
   d.why = absl::StrCat(left, "the ", v.required_size, " pending members with the smallest ids");
   return d;
 }
@@ -270,12 +277,16 @@ BootstrapDecision DecideBootstrap(const BootstrapView& v) {
 
 namespace {
 
-// "e2d-bootstrap v1\nstate=acked|committed\nepoch=N\ncluster_id=HEX\n" then per member
+// "e2d-bootstrap v1\nstate=acked|committed\nepoch=N\ncluster_id=HEX\n", then
+// "restore=BACKUP\n" if the cluster starts from a backup, then per member
 // "member=ID PEER CLIENT|- NAME\n" (the name last: it may hold spaces).
 std::string RecordText(const Bootstrapper::Record& r) {
   std::string out = absl::StrCat("e2d-bootstrap v1\nstate=", r.committed ? "committed" : "acked",
                                  "\nepoch=", r.ack.epoch, "\ncluster_id=",
                                  Hex(r.ack.set.cluster_id), "\n");
+  if (!r.ack.set.restored_from.empty()) {
+    absl::StrAppend(&out, "restore=", r.ack.set.restored_from, "\n");
+  }
   for (const Member& m : r.ack.set.members) {
     absl::StrAppend(&out, "member=", Hex(m.id), " ", m.peer_address, " ",
                     m.client_url.empty() ? "-" : m.client_url, " ", m.name, "\n");
@@ -307,8 +318,15 @@ absl::StatusOr<Bootstrapper::Record> ParseRecord(const std::string& text) {
       !absl::SimpleHexAtoi(lines[3].substr(11), &cluster)) {
     return bad("line 4 is not cluster_id=HEX");
   }
+  std::string restored_from;
+  size_t first_member = 4;
+  if (absl::StartsWith(lines[4], "restore=")) {
+    restored_from = lines[4].substr(8);
+    if (restored_from.empty()) return bad("line 5 is restore= without a backup");
+    first_member = 5;
+  }
   std::vector<Member> members;
-  for (size_t i = 4; i < lines.size(); ++i) {
+  for (size_t i = first_member; i < lines.size(); ++i) {
     std::vector<std::string> f = absl::StrSplit(lines[i], absl::MaxSplits(' ', 3));
     uint64_t id = 0;
     if (f.size() != 4 || f[0].rfind("member=", 0) != 0 ||
@@ -322,7 +340,7 @@ absl::StatusOr<Bootstrapper::Record> ParseRecord(const std::string& text) {
     m.name = f[3];
     members.push_back(std::move(m));
   }
-  r.ack.set = MakeBootstrapSet(members);
+  r.ack.set = MakeBootstrapSet(members, restored_from);
   for (size_t i = 0; i < members.size(); ++i) {
     if (std::none_of(r.ack.set.members.begin(), r.ack.set.members.end(),
                      [&](const Member& m) { return m.id == members[i].id; })) {
@@ -395,6 +413,7 @@ void Bootstrapper::Poll() {
   BootstrapView v;
   v.required_size = config_.required_size;
   v.self = config_.self;
+  v.restore = config_.restore;
   v.acked = acked_;
   std::vector<uint64_t> pending;
   for (const gossip::Member& m : gossip_->memberlist().Members()) {

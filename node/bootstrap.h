@@ -50,14 +50,16 @@
 
 namespace e2d::node {
 
-// The members a new cluster starts with, sorted by id, and its id (ClusterIdFor(members)).
+// The members a new cluster starts with, sorted by id, the backup it restores (if any), and its
+// id (ClusterIdFor(members, restored_from)).
 struct BootstrapSet {
   uint64_t cluster_id = 0;
   std::vector<Member> members;
+  std::string restored_from;
   bool operator==(const BootstrapSet& o) const;
 };
 // Builds the set of `members` (sorting them, computing ids and the cluster id).
-BootstrapSet MakeBootstrapSet(std::vector<Member> members);
+BootstrapSet MakeBootstrapSet(std::vector<Member> members, const std::string& restored_from = "");
 
 // What a member sees of another over gossip.
 struct BootstrapPeer {
@@ -75,6 +77,9 @@ struct BootstrapAck {
 struct BootstrapView {
   int required_size = 1;
   Member self;                        // name, peer address, client URL; id is derived
+  // The backup this member would start a new cluster from (NodeConfig::restore), or empty. It
+  // is part of the set's cluster id, so members given different backups never agree.
+  std::string restore;
   std::optional<BootstrapAck> acked;  // as recorded
   std::vector<BootstrapPeer> peers;   // every member gossip knows, self excluded
   bool settled = false;               // the alive pending members have not changed lately
@@ -92,6 +97,7 @@ BootstrapDecision DecideBootstrap(const BootstrapView& view);
 struct BootstrapperConfig {
   int required_size = 1;
   Member self;  // name, peer address, client URL
+  std::string restore;  // see BootstrapView::restore
   absl::Duration poll = absl::Milliseconds(200);
   absl::Duration settle = absl::Seconds(3);
 };

@@ -168,6 +168,33 @@ TEST(DecideBootstrapTest, AdoptsTheMostAckedSetThatIncludesIt) {
   EXPECT_TRUE(absl::StrContains(d.why, "not seen yet")) << d.why;
 }
 
+// A cluster restored from a backup: the backup is part of the set (and of its cluster id), so
+// members given the same backup agree, and a member given another one (or none) never acks it.
+TEST(DecideBootstrapTest, TheBackupToRestoreIsPartOfTheSet) {
+  BootstrapView v = View(1, 3, {Pending(2), Pending(3)});
+  v.restore = "e2d-00000000000000aa-00000000000000000042.bkp";
+  BootstrapDecision d = DecideBootstrap(v);
+  ASSERT_EQ(d.kind, Kind::kAck) << d.why;
+  EXPECT_EQ(d.ack.set.restored_from, v.restore);
+  EXPECT_EQ(d.ack.set.cluster_id, ClusterIdFor(d.ack.set.members, v.restore));
+  EXPECT_NE(d.ack.set.cluster_id, SetOf({1, 2, 3}).cluster_id);
+  const BootstrapSet restored = d.ack.set;
+  // Another member given the same backup adopts it; one given none, or another, does not.
+  BootstrapView same = View(2, 3, {Pending(1, &restored), Pending(3)});
+  same.restore = v.restore;
+  d = DecideBootstrap(same);
+  ASSERT_EQ(d.kind, Kind::kAck) << d.why;
+  EXPECT_EQ(d.ack.set, restored);
+  for (const std::string& other : {std::string(""), std::string("another.bkp")}) {
+    BootstrapView differs = View(2, 3, {Pending(1, &restored), Pending(3)});
+    differs.restore = other;
+    d = DecideBootstrap(differs);
+    EXPECT_EQ(d.kind, Kind::kWait) << other;
+    EXPECT_TRUE(absl::StrContains(d.why, "every member must be given the same --restore-backup"))
+        << d.why;
+  }
+}
+
 TEST(DecideBootstrapTest, AnAckedMemberBootstrapsOnlyOnceEveryOtherMemberAcks) {
   const BootstrapSet s = SetOf({1, 2, 3});
   BootstrapView v = View(1, 3, {Pending(2, &s), Pending(3)});
@@ -278,6 +305,25 @@ TEST_F(RecordTest, DamagedRecordsAreRefusedNamingTheFile) {
                                  return m;
                                }()}).cluster_id),
       "\n");
+  // A set restored from a backup records it.
+  const BootstrapSet rs = MakeBootstrapSet({M(1), spaced}, "b.bkp");
+  std::string restored = absl::StrCat("e2d-bootstrap v1\nstate=committed\nepoch=3\ncluster_id=",
+                                      absl::Hex(rs.cluster_id), "\nrestore=b.bkp\n");
+  for (const Member& m : rs.members) {
+    absl::StrAppend(&restored, "member=", absl::Hex(m.id), " ", m.peer_address, " ",
+                    m.client_url.empty() ? "-" : m.client_url, " ", m.name, "\n");
+  }
+  Put(restored);
+  r = Bootstrapper::Read(disk_.fs());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)->ack.set, rs);
+  EXPECT_EQ((*r)->ack.set.restored_from, "b.bkp");
+  // ... and the cluster id must agree with it.
+  std::string mismatched = restored;
+  mismatched.replace(mismatched.find("restore=b.bkp"), 13, "restore=c.bkp");
+  Put(mismatched);
+  EXPECT_EQ(Bootstrapper::Read(disk_.fs()).status().code(), absl::StatusCode::kDataLoss);
+
   Put(absl::StrCat("e2d-bootstrap v1\nstate=acked\nepoch=1\n", id1, m1));
   ASSERT_TRUE(Bootstrapper::Read(disk_.fs()).ok());  // the base the bad ones below break
   for (const std::string& bad :
@@ -288,6 +334,7 @@ TEST_F(RecordTest, DamagedRecordsAreRefusedNamingTheFile) {
         absl::StrCat("e2d-bootstrap v1\nstate=acked\n", id1, m1),
         absl::StrCat("e2d-bootstrap v1\nstate=acked\nepoch=1\ncluster_id=zz\n", m1),
         absl::StrCat("e2d-bootstrap v1\nstate=acked\nepoch=1\n", id1, "member=1 a:1 -\n"),
+        absl::StrCat("e2d-bootstrap v1\nstate=acked\nepoch=1\n", id1, "restore=\n", m1),
         absl::StrCat("e2d-bootstrap v1\nstate=acked\nepoch=1\ncluster_id=1\n", m1),
         absl::StrCat("e2d-bootstrap v1\nstate=acked\nepoch=1\n", id1, "member=5 a:1 - n\n")}) {
     Put(bad);

@@ -517,11 +517,6 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
           "the other members, to agree with them on the cluster) or --initial-cluster"));
     }
     c.gossip_bootstrap = size > 1;
-    if (c.gossip_bootstrap && !c.restore_backup.empty()) {
-      return absl::InvalidArgumentError(
-          "--restore-backup needs the members named with --initial-cluster: restoring through "
-          "gossip bootstrap is not supported yet");
-    }
     Member self;
     self.name = c.name;
     self.peer_address = self_peer;
@@ -619,15 +614,15 @@ HttpResponse ServeHttp(const Node& node, const std::string& path) {
 // Gossip bootstrap (node/bootstrap.h): the members this one starts its cluster with, agreed
 // with the others over gossip or recorded by an earlier start; nullopt if a signal stopped the
 // wait. Runs the io loop until then.
-absl::StatusOr<std::optional<std::vector<Member>>> AgreeOnCluster(asio::io_context& io,
-                                                                  AsioEnv& env,
-                                                                  gossip::GossipNode* gossip,
-                                                                  const RunConfig& c) {
+absl::StatusOr<std::optional<BootstrapSet>> AgreeOnCluster(asio::io_context& io, AsioEnv& env,
+                                                           gossip::GossipNode* gossip,
+                                                           const RunConfig& c,
+                                                           const std::string& restore) {
   E2D_ASSIGN_OR_RETURN(std::optional<Bootstrapper::Record> record, Bootstrapper::Read(env.fs()));
   if (record.has_value() && record->committed) {
     env.Log(absl::StrCat("level=info msg=\"bootstrap: restarting in the cluster agreed before\" "
                          "cluster=", absl::Hex(record->ack.set.cluster_id, absl::kZeroPad16)));
-    return std::optional<std::vector<Member>>(record->ack.set.members);
+    return std::optional<BootstrapSet>(record->ack.set);
   }
   E2D_ASSIGN_OR_RETURN(const bool has_identity, Node::HasIdentity(env.fs()));
   if (has_identity) {
@@ -638,6 +633,7 @@ absl::StatusOr<std::optional<std::vector<Member>>> AgreeOnCluster(asio::io_conte
   BootstrapperConfig bc;
   bc.required_size = c.required_size;
   bc.self = c.initial_cluster.front();
+  bc.restore = restore;
   std::optional<absl::StatusOr<BootstrapSet>> result;
   Bootstrapper bootstrapper(env, gossip, bc,
                             [&result](absl::StatusOr<BootstrapSet> s) { result = std::move(s); });
@@ -650,15 +646,18 @@ absl::StatusOr<std::optional<std::vector<Member>>> AgreeOnCluster(asio::io_conte
   bootstrapper.Start();
   while (!result.has_value() && !*stopped && !io.stopped()) io.run_one();
   signals.cancel();
-  if (!result.has_value()) return std::optional<std::vector<Member>>();
+  if (!result.has_value()) return std::optional<BootstrapSet>();
   E2D_RETURN_IF_ERROR(result->status());
-  return std::optional<std::vector<Member>>((*result)->members);
+  return std::optional<BootstrapSet>(**result);
 }
 
 // The backup --restore-backup names, read and checked whole before the data directory is
 // opened; nullopt if the data directory holds a member already (it keeps its own data).
+// `name`, if given, is the backup the cluster agreed on (through gossip, recorded before a
+// restart): that one exactly.
 absl::StatusOr<std::optional<NodeConfig::Restore>> LoadRestore(AsioEnv& env, const RunConfig& c,
-                                                               BackupStore* store) {
+                                                               BackupStore* store,
+                                                               const std::string& name = "") {
   E2D_ASSIGN_OR_RETURN(const bool has_identity, Node::HasIdentity(env.fs()));
   if (has_identity) {
     env.Log(absl::StrCat("level=warn msg=\"the data directory holds a member already: it keeps "
@@ -671,7 +670,10 @@ absl::StatusOr<std::optional<NodeConfig::Restore>> LoadRestore(AsioEnv& env, con
     E2D_ASSIGN_OR_RETURN(keys, DeriveBackupKeys(ca_key));
   }
   absl::StatusOr<LoadedBackup> loaded;
-  if (c.restore_backup == "latest") {
+  if (!name.empty() && c.restore_backup == "latest") {
+    absl::StatusOr<std::string> bytes = store->Get(name);
+    loaded = bytes.ok() ? DecodeBackup(name, *bytes, keys) : bytes.status();
+  } else if (c.restore_backup == "latest") {
     loaded = NewestBackup(*store, keys, [&env](const std::string& name, const absl::Status& why) {
       env.Log(absl::StrCat("level=warn msg=\"backup refused, trying an older one\" backup=", name,
                            " why=\"", why.message(), "\""));
@@ -681,11 +683,15 @@ absl::StatusOr<std::optional<NodeConfig::Restore>> LoadRestore(AsioEnv& env, con
     if (absl::StartsWith(path, "file://")) path = path.substr(7);
     absl::StatusOr<std::string> bytes = ReadFile(path, "backup");
     if (!bytes.ok()) return bytes.status();
-    std::string name = path;
-    if (const size_t slash = name.rfind('/'); slash != std::string::npos) {
-      name = name.substr(slash + 1);
+    std::string base = path;
+    if (const size_t slash = base.rfind('/'); slash != std::string::npos) {
+      base = base.substr(slash + 1);
     }
-    loaded = DecodeBackup(name, *bytes, keys);
+    if (!name.empty() && base != name) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--restore-backup: the cluster agreed to restore ", name, ", not ", base));
+    }
+    loaded = DecodeBackup(base, *bytes, keys);
   }
   if (!loaded.ok()) {
     return absl::Status(loaded.status().code(),
@@ -797,15 +803,47 @@ int Serve(RunConfig c) {
     });
     gossip->Join(c.gossip_seeds);
   }
+  // A restore is decided before a gossip bootstrap (the backup is part of what the members
+  // agree on), unless this member bootstrapped already (its record says which backup).
+  std::optional<NodeConfig::Restore> restore;
+  if (!c.restore_backup.empty()) {
+    absl::StatusOr<std::optional<Bootstrapper::Record>> record = Bootstrapper::Read(env.fs());
+    if (!record.ok()) return Fail("run", record.status());
+    if (!c.gossip_bootstrap || !record->has_value() || !(*record)->committed) {
+      absl::StatusOr<std::optional<NodeConfig::Restore>> r =
+          LoadRestore(env, c, backup_store.get());
+      if (!r.ok()) return Fail("run", r.status());
+      restore = *std::move(r);
+    }
+  }
   if (c.gossip_bootstrap) {
-    absl::StatusOr<std::optional<std::vector<Member>>> agreed =
-        AgreeOnCluster(io, env, gossip.get(), c);
+    absl::StatusOr<std::optional<BootstrapSet>> agreed =
+        AgreeOnCluster(io, env, gossip.get(), c, restore.has_value() ? restore->name : "");
     if (!agreed.ok()) return Fail("run", agreed.status());
     if (!agreed->has_value()) {
       env.Log("level=info msg=\"stopping\" during=bootstrap");
       return 0;
     }
-    c.initial_cluster = **agreed;
+    c.initial_cluster = (*agreed)->members;
+    const std::string& agreed_restore = (*agreed)->restored_from;
+    if (agreed_restore.empty()) {
+      restore.reset();
+    } else if (!restore.has_value() || restore->name != agreed_restore) {
+      absl::StatusOr<bool> has_identity = Node::HasIdentity(env.fs());
+      if (!has_identity.ok()) return Fail("run", has_identity.status());
+      if (*has_identity) {
+        restore.reset();  // restarted: the member's own data
+      } else if (c.restore_backup.empty()) {
+        return Fail("run", absl::FailedPreconditionError(absl::StrCat(
+                               "the cluster was agreed to restore ", agreed_restore,
+                               ": start this member with --restore-backup")));
+      } else {
+        absl::StatusOr<std::optional<NodeConfig::Restore>> r =
+            LoadRestore(env, c, backup_store.get(), agreed_restore);
+        if (!r.ok()) return Fail("run", r.status());
+        restore = *std::move(r);
+      }
+    }
   }
   NodeConfig nc;
   nc.name = c.name;
@@ -828,12 +866,7 @@ int Serve(RunConfig c) {
     };
     nc.backup.unix_seconds = [] { return static_cast<uint64_t>(absl::ToUnixSeconds(absl::Now())); };
   }
-  if (!c.restore_backup.empty()) {
-    absl::StatusOr<std::optional<NodeConfig::Restore>> restore =
-        LoadRestore(env, c, backup_store.get());
-    if (!restore.ok()) return Fail("run", restore.status());
-    nc.restore = *std::move(restore);
-  }
+  nc.restore = std::move(restore);
   if (absl::Status s = Node::CheckDataDir(env, nc); !s.ok()) return Fail("run", s);
   absl::StatusOr<std::unique_ptr<kv::RocksDbEngine>> engine =
       kv::RocksDbEngine::Open(c.data_dir + "/kv");

@@ -65,8 +65,6 @@ expect 1 "--snapshot-encryption needs --ca-key" "${RUN[@]}" --snapshot-encryptio
 expect 2 "restore-backup=latest needs --snapshot-backup-url" run --restore-backup latest
 expect 2 "does not go with --initial-cluster-state existing" run --initial-cluster-state existing \
   --initial-cluster a=127.0.0.1:1 --restore-backup x.bkp
-expect 2 "restoring through gossip bootstrap is not supported yet" run -n 3 \
-  --bootstrap-addrs 10.0.0.1 --restore-backup x.bkp
 expect 1 "cannot read the backup nosuch.bkp" "${RUN[@]}" --data-dir d4 --restore-backup nosuch.bkp
 printf 'E2DBKUP\001 not really a backup' >bad.bkp
 expect 1 "restore-backup: backup bad.bkp: " "${RUN[@]}" --data-dir d4 --restore-backup bad.bkp

@@ -17,7 +17,12 @@
 #   7. three members started with the same -n 3 --bootstrap-addrs command line and no
 #      --initial-cluster agree on their cluster over gossip (the first one alone waits), restart
 #      into it, and a fourth member finds it running and does not bootstrap another; the
-#      leader writes encrypted backups to a file:// directory.
+#      leader writes encrypted backups to a file:// directory;
+#   8. total loss: every disk of that cluster is gone; three new members with one command line
+#      (gossip bootstrap, --restore-backup latest) skip a tampered newer-looking backup, agree
+#      on the newest good one, serve its data under a new cluster id, go on from its revision,
+#      and a restarted member keeps its own data;
+#   9. one member restores a backup file given by path.
 # Gossip runs among the members (sealed with a key derived from the CA key): each sees the
 # others alive, and sees the killed leader fail.
 #
@@ -380,7 +385,7 @@ grep -q 'etcdctl member add' g4.log || fail "g4 does not say how to join: $(tail
 [[ $(etcdctl "${TLS[@]}" --endpoints "$(ep g1)" member list | grep -c .) == 3 ]] ||
   fail "g4 changed the membership"
 
-echo "== 8. total loss: three new members restore the newest backup that checks out"
+echo "== 8. total loss: three new members bootstrap through gossip from the newest backup that checks out"
 revision_of_put() {  # revision_of_put ENDPOINTS KEY VALUE: the revision the put got
   etcdctl "${TLS[@]}" --endpoints "$1" put "$2" "$3" -w json | sed -n 's/.*"revision":\([0-9]*\).*/\1/p'
 }
@@ -398,22 +403,24 @@ cp "$LAST" "$TAMPERED"
 printf '\xff' | dd of="$TAMPERED" bs=1 seek=200 conv=notrunc status=none
 H=(h1 h2 h3)
 for n in "${H[@]}"; do
-  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port)
+  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
 done
-HIC="h1=https://127.0.0.1:${PPORT[h1]},h2=https://127.0.0.1:${PPORT[h2]},h3=https://127.0.0.1:${PPORT[h3]}"
-hstart() {  # hstart NAME [more flags]
-  local n="$1"; shift
-  "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 -n 3 --initial-cluster "$HIC" \
+HSEEDS="127.0.0.1:${GPORT[h1]},127.0.0.1:${GPORT[h2]},127.0.0.1:${GPORT[h3]}"
+# The members' command line, the same for all (as in a unit file): gossip bootstrap, and
+# --restore-backup latest, which only matters to a cluster that starts with no member's data.
+hstart() {
+  local n="$1"
+  "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 -n 3 --bootstrap-addrs "$HSEEDS" \
     --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
-    --metrics-addr "127.0.0.1:${MPORT[$n]}" --ca-cert ca.crt --ca-key ca.key \
-    --server-cert server.crt --server-key server.key --peer-cert peer.crt --peer-key peer.key \
-    --gossip-addr "127.0.0.1:$(free_port)" --election-timeout 500ms "$@" >>"$n.log" 2>&1 &
+    --metrics-addr "127.0.0.1:${MPORT[$n]}" --gossip-addr "127.0.0.1:${GPORT[$n]}" \
+    --ca-cert ca.crt --ca-key ca.key --server-cert server.crt --server-key server.key \
+    --peer-cert peer.crt --peer-key peer.key --election-timeout 500ms \
+    --snapshot-backup-url "file://$WORK/backups" --snapshot-backup-interval 1s \
+    --snapshot-encryption --restore-backup latest >>"$n.log" 2>&1 &
   PID[$n]=$!
   PIDS+=($!)
 }
-for n in "${H[@]}"; do
-  hstart "$n" --restore-backup latest --snapshot-backup-url "file://$WORK/backups"
-done
+for n in "${H[@]}"; do hstart "$n"; done
 HALL="$(ep h1),$(ep h2),$(ep h3)"
 wait_for "the restored cluster to serve gfinal" 60 bash -c "etcdctl ${TLS[*]} --endpoints $HALL \
   get gfinal --print-value-only | grep -qx 1"
@@ -430,10 +437,30 @@ HCID=$(cluster_of "$(ep h1)")
 # Revisions go on from the backup's: a client never sees them go back.
 R2=$(revision_of_put "$HALL" hnew 1)
 [[ "$R2" == $((R + 1)) ]] || fail "the first write after the restore got revision $R2, not $((R + 1))"
-# Restarted without the flag, a restored member keeps its cluster and data.
+# The restored cluster writes its own backups; restarted with the same command line, a member
+# keeps its own data: the newer backups of its own cluster are not restored over it.
+HHEX=$(printf '%016x' "$HCID")
+has_h_backup() { compgen -G "$WORK/backups/e2d-$HHEX-*.bkp" >/dev/null; }
+wait_for "a backup of the restored cluster" 30 has_h_backup
+etcdctl "${TLS[@]}" --endpoints "$HALL" put after-h-backup 1 >/dev/null
 kill "${PID[h1]}" && wait "${PID[h1]}" 2>/dev/null || true
 hstart h1
 wait_for "h1 to serve again" 60 bash -c "etcdctl ${TLS[*]} --endpoints $(ep h1) \
-  get hnew --print-value-only | grep -qx 1"
+  get after-h-backup --consistency=s --print-value-only | grep -qx 1"
 [[ "$(cluster_of "$(ep h1)")" == "$HCID" ]] || fail "h1 restarted into another cluster"
+[[ $(grep -c "restored the store from a backup" h1.log) == 1 ]] || fail "h1 restored twice"
+
+echo "== 9. a single member restores a backup file given by path"
+S1=s1
+CPORT[$S1]=$(free_port); PPORT[$S1]=$(free_port)
+"$E2D" run --name s1 --data-dir data-s1 --host 127.0.0.1 --client-addr "127.0.0.1:${CPORT[$S1]}" \
+  --peer-addr "127.0.0.1:${PPORT[$S1]}" --metrics-addr "" --ca-cert ca.crt --ca-key ca.key \
+  --server-cert server.crt --server-key server.key --peer-cert peer.crt --peer-key peer.key \
+  --restore-backup "$LAST" >>s1.log 2>&1 &
+PID[s1]=$!
+PIDS+=($!)
+wait_for "s1 to serve the backup's data" 30 bash -c "etcdctl ${TLS[*]} --endpoints $(ep s1) \
+  get gfinal --print-value-only | grep -qx 1"
+[[ -z "$(etcdctl "${TLS[@]}" --endpoints "$(ep s1)" get hnew --print-value-only)" ]] ||
+  fail "s1 holds a write made after its backup"
 echo PASS
