@@ -4,12 +4,15 @@
 // the members their new cluster starts with (node/bootstrap.h), while the swarm breaks the
 // network, partitions it, crashes, pauses and restarts members (their disks tear unsynced
 // writes), and skews their clocks, from the very first moment. Drawn per seed: 3 members told
-// -n 3, 5 told -n 5, or 4 told -n 3 (one too many: it must stay out). On top of the swarm, most
-// members start late (up to 20 s) and half the runs start split in two for 5-25 s.
+// -n 3, 5 told -n 5, or 4 told -n 3 (one too many: it must stay out); in half the runs every
+// member is given the same backup to restore (--restore-backup), which the set must carry. On
+// top of the swarm, most members start late (up to 20 s) and half the runs start split in two
+// for 5-25 s.
 //
 // Each simulated machine runs the real GossipNode and Bootstrapper; once a member bootstraps it
 // publishes the running meta, as the node does. Oracles:
-//  - validity: a member bootstraps with exactly N members, itself among them;
+//  - validity: a member bootstraps with exactly N members, itself among them, and the backup it
+//    was given, under the cluster id of both;
 //  - agreement: any two sets bootstrapped anywhere are equal (fewer than 2N members started,
 //    so no two disjoint clusters can form);
 //  - stability: a member restarted after it bootstrapped reports the same set (the record);
@@ -67,10 +70,11 @@ class Run;
 // One machine: gossip, and the bootstrapper driving it (destroyed first).
 class BootstrapProcess final : public sim::Process {
  public:
-  BootstrapProcess(env::Env& env, NodeId n, int required, std::vector<env::Address> seeds,
+  BootstrapProcess(env::Env& env, NodeId n, int required, const std::string& restore,
+                   std::vector<env::Address> seeds,
                    std::function<void(NodeId, absl::StatusOr<node::BootstrapSet>)> on_done)
       : gossip_(env, GossipConfig(env, n), ClusterKeyring()),
-        boot_(env, &gossip_, BootConfig(n, required),
+        boot_(env, &gossip_, BootConfig(n, required, restore),
               [this, n, on_done](absl::StatusOr<node::BootstrapSet> s) {
                 if (s.ok()) PublishRunning(n, *s);
                 on_done(n, std::move(s));
@@ -89,9 +93,10 @@ class BootstrapProcess final : public sim::Process {
     c.session = static_cast<uint64_t>(env.clock().Now().ns);
     return c;
   }
-  static node::BootstrapperConfig BootConfig(NodeId n, int required) {
+  static node::BootstrapperConfig BootConfig(NodeId n, int required, const std::string& restore) {
     node::BootstrapperConfig c;
     c.required_size = required;
+    c.restore = restore;
     c.self = MemberOf(n);
     return c;
   }
@@ -117,12 +122,15 @@ class Run {
         sim_(schedule.seed),
         cluster_(sim_, [this](env::Env& env, NodeId n) -> std::unique_ptr<sim::Process> {
           return std::make_unique<BootstrapProcess>(
-              env, n, required_, seeds_,
+              env, n, required_, restore_, seeds_,
               [this](NodeId at, absl::StatusOr<node::BootstrapSet> s) { OnDone(at, s); });
         }) {
     sim_.set_trace(options.trace);
     cluster_.set_echo_log(options.echo_log);
     required_ = RequiredFor(schedule.nodes);
+    if (env::Random(schedule.seed).Fork("bootstrap-restore").Uniform(2) == 1) {
+      restore_ = "e2d-00000000000000aa-00000000000000000042.bkp";
+    }
     // Every member is told every address (--bootstrap-addrs lists them all).
     for (int i = 1; i <= schedule.nodes; ++i) seeds_.push_back(GossipAddress(i));
   }
@@ -156,8 +164,9 @@ class Run {
     r.digest = sim_.digest();
     r.events = sim_.events_run();
     r.end_ns = sim_.now_ns();
-    r.summary = absl::StrFormat("members=%d required=%d bootstrapped=%d first_ms=%d",
-                                schedule_.nodes, required_, static_cast<int>(committed_.size()),
+    r.summary = absl::StrFormat("members=%d required=%d restore=%d bootstrapped=%d first_ms=%d",
+                                schedule_.nodes, required_, restore_.empty() ? 0 : 1,
+                                static_cast<int>(committed_.size()),
                                 static_cast<int>(first_commit_ms_));
     if (!r.pass) r.log_tail = absl::StrJoin(cluster_.log_tail(), "\n");
     return r;
@@ -186,7 +195,11 @@ class Run {
                      [&](const node::Member& m) { return m.id == self; })) {
       return Fail(absl::StrCat(who, " bootstrapped ", Describe(*s), ", which lacks it"));
     }
-    if (s->cluster_id != node::ClusterIdFor(s->members)) {
+    if (s->restored_from != restore_) {
+      return Fail(absl::StrCat(who, " bootstrapped ", Describe(*s), " restoring \"",
+                               s->restored_from, "\", not \"", restore_, "\""));
+    }
+    if (s->cluster_id != node::ClusterIdFor(s->members, restore_)) {
       return Fail(absl::StrCat(who, " bootstrapped ", Describe(*s), " under a wrong cluster id"));
     }
     auto [it, fresh] = committed_.try_emplace(n, *s);
@@ -230,6 +243,7 @@ class Run {
   const sim::FaultSchedule& schedule_;
   sim::Simulator sim_;
   int required_ = 0;
+  std::string restore_;  // the backup every member is given, or none
   std::vector<env::Address> seeds_;
   sim::Cluster cluster_;
   std::string failure_;
