@@ -52,7 +52,8 @@ Member MemberOf(const BootstrapPeer& p) {
 }  // namespace
 
 bool BootstrapSet::operator==(const BootstrapSet& o) const {
-  if (cluster_id != o.cluster_id || restored_from != o.restored_from ||
+  if (cluster_id != o.cluster_id || restored_from != o.restored_from || join != o.join ||
+      join_id != o.join_id ||
       members.size() != o.members.size()) {
     return false;
   }
@@ -160,6 +161,28 @@ BootstrapDecision DecideBootstrap(const BootstrapView& v) {
   for (const BootstrapPeer& p : v.peers) {
     if (p.state == gossip::MemberState::kDead || p.state == gossip::MemberState::kLeft) continue;
     if (p.meta.has_value() && !p.meta->pending) {
+      if (v.join_running && p.meta->cluster_id != 0) {
+        BootstrapDecision d;
+        d.kind = BootstrapDecision::Kind::kJoin;
+        d.ack.set.cluster_id = p.meta->cluster_id;
+        d.ack.set.join = true;
+        for (const BootstrapPeer& q : v.peers) {
+          if (!Alive(q) || !q.meta.has_value() || q.meta->pending ||
+              q.meta->cluster_id != p.meta->cluster_id || q.meta->member_id == self_id) {
+            continue;
+          }
+          Member m = MemberOf(q);
+          m.id = q.meta->member_id;
+          d.ack.set.members.push_back(m);
+        }
+        std::sort(d.ack.set.members.begin(), d.ack.set.members.end(),
+                  [](const Member& a, const Member& b) { return a.id < b.id; });
+        if (d.ack.set.members.empty()) continue;  // only suspect members run it: wait
+        d.why = absl::StrCat("member ", p.name, " already runs cluster ", Hex(p.meta->cluster_id),
+                             ": this member joins it (its leader adds it as a learner once the "
+                             "cluster lacks a member)");
+        return d;
+      }
       return Wait(absl::StrCat(
           "member ", p.name, " already runs cluster ", Hex(p.meta->cluster_id),
           ", which this member is not part of: add it with etcdctl member add and start it with "
@@ -281,12 +304,16 @@ namespace {
 // "restore=BACKUP\n" if the cluster starts from a backup, then per member
 // "member=ID PEER CLIENT|- NAME\n" (the name last: it may hold spaces).
 std::string RecordText(const Bootstrapper::Record& r) {
-  std::string out = absl::StrCat("e2d-bootstrap v1\nstate=", r.committed ? "committed" : "acked",
+  std::string out = absl::StrCat("e2d-bootstrap v1\nstate=",
+                                 r.ack.set.join ? "joined"
+                                 : r.committed  ? "committed"
+                                                : "acked",
                                  "\nepoch=", r.ack.epoch, "\ncluster_id=",
                                  Hex(r.ack.set.cluster_id), "\n");
   if (!r.ack.set.restored_from.empty()) {
     absl::StrAppend(&out, "restore=", r.ack.set.restored_from, "\n");
   }
+  if (r.ack.set.join) absl::StrAppend(&out, "self=", Hex(r.ack.set.join_id), "\n");
   for (const Member& m : r.ack.set.members) {
     absl::StrAppend(&out, "member=", Hex(m.id), " ", m.peer_address, " ",
                     m.client_url.empty() ? "-" : m.client_url, " ", m.name, "\n");
@@ -304,14 +331,17 @@ absl::StatusOr<Bootstrapper::Record> ParseRecord(const std::string& text) {
     return bad("expected \"e2d-bootstrap v1\", a state, an epoch, a cluster id and members");
   }
   Bootstrapper::Record r;
+  bool joined = false;
   if (lines[1] == "state=committed") {
     r.committed = true;
+  } else if (lines[1] == "state=joined") {
+    r.committed = joined = true;
   } else if (lines[1] != "state=acked") {
-    return bad("line 2 is neither state=acked nor state=committed");
+    return bad("line 2 is neither state=acked, state=committed nor state=joined");
   }
   if (lines[2].rfind("epoch=", 0) != 0 || !absl::SimpleAtoi(lines[2].substr(6), &r.ack.epoch) ||
-      r.ack.epoch == 0) {
-    return bad("line 3 is not epoch=N (N >= 1)");
+      (r.ack.epoch == 0) != joined) {
+    return bad("line 3 is not epoch=N (N >= 1; 0 for a joined member)");
   }
   uint64_t cluster = 0;
   if (lines[3].rfind("cluster_id=", 0) != 0 ||
@@ -320,7 +350,14 @@ absl::StatusOr<Bootstrapper::Record> ParseRecord(const std::string& text) {
   }
   std::string restored_from;
   size_t first_member = 4;
-  if (absl::StartsWith(lines[4], "restore=")) {
+  uint64_t join_id = 0;
+  if (joined) {
+    if (!absl::StartsWith(lines[4], "self=") || !absl::SimpleHexAtoi(lines[4].substr(5), &join_id) ||
+        join_id == 0) {
+      return bad("line 5 of a joined member is not self=HEX");
+    }
+    first_member = 5;
+  } else if (absl::StartsWith(lines[4], "restore=")) {
     restored_from = lines[4].substr(8);
     if (restored_from.empty()) return bad("line 5 is restore= without a backup");
     first_member = 5;
@@ -339,6 +376,19 @@ absl::StatusOr<Bootstrapper::Record> ParseRecord(const std::string& text) {
     if (f[2] != "-") m.client_url = f[2];
     m.name = f[3];
     members.push_back(std::move(m));
+  }
+  if (joined) {
+    // The running members it joined, as seen then: ids as they published them.
+    for (const Member& m : members) {
+      if (m.id != MemberIdFor(m.peer_address)) {
+        return bad(absl::StrCat("member ", m.name, "'s id does not match its address"));
+      }
+    }
+    r.ack.set.cluster_id = cluster;
+    r.ack.set.members = std::move(members);
+    r.ack.set.join = true;
+    r.ack.set.join_id = join_id;
+    return r;
   }
   r.ack.set = MakeBootstrapSet(members, restored_from);
   for (size_t i = 0; i < members.size(); ++i) {
@@ -414,6 +464,7 @@ void Bootstrapper::Poll() {
   v.required_size = config_.required_size;
   v.self = config_.self;
   v.restore = config_.restore;
+  v.join_running = config_.join_running;
   v.acked = acked_;
   std::vector<uint64_t> pending;
   for (const gossip::Member& m : gossip_->memberlist().Members()) {
@@ -454,9 +505,10 @@ void Bootstrapper::Poll() {
   if (d.why != why_) {
     why_ = d.why;
     env_.Log(absl::StrCat("level=info msg=\"bootstrap\" ",
-                          d.kind == BootstrapDecision::Kind::kWait  ? "waits"
-                          : d.kind == BootstrapDecision::Kind::kAck ? "acks"
-                                                                    : "bootstraps",
+                          d.kind == BootstrapDecision::Kind::kWait   ? "waits"
+                          : d.kind == BootstrapDecision::Kind::kAck  ? "acks"
+                          : d.kind == BootstrapDecision::Kind::kJoin ? "joins"
+                                                                     : "bootstraps",
                           d.kind == BootstrapDecision::Kind::kWait
                               ? ""
                               : absl::StrCat(" cluster=", Hex(d.ack.set.cluster_id),
@@ -478,10 +530,17 @@ void Bootstrapper::Poll() {
         again();
       });
     }
-    case BootstrapDecision::Kind::kBootstrap: {
+    case BootstrapDecision::Kind::kBootstrap:
+    case BootstrapDecision::Kind::kJoin: {
       Record r;
       r.committed = true;
       r.ack = d.ack;
+      if (d.kind == BootstrapDecision::Kind::kJoin) {
+        while (r.ack.set.join_id == 0 || r.ack.set.join_id == MemberIdFor(config_.self.peer_address)) {
+          r.ack.set.join_id = env_.random().Next();
+        }
+        d.ack.set.join_id = r.ack.set.join_id;
+      }
       return Write(r, [this, set = d.ack.set] { Finish(set); });
     }
   }

@@ -26,8 +26,10 @@
 // one member's pick is likely adopted by the others rather than raced. With exactly N members
 // started (the normal case) there is only one possible set. With more, members with different
 // views may ack different overlapping sets; the sets then die and the members try again.
-// A member that sees a running cluster it did not ack waits and says so (it must be added as a
-// member of that cluster); an empty peer list never bootstraps a cluster of N > 1.
+// A member that sees a running cluster it did not ack cannot be part of a new one: it joins the
+// running one (its leader adds it once a member is missing, node/membership.h), or, without
+// join_running, waits and says to add it with etcdctl member add. An empty peer list never
+// bootstraps a cluster of N > 1.
 //
 // DecideBootstrap is pure (tested alone); Bootstrapper runs it against a GossipNode and the
 // env's file system, on the env's thread, in the node and in the simulator alike.
@@ -56,6 +58,11 @@ struct BootstrapSet {
   uint64_t cluster_id = 0;
   std::vector<Member> members;
   std::string restored_from;
+  // Not a new cluster: join the running cluster `cluster_id`, whose members (those seen running
+  // it) are `members`; its leader adds this member as a learner once the cluster lacks one
+  // (node/membership.h).
+  bool join = false;
+  uint64_t join_id = 0;  // join: the id this member takes (random, never its address's)
   bool operator==(const BootstrapSet& o) const;
 };
 // Builds the set of `members` (sorting them, computing ids and the cluster id).
@@ -80,15 +87,18 @@ struct BootstrapView {
   // The backup this member would start a new cluster from (NodeConfig::restore), or empty. It
   // is part of the set's cluster id, so members given different backups never agree.
   std::string restore;
+  // A member that finds a cluster running joins it (kJoin) rather than wait for an operator.
+  bool join_running = false;
   std::optional<BootstrapAck> acked;  // as recorded
   std::vector<BootstrapPeer> peers;   // every member gossip knows, self excluded
   bool settled = false;               // the alive pending members have not changed lately
 };
 
 struct BootstrapDecision {
-  enum class Kind { kWait, kAck, kBootstrap };
+  enum class Kind { kWait, kAck, kBootstrap, kJoin };
   Kind kind = Kind::kWait;
-  BootstrapAck ack;    // kAck: the new ack; kBootstrap: the ack whose set to bootstrap
+  BootstrapAck ack;    // kAck: the new ack; kBootstrap: the ack whose set to bootstrap; kJoin:
+                       // the running cluster to join (epoch 0, set.join)
   bool fresh = false;  // kAck: a set picked here, not adopted from others
   std::string why;     // for the log: what it waits for, or why this set
 };
@@ -98,6 +108,7 @@ struct BootstrapperConfig {
   int required_size = 1;
   Member self;  // name, peer address, client URL
   std::string restore;  // see BootstrapView::restore
+  bool join_running = false;  // see BootstrapView::join_running
   absl::Duration poll = absl::Milliseconds(200);
   absl::Duration settle = absl::Seconds(3);
 };

@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "env/check.h"
 #include "env/status_macros.h"
+#include "node/membership.h"
 
 namespace e2d::node {
 
@@ -235,8 +236,8 @@ void Node::AddMember(const env::Address& peer_address, bool learner, absl::Durat
 
 void Node::AddCurrentMember(const env::Address& peer_address, bool learner,
                             absl::Duration timeout,
-                            std::function<void(absl::StatusOr<Member>)> done) {
-  const uint64_t id = MemberIdFor(peer_address);
+                            std::function<void(absl::StatusOr<Member>)> done, uint64_t id) {
+  if (id == 0) id = MemberIdFor(peer_address);
   for (const Member& m : Members()) {
     if (m.id == id || m.peer_address == peer_address) {
       return Later([done = std::move(done)] {
@@ -500,7 +501,10 @@ absl::Status ValidateConfig(NodeConfig& config) {
       return absl::InvalidArgumentError(
           absl::StrCat("member \"", m.name, "\" has no peer address"));
     }
-    m.id = MemberIdFor(m.peer_address);
+    // Given ids are kept: a member that joined through gossip has one of its own (see
+    // NodeConfig::member_id), which the members it joins publish.
+    if (m.id == 0) m.id = MemberIdFor(m.peer_address);
+    if (m.name == config.name && config.member_id != 0) m.id = config.member_id;
     if (!names.insert(m.name).second) {
       return absl::InvalidArgumentError(
           absl::StrCat("member name \"", m.name, "\" appears twice in the initial cluster"));
@@ -580,7 +584,7 @@ Identity Configured(const NodeConfig& config) {
   id.joined = config.join;
   if (config.restore.has_value()) id.restored_from = config.restore->name;
   id.cluster_id = config.join ? 0 : ClusterIdFor(config.initial_cluster, id.restored_from);
-  id.member_id = MemberIdFor(Self(config).peer_address);
+  id.member_id = Self(config).id;
   id.name = config.name;
   return id;
 }
@@ -694,7 +698,109 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* en
   E2D_ASSIGN_OR_RETURN(node->kv_, kv::KvServer::Open(env, engine, std::move(rc), config.kv,
                                                      std::move(hooks)));
   if (config.backup.store != nullptr) node->ScheduleBackup();
+  if (config.manage.enabled) node->ScheduleManage();
   return node;
+}
+
+void Node::ScheduleManage() {
+  env_.clock().After(config_.manage.interval, [this, alive = alive_] {
+    if (!*alive) return;
+    Manage();
+    ScheduleManage();
+  });
+}
+
+void Node::Manage() {
+  const raft::Raft& r = kv_->raft_node().raft();
+  if (r.role() != raft::Role::kLeader || gossip_ == nullptr || cluster_id_ == 0) {
+    down_since_.clear();
+    return;
+  }
+  if (managed_term_ != r.term()) {  // a new leader judges from its own observations only
+    down_since_.clear();
+    managed_term_ = r.term();
+  }
+  if (manage_running_) return;
+  const env::Instant now = env_.clock().Now();
+  MembershipView v;
+  v.required_size = config_.manage.required_size;
+  v.health_timeout = config_.manage.health_timeout;
+  v.now = now;
+  v.self = id_;
+  v.last_index = r.log().last_index();
+  v.change_pending = r.pending_conf_index() > r.log().applied();
+  // Gossip's view, by member id.
+  absl::flat_hash_map<uint64_t, bool> alive;
+  for (const gossip::Member& g : gossip_->memberlist().Members()) {
+    std::optional<GossipMeta> meta = DecodeGossipMeta(g.meta);
+    if (!meta.has_value() || meta->member_id == 0) continue;
+    const bool up = g.state == gossip::MemberState::kAlive;
+    alive[meta->member_id] = alive[meta->member_id] || up;
+    // A node waiting to join runs with no cluster yet (pending nodes decide to join first: they
+    // take an id of their own then).
+    if (up && !meta->pending && meta->cluster_id == 0 && !r.membership().IsMember(meta->member_id)) {
+      v.candidates.push_back({meta->member_id, g.name, meta->peer_address});
+    }
+  }
+  for (uint64_t id : r.membership().Members()) {
+    MembershipView::RaftMember m;
+    m.id = id;
+    m.learner = r.membership().IsLearner(id);
+    const raft::Progress* pr = r.progress(id);
+    m.match = id == id_ ? r.log().last_index() : (pr == nullptr ? 0 : pr->match);
+    m.recently_active = id == id_ || (pr != nullptr && pr->recent_active);
+    m.alive = id == id_ || alive[id];
+    if (m.alive) {
+      down_since_.erase(id);
+    } else {
+      m.down_since = down_since_.try_emplace(id, now).first->second;
+    }
+    v.members.push_back(m);
+  }
+  for (auto it = down_since_.begin(); it != down_since_.end();) {
+    if (!r.membership().IsMember(it->first)) {
+      down_since_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  const MembershipAction a = DecideMembership(v);
+  if (a.kind == MembershipAction::Kind::kNone) {
+    if (!a.why.empty() && a.why != manage_last_why_) {
+      env_.Log(absl::StrCat("level=info msg=\"membership: waiting\" why=\"", a.why, "\""));
+    }
+    manage_last_why_ = a.why;
+    return;
+  }
+  manage_last_why_.clear();
+  const char* what = a.kind == MembershipAction::Kind::kPromote  ? "promote"
+                     : a.kind == MembershipAction::Kind::kRemove ? "remove"
+                                                                 : "add learner";
+  env_.Log(absl::StrCat("level=info msg=\"membership: ", what, "\" member=", Hex(a.id),
+                        " why=\"", a.why, "\""));
+  manage_running_ = true;
+  const absl::Duration timeout = std::max(config_.manage.interval * 2, absl::Seconds(10));
+  auto done = [this, what, id = a.id](absl::Status s) {
+    manage_running_ = false;
+    if (!s.ok()) {
+      env_.Log(absl::StrCat("level=warn msg=\"membership: ", what, " failed\" member=", Hex(id),
+                            " why=\"", s.message(), "\""));
+    }
+  };
+  switch (a.kind) {
+    case MembershipAction::Kind::kPromote:
+      PromoteCurrentMember(a.id, timeout, done);
+      break;
+    case MembershipAction::Kind::kRemove:
+      RemoveCurrentMember(a.id, timeout, done);
+      break;
+    case MembershipAction::Kind::kAddLearner:
+      AddCurrentMember(a.peer_address, /*learner=*/true, timeout,
+                       [done](absl::StatusOr<Member> m) { done(m.status()); }, a.id);
+      break;
+    case MembershipAction::Kind::kNone:
+      break;
+  }
 }
 
 void Node::ScheduleBackup() {

@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -67,6 +68,10 @@ struct BackupConfig {
 
 struct NodeConfig {
   std::string name = "default";
+  // This member's id; 0: MemberIdFor(its peer address). A member joining through gossip takes
+  // one of its own, so that a node that replaces a lost one at the same address is never taken
+  // for it (a voter that forgot what it acknowledged must not count as that voter).
+  uint64_t member_id = 0;
   // The members a new cluster starts with, this node included (its name must be among them).
   std::vector<Member> initial_cluster;
   // Join a running cluster (etcd's --initial-cluster-state existing) rather than bootstrap one:
@@ -89,6 +94,17 @@ struct NodeConfig {
     std::string store;  // its payload (kv::KvServer::Seed's format)
   };
   std::optional<Restore> restore;
+  // Self-management (node/membership.h): the leader keeps the cluster at `required_size`
+  // members, through gossip (needs AttachGossip): it removes members down for
+  // `health_timeout`, adds live nodes waiting to join as learners, promotes them in sync, and
+  // removes voters beyond the size. Evaluated every `interval`; off unless enabled.
+  struct Manage {
+    bool enabled = false;
+    int required_size = 1;
+    absl::Duration interval = absl::Seconds(5);
+    absl::Duration health_timeout = absl::Minutes(5);
+  };
+  Manage manage;
 };
 
 // Stable, non-zero ids.
@@ -193,12 +209,16 @@ class Node {
   // timed out).
   void Current(env::Instant deadline, std::function<void(absl::Status)> then);
   absl::Duration Left(env::Instant deadline);  // time to `deadline`, at least 1 ms
+  // `id` 0: MemberIdFor(peer_address).
   void AddCurrentMember(const env::Address& peer_address, bool learner, absl::Duration timeout,
-                        std::function<void(absl::StatusOr<Member>)> done);
+                        std::function<void(absl::StatusOr<Member>)> done, uint64_t id = 0);
   void RemoveCurrentMember(uint64_t id, absl::Duration timeout,
                            std::function<void(absl::Status)> done);
   void PromoteCurrentMember(uint64_t id, absl::Duration timeout,
                             std::function<void(absl::Status)> done);
+  // Self-management: every config_.manage.interval, on the leader (see NodeConfig::Manage).
+  void ScheduleManage();
+  void Manage();
   void PollUntil(std::function<bool()> holds, env::Instant deadline, absl::Status timed_out,
                  std::function<void(absl::Status)> done);
   // Runs `f` on the env's thread, never inside the caller, never after the node is gone.
@@ -214,6 +234,11 @@ class Node {
   env::Instant snapshot_since_;       // when it was first seen (or the start)
   uint64_t leader_changes_ = 0;
   bool backup_running_ = false;
+  bool manage_running_ = false;  // a change decided by Manage is in flight
+  std::string manage_last_why_;  // the last decision logged (each is logged once)
+  // Members this leader has seen not alive in gossip, and since when (reset on leadership).
+  absl::flat_hash_map<uint64_t, env::Instant> down_since_;
+  uint64_t managed_term_ = 0;    // the term down_since_ was gathered in
   int64_t last_backup_revision_ = -1;
   env::Instant last_backup_at_;
   uint64_t backups_ok_ = 0, backups_failed_ = 0, backups_skipped_ = 0;

@@ -17,8 +17,10 @@
 //    so no two disjoint clusters can form);
 //  - stability: a member restarted after it bootstrapped reports the same set (the record);
 //  - no storage errors (the disk faults here are latency and tears, which must be survived);
+//  - joins: a member that joins a running cluster instead (the extra member of the 4/3 runs)
+//    joins the one cluster bootstrapped, is not a member of its set, under an id of its own;
 //  - liveness: within 60 s of the heal, every member of the bootstrapped set has bootstrapped
-//    (with exactly N started: all of them), and the extra member has not.
+//    (with exactly N started: all of them), and the extra member has not (it may have joined).
 
 #include <algorithm>
 #include <memory>
@@ -97,6 +99,7 @@ class BootstrapProcess final : public sim::Process {
     node::BootstrapperConfig c;
     c.required_size = required;
     c.restore = restore;
+    c.join_running = true;
     c.self = MemberOf(n);
     return c;
   }
@@ -164,9 +167,10 @@ class Run {
     r.digest = sim_.digest();
     r.events = sim_.events_run();
     r.end_ns = sim_.now_ns();
-    r.summary = absl::StrFormat("members=%d required=%d restore=%d bootstrapped=%d first_ms=%d",
-                                schedule_.nodes, required_, restore_.empty() ? 0 : 1,
-                                static_cast<int>(committed_.size()),
+    r.summary = absl::StrFormat(
+        "members=%d required=%d restore=%d bootstrapped=%d joined=%d first_ms=%d",
+        schedule_.nodes, required_, restore_.empty() ? 0 : 1, static_cast<int>(committed_.size()),
+        static_cast<int>(joined_.size()),
                                 static_cast<int>(first_commit_ms_));
     if (!r.pass) r.log_tail = absl::StrJoin(cluster_.log_tail(), "\n");
     return r;
@@ -186,6 +190,36 @@ class Run {
   void OnDone(NodeId n, const absl::StatusOr<node::BootstrapSet>& s) {
     const std::string who = MemberOf(n).name;
     if (!s.ok()) return Fail(absl::StrCat(who, ": ", s.status().ToString()));
+    const uint64_t self_id = node::MemberIdFor(MemberOf(n).peer_address);
+    if (s->join) {
+      if (committed_.contains(n)) {
+        return Fail(absl::StrCat(who, " bootstrapped ", Describe(committed_.at(n)),
+                                 " and, restarted, joined cluster ", s->cluster_id));
+      }
+      if (committed_.empty()) return Fail(absl::StrCat(who, " joined before any cluster formed"));
+      const node::BootstrapSet& formed = committed_.begin()->second;
+      if (s->cluster_id != formed.cluster_id) {
+        return Fail(absl::StrCat(who, " joined cluster ", s->cluster_id, ", not the one formed, ",
+                                 formed.cluster_id));
+      }
+      if (std::any_of(formed.members.begin(), formed.members.end(),
+                      [&](const node::Member& m) { return m.id == self_id; })) {
+        return Fail(absl::StrCat(who, " joined the cluster it was to bootstrap, ",
+                                 Describe(formed)));
+      }
+      if (s->join_id == 0 || s->join_id == self_id) {
+        return Fail(absl::StrCat(who, " joined under the id of its address"));
+      }
+      auto [it, fresh] = joined_.try_emplace(n, *s);
+      if (!fresh && !(it->second == *s)) {
+        return Fail(absl::StrCat(who, " joined twice, differently"));
+      }
+      return;
+    }
+    if (joined_.contains(n)) {
+      return Fail(absl::StrCat(who, " joined a cluster and, restarted, bootstrapped ",
+                               Describe(*s)));
+    }
     if (static_cast<int>(s->members.size()) != required_) {
       return Fail(absl::StrCat(who, " bootstrapped ", Describe(*s), ", not ", required_,
                                " members"));
@@ -248,6 +282,7 @@ class Run {
   sim::Cluster cluster_;
   std::string failure_;
   absl::btree_map<NodeId, node::BootstrapSet> committed_;
+  absl::btree_map<NodeId, node::BootstrapSet> joined_;
   int64_t first_commit_ms_ = -1;
 };
 

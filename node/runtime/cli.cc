@@ -293,6 +293,12 @@ const std::vector<FlagSpec>& RunFlags() {
        true},
       {"snapshot-encryption", "", "false",
        "encrypt backups: AES-256-CTR + HMAC-SHA-512/256, keys derived from --ca-key", true},
+      {"health-check-interval", "", "5s",
+       "with gossip bootstrap: how often the leader checks the membership (replaces dead "
+       "members, adds nodes waiting to join as learners, promotes them)"},
+      {"health-check-timeout", "", "5m",
+       "with gossip bootstrap: how long a member must be unseen by gossip and unheard by Raft "
+       "before the leader removes it"},
       {"restore-backup", "", "",
        "start a new cluster from a backup: a backup file, or \"latest\" for the newest one "
        "under --snapshot-backup-url that checks out; give every initial member the same one "
@@ -326,6 +332,9 @@ struct RunConfig {
   bool backup_gzip = false;
   bool backup_encrypt = false;
   std::string restore_backup;  // a file, "latest", or empty
+  uint64_t member_id = 0;  // 0: from the peer address; else taken when joining through gossip
+  absl::Duration health_interval = absl::Seconds(5);
+  absl::Duration health_timeout = absl::Minutes(5);
 };
 
 std::string HostName() {
@@ -490,6 +499,16 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
         "before encrypting leaks the content through the length)");
   }
   c.restore_backup = f["restore-backup"];
+  E2D_ASSIGN_OR_RETURN(c.health_interval,
+                       ParseDurationFlag("health-check-interval", f["health-check-interval"]));
+  E2D_ASSIGN_OR_RETURN(c.health_timeout,
+                       ParseDurationFlag("health-check-timeout", f["health-check-timeout"]));
+  if (c.health_interval < absl::Milliseconds(100)) {
+    return absl::InvalidArgumentError("--health-check-interval must be at least 100ms");
+  }
+  if (c.health_timeout < absl::Seconds(1)) {
+    return absl::InvalidArgumentError("--health-check-timeout must be at least 1s");
+  }
   if (c.restore_backup == "latest" && c.backup_url.empty()) {
     return absl::InvalidArgumentError(
         "--restore-backup=latest needs --snapshot-backup-url (where to look for backups)");
@@ -634,6 +653,7 @@ absl::StatusOr<std::optional<BootstrapSet>> AgreeOnCluster(asio::io_context& io,
   bc.required_size = c.required_size;
   bc.self = c.initial_cluster.front();
   bc.restore = restore;
+  bc.join_running = true;
   std::optional<absl::StatusOr<BootstrapSet>> result;
   Bootstrapper bootstrapper(env, gossip, bc,
                             [&result](absl::StatusOr<BootstrapSet> s) { result = std::move(s); });
@@ -824,7 +844,16 @@ int Serve(RunConfig c) {
       env.Log("level=info msg=\"stopping\" during=bootstrap");
       return 0;
     }
-    c.initial_cluster = (*agreed)->members;
+    if ((*agreed)->join) {
+      // Joining a running cluster: its members as gossip showed them, and this member.
+      Member self = c.initial_cluster.front();
+      c.initial_cluster = (*agreed)->members;
+      c.initial_cluster.push_back(self);
+      c.join = true;
+      c.member_id = (*agreed)->join_id;
+    } else {
+      c.initial_cluster = (*agreed)->members;
+    }
     const std::string& agreed_restore = (*agreed)->restored_from;
     if (agreed_restore.empty()) {
       restore.reset();
@@ -847,6 +876,7 @@ int Serve(RunConfig c) {
   }
   NodeConfig nc;
   nc.name = c.name;
+  nc.member_id = c.member_id;
   nc.initial_cluster = c.initial_cluster;
   nc.join = c.join;
   nc.tick = c.election_timeout / 10;
@@ -867,6 +897,12 @@ int Serve(RunConfig c) {
     nc.backup.unix_seconds = [] { return static_cast<uint64_t>(absl::ToUnixSeconds(absl::Now())); };
   }
   nc.restore = std::move(restore);
+  if (c.gossip_bootstrap) {
+    nc.manage.enabled = true;
+    nc.manage.required_size = c.required_size;
+    nc.manage.interval = c.health_interval;
+    nc.manage.health_timeout = c.health_timeout;
+  }
   if (absl::Status s = Node::CheckDataDir(env, nc); !s.ok()) return Fail("run", s);
   absl::StatusOr<std::unique_ptr<kv::RocksDbEngine>> engine =
       kv::RocksDbEngine::Open(c.data_dir + "/kv");

@@ -16,7 +16,9 @@
 #      by name from its gossip;
 #   7. three members started with the same -n 3 --bootstrap-addrs command line and no
 #      --initial-cluster agree on their cluster over gossip (the first one alone waits), restart
-#      into it, and a fourth member finds it running and does not bootstrap another; the
+#      into it, and a fourth member finds it running and joins it without bootstrapping another,
+#      waiting while the cluster is whole; when one member dies for good, the leader removes
+#      it after the health timeout, adds the fourth as a learner and promotes it; the
 #      leader writes encrypted backups to a file:// directory;
 #   8. total loss: every disk of that cluster is gone; three new members with one command line
 #      (gossip bootstrap, --restore-backup latest) skip a tampered newer-looking backup, agree
@@ -337,7 +339,7 @@ gstart() {  # gstart NAME: the same command line for every member, no --initial-
     --ca-cert ca.crt --ca-key ca.key --server-cert server.crt --server-key server.key \
     --peer-cert peer.crt --peer-key peer.key --election-timeout 500ms \
     --snapshot-backup-url "file://$WORK/backups" --snapshot-backup-interval 1s \
-    --snapshot-encryption >>"$n.log" 2>&1 &
+    --snapshot-encryption --health-check-interval 500ms --health-check-timeout 3s >>"$n.log" 2>&1 &
   PID[$n]=$!
   PIDS+=($!)
 }
@@ -378,12 +380,30 @@ wait_for "the restarted cluster to serve gboot" 60 bash -c "etcdctl ${TLS[*]} --
 grep -q "restarting in the cluster agreed before" g1.log || fail "g1 did not restart from its record"
 [[ "$(cluster_of "$(ep g3)")" == "$GCID" ]] || fail "the restarted cluster has another id"
 # A fourth member with the same flags finds the cluster running: it does not bootstrap another
-# one, and says what to do instead.
+# one, but joins it and waits: the cluster has its 3 members.
 gstart g4
 wait_for "g4 to see the running cluster" 30 grep -q 'already runs cluster' g4.log
-grep -q 'etcdctl member add' g4.log || fail "g4 does not say how to join: $(tail -3 g4.log)"
+wait_for "g4 to wait for the cluster" 30 grep -q '"serving" name=g4' g4.log
 [[ $(etcdctl "${TLS[@]}" --endpoints "$(ep g1)" member list | grep -c .) == 3 ]] ||
   fail "g4 changed the membership"
+# g3 dies for good. Once gossip and Raft have not heard from it for the health timeout (3 s
+# here), the leader removes it, adds g4 as a learner, and promotes it once in sync.
+kill -9 "${PID[g3]}"
+wait "${PID[g3]}" 2>/dev/null || true
+replaced() {
+  local list
+  list=$(etcdctl "${TLS[@]}" --endpoints "$(ep g1),$(ep g2)" member list) || return 1
+  [[ $(grep -c . <<<"$list") == 3 ]] && ! grep -q ", g3, " <<<"$list" &&
+    grep -q ", started, g4, https://127.0.0.1:${PPORT[g4]}, $(ep g4), false$" <<<"$list"
+}
+wait_for "the leader to replace g3 with g4" 60 replaced
+grep -h 'msg="membership: remove"' g1.log g2.log | grep -q "health timeout" ||
+  fail "no leader logged why it removed g3"
+grep -hq 'msg="membership: add learner"' g1.log g2.log || fail "no leader logged adding g4"
+grep -hq 'msg="membership: promote"' g1.log g2.log || fail "no leader logged promoting g4"
+[[ "$(cluster_of "$(ep g4)")" == "$GCID" ]] || fail "g4 reports another cluster id"
+etcdctl "${TLS[@]}" --endpoints "$(ep g4)" put via-g4 1 | grep -qx OK || fail "a write through g4"
+GALL="$(ep g1),$(ep g2),$(ep g4)"
 
 echo "== 8. total loss: three new members bootstrap through gossip from the newest backup that checks out"
 revision_of_put() {  # revision_of_put ENDPOINTS KEY VALUE: the revision the put got
@@ -394,8 +414,8 @@ R=$(revision_of_put "$GALL" gfinal 1)
 GHEX=$(printf '%016x' "$GCID")
 LAST="$WORK/backups/e2d-$GHEX-$(printf '%020d' "$R").bkp"
 wait_for "a backup of revision $R" 30 test -e "$LAST"
-for n in g1 g2 g3 g4; do kill -9 "${PID[$n]}" 2>/dev/null || true; done
-for n in g1 g2 g3 g4; do wait "${PID[$n]}" 2>/dev/null || true; done
+for n in g1 g2 g4; do kill -9 "${PID[$n]}" 2>/dev/null || true; done
+for n in g1 g2 g4; do wait "${PID[$n]}" 2>/dev/null || true; done
 rm -rf data-g1 data-g2 data-g3 data-g4
 # A newer-looking backup that was tampered with is refused, and the one before it restored.
 TAMPERED="$WORK/backups/e2d-$GHEX-$(printf '%020d' $((R + 1000))).bkp"
