@@ -157,10 +157,19 @@ BootstrapDecision DecideBootstrap(const BootstrapView& v) {
                         " can no longer form; ");
   }
 
-  // A running cluster this member did not ack: it cannot be part of it.
+  // A running cluster this member did not ack: it cannot be part of it. (Members that run
+  // with no cluster yet, joiners waiting to be added, are looked at last: they name none.)
+  std::vector<const BootstrapPeer*> running;
   for (const BootstrapPeer& p : v.peers) {
+    if (p.meta.has_value() && !p.meta->pending) running.push_back(&p);
+  }
+  std::stable_sort(running.begin(), running.end(), [](const BootstrapPeer* a, const BootstrapPeer* b) {
+    return (a->meta->cluster_id == 0) < (b->meta->cluster_id == 0);
+  });
+  for (const BootstrapPeer* pp : running) {
+    const BootstrapPeer& p = *pp;
     if (p.state == gossip::MemberState::kDead || p.state == gossip::MemberState::kLeft) continue;
-    if (p.meta.has_value() && !p.meta->pending) {
+    {
       if (v.join_running && p.meta->cluster_id != 0) {
         BootstrapDecision d;
         d.kind = BootstrapDecision::Kind::kJoin;
@@ -182,6 +191,10 @@ BootstrapDecision DecideBootstrap(const BootstrapView& v) {
                              ": this member joins it (its leader adds it as a learner once the "
                              "cluster lacks a member)");
         return d;
+      }
+      if (p.meta->cluster_id == 0) {
+        return Wait(absl::StrCat("member ", p.name, " runs, waiting to join a cluster not seen "
+                                 "here yet: waiting to see that cluster"));
       }
       return Wait(absl::StrCat(
           "member ", p.name, " already runs cluster ", Hex(p.meta->cluster_id),
@@ -378,12 +391,8 @@ absl::StatusOr<Bootstrapper::Record> ParseRecord(const std::string& text) {
     members.push_back(std::move(m));
   }
   if (joined) {
-    // The running members it joined, as seen then: ids as they published them.
-    for (const Member& m : members) {
-      if (m.id != MemberIdFor(m.peer_address)) {
-        return bad(absl::StrCat("member ", m.name, "'s id does not match its address"));
-      }
-    }
+    // The running members it joined, as seen then, with the ids they published (members that
+    // joined have ids of their own, not their addresses').
     r.ack.set.cluster_id = cluster;
     r.ack.set.members = std::move(members);
     r.ack.set.join = true;

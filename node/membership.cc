@@ -56,6 +56,14 @@ MembershipAction DecideMembership(const MembershipView& v) {
       }
     }
   }
+  std::string held;  // a learner not promoted yet, and why
+  for (const auto& m : members) {
+    if (m.learner && !DownLongEnough(v, m)) {
+      held = absl::StrCat("learner ", Hex(m.id), " is not in sync yet (", m.match, " of ",
+                          v.last_index, m.alive && m.recently_active ? ")" : ", not heard from)");
+      break;
+    }
+  }
 
   // 2. Remove a member down for the health timeout, keeping a live majority of voters.
   for (const auto& m : members) {
@@ -74,7 +82,7 @@ MembershipAction DecideMembership(const MembershipView& v) {
 
   // 3. Add a learner while members are missing, one at a time.
   if (voters + learners < v.required_size) {
-    if (learners > 0) return Act(Kind::kNone, 0, "a learner is catching up");
+    if (learners > 0) return Act(Kind::kNone, 0, held.empty() ? "a learner is catching up" : held);
     std::vector<MembershipView::Candidate> candidates = v.candidates;
     std::sort(candidates.begin(), candidates.end(),
               [](const auto& a, const auto& b) { return a.id < b.id; });
@@ -103,7 +111,7 @@ MembershipAction DecideMembership(const MembershipView& v) {
                               v.required_size));
     }
   }
-  return Act(Kind::kNone, 0, "");
+  return Act(Kind::kNone, 0, held);
 }
 
 }  // namespace e2d::node

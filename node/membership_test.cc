@@ -100,7 +100,7 @@ TEST(DecideMembershipTest, AMissingMemberIsAddedAsALearnerOneAtATimeThenPromoted
   // One learner catching up: no second one, even with members missing.
   a = DecideMembership(View(5, {Voter(1), Voter(2), Learner(7, 10)}, {Candidate(8)}));
   EXPECT_EQ(a.kind, Kind::kNone);
-  EXPECT_TRUE(absl::StrContains(a.why, "learner is catching up")) << a.why;
+  EXPECT_TRUE(absl::StrContains(a.why, "is not in sync yet (10 of 100)")) << a.why;
   // In sync (90%): promoted.
   a = DecideMembership(View(3, {Voter(1), Voter(2), Learner(7, 90)}));
   ASSERT_EQ(a.kind, Kind::kPromote) << a.why;

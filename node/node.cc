@@ -712,25 +712,26 @@ void Node::ScheduleManage() {
 
 void Node::Manage() {
   const raft::Raft& r = kv_->raft_node().raft();
-  if (r.role() != raft::Role::kLeader || gossip_ == nullptr || cluster_id_ == 0) {
-    down_since_.clear();
-    return;
+  if (gossip_ == nullptr) return;
+  // Where the running members are, from their gossip: a node that joined knows the members it
+  // saw running when it decided to, and must answer a leader that started since.
+  for (const gossip::Member& g : gossip_->memberlist().Members()) {
+    std::optional<GossipMeta> meta = DecodeGossipMeta(g.meta);
+    if (!meta.has_value() || meta->pending || meta->cluster_id == 0 ||
+        (cluster_id_ != 0 && meta->cluster_id != cluster_id_)) {
+      continue;
+    }
+    if (kv_->raft_node().LearnAddress(meta->member_id, meta->peer_address)) {
+      env_.Log(absl::StrCat("level=info msg=\"learned a member's address from gossip\" member=",
+                            Hex(meta->member_id), " addr=", meta->peer_address));
+    }
   }
-  if (managed_term_ != r.term()) {  // a new leader judges from its own observations only
-    down_since_.clear();
-    managed_term_ = r.term();
-  }
-  if (manage_running_) return;
+  if (cluster_id_ == 0) return;
+  // Every member watches who is down, leader or not, so that a new leader judges with what it
+  // saw all along rather than starting the health timeout over.
   const env::Instant now = env_.clock().Now();
-  MembershipView v;
-  v.required_size = config_.manage.required_size;
-  v.health_timeout = config_.manage.health_timeout;
-  v.now = now;
-  v.self = id_;
-  v.last_index = r.log().last_index();
-  v.change_pending = r.pending_conf_index() > r.log().applied();
-  // Gossip's view, by member id.
   absl::flat_hash_map<uint64_t, bool> alive;
+  std::vector<MembershipView::Candidate> candidates;
   for (const gossip::Member& g : gossip_->memberlist().Members()) {
     std::optional<GossipMeta> meta = DecodeGossipMeta(g.meta);
     if (!meta.has_value() || meta->member_id == 0) continue;
@@ -739,9 +740,28 @@ void Node::Manage() {
     // A node waiting to join runs with no cluster yet (pending nodes decide to join first: they
     // take an id of their own then).
     if (up && !meta->pending && meta->cluster_id == 0 && !r.membership().IsMember(meta->member_id)) {
-      v.candidates.push_back({meta->member_id, g.name, meta->peer_address});
+      candidates.push_back({meta->member_id, g.name, meta->peer_address});
     }
   }
+  for (auto it = down_since_.begin(); it != down_since_.end();) {
+    if (!r.membership().IsMember(it->first) || alive[it->first]) {
+      it = down_since_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (uint64_t id : r.membership().Members()) {
+    if (id != id_ && !alive[id]) down_since_.try_emplace(id, now);
+  }
+  if (r.role() != raft::Role::kLeader || manage_running_) return;
+  MembershipView v;
+  v.required_size = config_.manage.required_size;
+  v.health_timeout = config_.manage.health_timeout;
+  v.now = now;
+  v.self = id_;
+  v.last_index = r.log().last_index();
+  v.change_pending = r.pending_conf_index() > r.log().applied();
+  v.candidates = std::move(candidates);
   for (uint64_t id : r.membership().Members()) {
     MembershipView::RaftMember m;
     m.id = id;
@@ -750,19 +770,8 @@ void Node::Manage() {
     m.match = id == id_ ? r.log().last_index() : (pr == nullptr ? 0 : pr->match);
     m.recently_active = id == id_ || (pr != nullptr && pr->recent_active);
     m.alive = id == id_ || alive[id];
-    if (m.alive) {
-      down_since_.erase(id);
-    } else {
-      m.down_since = down_since_.try_emplace(id, now).first->second;
-    }
+    if (!m.alive) m.down_since = down_since_.at(id);
     v.members.push_back(m);
-  }
-  for (auto it = down_since_.begin(); it != down_since_.end();) {
-    if (!r.membership().IsMember(it->first)) {
-      down_since_.erase(it++);
-    } else {
-      ++it;
-    }
   }
   const MembershipAction a = DecideMembership(v);
   if (a.kind == MembershipAction::Kind::kNone) {

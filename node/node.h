@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -236,9 +237,8 @@ class Node {
   bool backup_running_ = false;
   bool manage_running_ = false;  // a change decided by Manage is in flight
   std::string manage_last_why_;  // the last decision logged (each is logged once)
-  // Members this leader has seen not alive in gossip, and since when (reset on leadership).
-  absl::flat_hash_map<uint64_t, env::Instant> down_since_;
-  uint64_t managed_term_ = 0;    // the term down_since_ was gathered in
+  // Members this member has seen not alive in gossip, and since when (watched on every member).
+  absl::btree_map<uint64_t, env::Instant> down_since_;
   int64_t last_backup_revision_ = -1;
   env::Instant last_backup_at_;
   uint64_t backups_ok_ = 0, backups_failed_ = 0, backups_skipped_ = 0;

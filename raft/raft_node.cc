@@ -301,6 +301,15 @@ void RaftNode::LearnAddresses(const raftpb::Entry& e) {
   }
 }
 
+bool RaftNode::LearnAddress(uint64_t id, const env::Address& address) {
+  if (id == raft_->id() || id == kNone || address.empty() || addresses_.contains(id) ||
+      addresses_.size() >= kMembersMax * 2) {
+    return false;
+  }
+  addresses_.emplace(id, address);
+  return true;
+}
+
 void RaftNode::Observe() {
   if (hooks_.on_state) hooks_.on_state(*raft_);
 }

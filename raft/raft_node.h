@@ -135,6 +135,10 @@ class RaftNode {
   // Where each other member is reached (the config's peers and the addresses conf changes
   // carried).
   const absl::btree_map<uint64_t, env::Address>& addresses() const { return addresses_; }
+  // Adds where `id` is reached if the address book has no entry for it (a hint, say from
+  // gossip, for a joining node whose config named only some members: the log's addresses and
+  // the config's win). At most kMembersMax * 2 entries. Returns whether it was added.
+  bool LearnAddress(uint64_t id, const env::Address& address);
   // This node's cluster id (0 while a joining node has not heard from its cluster yet).
   uint64_t cluster_id() const { return cluster_id_; }
   // Messages dropped because they came from another cluster.

@@ -9,7 +9,8 @@ std::vector<sim::Scenario> AllScenarios() {
           CounterClocks(), RaftPartitions(), RaftCrashes(), RaftFigure8(), RaftSwarm(),
           RaftMembership(), RaftReplace(), RaftTwoNode(), RaftSnapshots(), RaftSlowDisks(),
           RaftClocks(), RaftPrevote(), RaftTransfer(), RaftFlapping(), KvSwarm(), KvPartitions(), KvCrashes(),
-          GossipSwarm(), GossipDetect(), GossipPartitions(), GossipLarge(), BootstrapGossip()};
+          GossipSwarm(), GossipDetect(), GossipPartitions(), GossipLarge(), BootstrapGossip(),
+          ManageReplace()};
 }
 
 bool FindScenario(std::string_view name, sim::Scenario* out) {

@@ -43,6 +43,7 @@ sim::Scenario GossipDetect();
 sim::Scenario GossipPartitions();
 sim::Scenario GossipLarge();
 sim::Scenario BootstrapGossip();
+sim::Scenario ManageReplace();
 
 // The Raft scenarios' configurations (the mutation self-test reruns them with a rule broken).
 RaftScenarioConfig RaftPartitionsConfig();

@@ -1,0 +1,417 @@
+// Copyright e2d authors.
+//
+// manage_replace: a self-managing cluster (node/membership.h) under swarm faults that include
+// the permanent loss of a machine's disk. Five machines start with the same command line
+// (-n 3, gossip bootstrap): three form the cluster, two join it and wait. Each machine runs what
+// `e2d run` runs: gossip, the Bootstrapper (which bootstraps, or joins a running cluster under
+// an id of its own) and then the Node, with its leader managing the membership. A machine whose
+// disk is lost comes back empty: it must join again as a new member, never as the one it was,
+// and the leader replaces the lost member with a waiting node through a learner. A client
+// writes unique keys through whoever leads.
+//
+// Oracles:
+//  - identity: no two running nodes ever have the same member id, and a machine that lost its
+//    disk never again runs under an id it had before;
+//  - linearizable writes: no two acknowledged writes share a revision;
+//  - durability: after the heal, every acknowledged write is read back with its value;
+//  - convergence: within 120 s of the heal, the leader's cluster is three voters and no
+//    learner, each a running node that applied the same membership.
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "env/check.h"
+#include "gossip/crypto.h"
+#include "gossip/gossip_node.h"
+#include "kv/mem_engine.h"
+#include "node/bootstrap.h"
+#include "node/node.h"
+#include "scenarios/registry.h"
+#include "sim/cluster.h"
+#include "sim/swarm.h"
+
+namespace e2d::scenarios {
+namespace {
+
+using sim::NodeId;
+
+constexpr int kMachines = 5;
+constexpr int kRequired = 3;
+constexpr int64_t kMs = 1'000'000;
+constexpr int64_t kFaultsMs = 150'000;
+constexpr int64_t kConvergeMs = 120'000;  // after the heal
+constexpr absl::Duration kHealthTimeout = absl::Seconds(10);
+
+node::Member MemberOf(NodeId n) {
+  node::Member m;
+  m.name = absl::StrCat("m", n);
+  m.peer_address = absl::StrCat("10.0.0.", n, ":2380");
+  m.client_url = absl::StrCat("https://10.0.0.", n, ":2379");
+  return m;
+}
+env::Address GossipAddress(NodeId n) { return absl::StrCat("10.0.0.", n, ":7980"); }
+
+class Run;
+
+// One machine as `e2d run -n 3 --bootstrap-addrs ...` runs it.
+class MemberProcess final : public sim::Process {
+ public:
+  MemberProcess(Run& run, sim::Cluster& cluster, env::Env& env, NodeId n, kv::KvEngine* engine);
+  ~MemberProcess() override {
+    node_.reset();  // before the gossip it is attached to
+    boot_.reset();
+  }
+  node::Node* node() { return node_.get(); }
+  std::string why() const { return boot_ ? boot_->why() : ""; }
+
+ private:
+  void OpenNode(const node::BootstrapSet& set);
+
+  Run& run_;
+  env::Env& env_;
+  NodeId n_;
+  kv::KvEngine* engine_;
+  std::unique_ptr<sim::SimEnv> gossip_env_;
+  std::unique_ptr<gossip::GossipNode> gossip_;
+  std::unique_ptr<node::Bootstrapper> boot_;
+  std::unique_ptr<node::Node> node_;
+};
+
+class Run {
+ public:
+  Run(const sim::FaultSchedule& schedule, const sim::RunOptions& options)
+      : schedule_(schedule),
+        sim_(schedule.seed),
+        cluster_(sim_, [this](env::Env& env, NodeId n) -> std::unique_ptr<sim::Process> {
+          return std::make_unique<MemberProcess>(*this, cluster_, env, n, Engine(n));
+        }) {
+    sim_.set_trace(options.trace);
+    cluster_.set_echo_log(options.echo_log);
+    cluster_.set_leader_finder([this] { return Leader(); });
+    absl::StatusOr<gossip::Key> key =
+        gossip::DeriveKey("simulated cluster CA key", gossip::kGossipKeyLabel);
+    E2D_CHECK(key.ok(), "%s", key.status().ToString().c_str());
+    key_ = *key;
+  }
+
+  const gossip::Key& key() const { return key_; }
+  void Fail(std::string what) {
+    if (failure_.empty()) failure_ = absl::StrFormat("t=%.3fs %s", sim_.now_ns() / 1e9, what);
+  }
+
+  // A node opened on machine n under `id`.
+  void OnOpened(NodeId n, uint64_t id) {
+    if (cluster_.losses(n) > 0) {
+      auto& before = ids_before_loss_[n];
+      if (before.contains(id) && losses_at_id_[{n, id}] < cluster_.losses(n)) {
+        Fail(absl::StrCat("m", n, " lost its disk and came back as member ", absl::Hex(id),
+                          ", which it was before"));
+      }
+    }
+    ids_before_loss_[n].insert(id);
+    losses_at_id_.try_emplace({n, id}, cluster_.losses(n));
+    CheckIdentities();
+  }
+
+  sim::ScenarioResult Go() {
+    for (int i = 1; i <= kMachines; ++i) cluster_.AddNode(MemberOf(i).peer_address);
+    sim::ScheduleFaults(schedule_, cluster_, [this](const std::string& why) { Fail(why); });
+    ScheduleClient();
+    const int64_t heal_ns = schedule_.duration_ms * kMs;
+    sim_.RunUntilTrue([&] { return !failure_.empty(); }, heal_ns);
+    if (failure_.empty()) {
+      cluster_.Log(sim::kNoNode, "healing every fault");
+      sim::HealEverything(cluster_, [](NodeId) { return false; });
+      const bool ok = sim_.RunUntilTrue([&] { return !failure_.empty() || Converged(); },
+                                        heal_ns + kConvergeMs * kMs);
+      if (!ok && failure_.empty()) {
+        Fail(absl::StrCat("convergence: not three voters and no learner ", kConvergeMs,
+                          " ms after the heal: ", Describe()));
+      }
+    }
+    if (failure_.empty()) CheckDurability();
+    sim::ScenarioResult r;
+    r.pass = failure_.empty();
+    r.failure = failure_;
+    r.digest = sim_.digest();
+    r.events = sim_.events_run();
+    r.end_ns = sim_.now_ns();
+    r.summary = absl::StrFormat("acked=%d losses=%d replaced=%d",
+                                static_cast<int>(acked_.size()), Losses(),
+                                static_cast<int>(Replaced()));
+    if (!r.pass) r.log_tail = absl::StrJoin(cluster_.log_tail(), "\n");
+    return r;
+  }
+
+ private:
+  kv::KvEngine* Engine(NodeId n) {
+    // The engine is the machine's disk: kept across crashes, replaced when the disk is lost.
+    auto& slot = engines_[n];
+    if (slot.second == nullptr || slot.first != cluster_.losses(n)) {
+      slot = {cluster_.losses(n), std::make_unique<kv::MemEngine>()};
+    }
+    return slot.second.get();
+  }
+  node::Node* NodeAt(NodeId n) {
+    auto* p = static_cast<MemberProcess*>(cluster_.process(n));
+    return p == nullptr ? nullptr : p->node();
+  }
+  NodeId Leader() {
+    for (NodeId n : cluster_.nodes()) {
+      node::Node* node = NodeAt(n);
+      if (node != nullptr && !cluster_.paused(n) && node->Status().leader == node->id()) return n;
+    }
+    return sim::kNoNode;
+  }
+  int Losses() {
+    int k = 0;
+    for (NodeId n : cluster_.nodes()) k += static_cast<int>(cluster_.losses(n));
+    return k;
+  }
+  size_t Replaced() {
+    size_t k = 0;
+    for (const auto& [n, ids] : ids_before_loss_) k += ids.size() - 1;
+    return k;
+  }
+
+  void CheckIdentities() {
+    absl::btree_map<uint64_t, NodeId> seen;
+    for (NodeId n : cluster_.nodes()) {
+      node::Node* node = NodeAt(n);
+      if (node == nullptr) continue;
+      auto [it, fresh] = seen.try_emplace(node->id(), n);
+      if (!fresh) {
+        Fail(absl::StrCat("m", it->second, " and m", n, " both run as member ",
+                          absl::Hex(node->id())));
+      }
+    }
+  }
+
+  // One write in flight at a time, every 200 ms, through whoever leads; a write unanswered
+  // for 10 s (its leader crashed) is given up (not acknowledged) and the next one goes.
+  void ScheduleClient() {
+    sim_.Schedule(sim_.now_ns() + 200 * kMs, sim::kNoNode, "client", 0, [this] {
+      if (in_flight_ && sim_.now_ns() - in_flight_since_ > 10'000 * kMs) in_flight_ = false;
+      if (!in_flight_) {
+        const NodeId l = Leader();
+        if (l != sim::kNoNode) {
+          in_flight_ = true;
+          in_flight_since_ = sim_.now_ns();
+          const uint64_t generation = ++generation_;
+          const std::string key = absl::StrCat("k", next_key_), value = absl::StrCat("v", next_key_);
+          ++next_key_;
+          etcdserverpb::PutRequest put;
+          put.set_key(key);
+          put.set_value(value);
+          NodeAt(l)->kv().Put(put, [this, key, value, generation](
+                                       absl::StatusOr<etcdserverpb::PutResponse> r) {
+            if (generation == generation_) in_flight_ = false;
+            if (!r.ok()) return;
+            const int64_t revision = r->header().revision();
+            auto [it, fresh] = revisions_.try_emplace(revision, key);
+            if (!fresh) {
+              return Fail(absl::StrCat("linearizability: ", key, " and ", it->second,
+                                       " were both acknowledged at revision ", revision));
+            }
+            acked_[key] = value;
+          });
+        }
+      }
+      CheckIdentities();
+      ScheduleClient();
+    });
+  }
+
+  bool Converged() {
+    const NodeId l = Leader();
+    if (l == sim::kNoNode) return false;
+    const std::vector<node::Member> members = NodeAt(l)->Members();
+    if (members.size() != kRequired) return false;
+    for (const node::Member& m : members) {
+      if (m.learner) return false;
+      bool running = false;
+      for (NodeId n : cluster_.nodes()) {
+        node::Node* node = NodeAt(n);
+        if (node == nullptr || node->id() != m.id) continue;
+        std::vector<node::Member> theirs = node->Members();
+        if (theirs.size() != members.size()) return false;
+        for (size_t i = 0; i < theirs.size(); ++i) {
+          if (theirs[i].id != members[i].id || theirs[i].learner) return false;
+        }
+        running = true;
+      }
+      if (!running) return false;
+    }
+    return true;
+  }
+
+  void CheckDurability() {
+    // A linearizable read through the leader, tried again while it is refused (a leader that
+    // has not committed in its term yet), for up to 30 s.
+    etcdserverpb::RangeRequest range;
+    range.set_key("k");
+    range.set_range_end("l");
+    std::optional<absl::StatusOr<etcdserverpb::RangeResponse>> got;
+    const int64_t deadline = sim_.now_ns() + 30'000 * kMs;
+    while (sim_.now_ns() < deadline) {
+      got.reset();
+      const NodeId l = Leader();
+      if (l != sim::kNoNode) {
+        NodeAt(l)->kv().Range(range, [&got](absl::StatusOr<etcdserverpb::RangeResponse> r) {
+          got = std::move(r);
+        });
+        sim_.RunUntilTrue([&] { return got.has_value(); }, deadline);
+        if (got.has_value() && got->ok()) break;
+      }
+      sim_.RunUntil(std::min(deadline, sim_.now_ns() + 200 * kMs));
+    }
+    if (!got.has_value() || !got->ok()) {
+      return Fail(absl::StrCat("durability: the final read failed: ",
+                               got.has_value() ? got->status().ToString() : "no answer"));
+    }
+    absl::btree_map<std::string, std::string> have;
+    for (const auto& kv : (*got)->kvs()) have[kv.key()] = kv.value();
+    for (const auto& [key, value] : acked_) {
+      auto it = have.find(key);
+      if (it == have.end() || it->second != value) {
+        return Fail(absl::StrCat("durability: the acknowledged write ", key, "=", value,
+                                 " reads back as ", it == have.end() ? "nothing" : it->second));
+      }
+    }
+  }
+
+  std::string Describe() {
+    std::vector<std::string> out;
+    for (NodeId n : cluster_.nodes()) {
+      auto* p = static_cast<MemberProcess*>(cluster_.process(n));
+      if (p == nullptr) {
+        out.push_back(absl::StrCat("m", n, ": down"));
+      } else if (p->node() == nullptr) {
+        out.push_back(absl::StrCat("m", n, ": ", p->why()));
+      } else {
+        std::vector<std::string> ms;
+        for (const node::Member& m : p->node()->Members()) {
+          ms.push_back(absl::StrCat(absl::Hex(m.id), m.learner ? "(learner)" : ""));
+        }
+        out.push_back(absl::StrCat("m", n, " id ", absl::Hex(p->node()->id()), " leader ",
+                                   absl::Hex(p->node()->Status().leader), " members ",
+                                   absl::StrJoin(ms, ",")));
+      }
+    }
+    return absl::StrJoin(out, "; ");
+  }
+
+  const sim::FaultSchedule& schedule_;
+  sim::Simulator sim_;
+  gossip::Key key_;
+  absl::btree_map<NodeId, std::pair<uint64_t, std::unique_ptr<kv::MemEngine>>> engines_;
+  sim::Cluster cluster_;
+  std::string failure_;
+  absl::btree_map<NodeId, absl::btree_set<uint64_t>> ids_before_loss_;
+  absl::btree_map<std::pair<NodeId, uint64_t>, uint64_t> losses_at_id_;
+  bool in_flight_ = false;
+  int64_t in_flight_since_ = 0;
+  uint64_t generation_ = 0;
+  uint64_t next_key_ = 0;
+  absl::btree_map<int64_t, std::string> revisions_;
+  absl::btree_map<std::string, std::string> acked_;
+};
+
+MemberProcess::MemberProcess(Run& run, sim::Cluster& cluster, env::Env& env, NodeId n,
+                             kv::KvEngine* engine)
+    : run_(run), env_(env), n_(n), engine_(engine) {
+  gossip_env_ = std::make_unique<sim::SimEnv>(
+      cluster.clock(n), cluster.network(n, GossipAddress(n)), env.fs(),
+      env.random().Fork("gossip"), [&cluster, n](std::string_view line) { cluster.Log(n, line); });
+  gossip::Config gc;
+  gc.name = MemberOf(n).name;
+  gc.addr = GossipAddress(n);
+  gc.session = static_cast<uint64_t>(env.clock().Now().ns);
+  gossip_ = std::make_unique<gossip::GossipNode>(*gossip_env_, gc, gossip::Keyring(run.key()));
+  gossip_->set_check_invariants(true);
+  std::vector<env::Address> seeds;
+  for (int i = 1; i <= kMachines; ++i) seeds.push_back(GossipAddress(i));
+  gossip_->Join(seeds);
+  node::BootstrapperConfig bc;
+  bc.required_size = kRequired;
+  bc.self = MemberOf(n);
+  bc.join_running = true;
+  boot_ = std::make_unique<node::Bootstrapper>(
+      env, gossip_.get(), bc, [this](absl::StatusOr<node::BootstrapSet> set) {
+        if (!set.ok()) return run_.Fail(absl::StrCat("m", n_, ": ", set.status().ToString()));
+        OpenNode(*set);
+      });
+  boot_->Start();
+}
+
+void MemberProcess::OpenNode(const node::BootstrapSet& set) {
+  node::NodeConfig c;
+  c.name = MemberOf(n_).name;
+  c.initial_cluster = set.members;
+  if (set.join) {
+    c.join = true;
+    c.member_id = set.join_id;
+    c.initial_cluster.push_back(MemberOf(n_));
+  }
+  c.manage.enabled = true;
+  c.manage.required_size = kRequired;
+  c.manage.interval = absl::Milliseconds(500);
+  c.manage.health_timeout = kHealthTimeout;
+  absl::StatusOr<std::unique_ptr<node::Node>> node = node::Node::Open(env_, engine_, c);
+  if (!node.ok()) return run_.Fail(absl::StrCat("m", n_, ": ", node.status().ToString()));
+  node_ = std::move(*node);
+  node_->AttachGossip(gossip_.get());
+  run_.OnOpened(n_, node_->id());
+}
+
+}  // namespace
+
+sim::Scenario ManageReplace() {
+  sim::Scenario s;
+  s.name = "manage_replace";
+  s.description =
+      "5 machines, -n 3 through gossip: the leader replaces members whose disks are lost with "
+      "waiting nodes through learners, under swarm faults; writes survive, ids never reused";
+  s.generate = [name = s.name](uint64_t seed) {
+    sim::SwarmOptions o;
+    o.nodes = kMachines;
+    o.duration_ms = kFaultsMs;
+    o.lose = true;
+    o.disk_errors = false;  // storage errors stop a member: not what this scenario is about
+    o.down_max = 1;  // one machine at a time besides the losses below
+    o.target_leader = true;
+    sim::FaultSchedule schedule = sim::GenerateSwarm(name, seed, o);
+    schedule.duration_ms = kFaultsMs;
+    // Disks are lost one machine at a time, far enough apart for the leader to replace the
+    // member first (two voters of three lost before that is a majority loss, which needs a
+    // restore): the swarm's own losses become crashes, and these come every 45 s.
+    for (sim::FaultAction& a : schedule.actions) {
+      if (a.verb == "lose") a.verb = "crash";
+    }
+    env::Random random = env::Random(seed).Fork("manage-losses");
+    for (int64_t at = random.Range(5'000, 15'000); at < kFaultsMs - 10'000; at += 45'000) {
+      const std::string who = absl::StrCat(1 + random.Uniform(kMachines));
+      schedule.actions.push_back({at, "lose", {who}});
+      schedule.actions.push_back({at + random.Range(1'000, 8'000), "restart", {who}});
+    }
+    std::stable_sort(schedule.actions.begin(), schedule.actions.end(),
+                     [](const sim::FaultAction& x, const sim::FaultAction& y) {
+                       return x.at_ms < y.at_ms;
+                     });
+    return schedule;
+  };
+  s.run = [](const sim::FaultSchedule& schedule, const sim::RunOptions& options) {
+    Run run(schedule, options);
+    return run.Go();
+  };
+  return s;
+}
+
+}  // namespace e2d::scenarios
