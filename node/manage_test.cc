@@ -5,6 +5,7 @@
 // (node/membership.h). A dead member is replaced by a node waiting to join, through a learner;
 // a short partition removes nobody; a leader without quorum removes nobody.
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,6 +24,7 @@ namespace {
 
 constexpr int64_t kSecond = 1'000'000'000;
 constexpr uint64_t kJoinerId = 0x4a4f494e4552;  // node 4's own id (it joins through gossip)
+constexpr int kMachines = 5;                      // 1-3 start the cluster; 4 and 5 join
 
 env::Address RaftAddress(sim::NodeId n) { return absl::StrCat("10.0.0.", n, ":2380"); }
 env::Address GossipAddress(sim::NodeId n) { return absl::StrCat("10.0.0.", n, ":7980"); }
@@ -41,7 +43,7 @@ class ManageTest : public ::testing::Test {
     absl::StatusOr<gossip::Key> key = gossip::DeriveKey("manage test CA key", gossip::kGossipKeyLabel);
     ASSERT_TRUE(key.ok());
     key_ = *key;
-    for (sim::NodeId n = 1; n <= 4; ++n) {
+    for (sim::NodeId n = 1; n <= kMachines; ++n) {
       Member m;
       m.name = absl::StrCat("n", n);
       m.peer_address = RaftAddress(n);
@@ -60,20 +62,20 @@ class ManageTest : public ::testing::Test {
       gc.session = static_cast<uint64_t>(env.clock().Now().ns) + n;
       p->gossip = std::make_unique<gossip::GossipNode>(*p->gossip_env, gc, gossip::Keyring(key_));
       std::vector<env::Address> seeds;
-      for (sim::NodeId i = 1; i <= 4; ++i) {
+      for (sim::NodeId i = 1; i <= kMachines; ++i) {
         if (i != n) seeds.push_back(GossipAddress(i));
       }
       p->gossip->Join(seeds);
       NodeConfig c;
       c.name = members_[n - 1].name;
       c.initial_cluster = {members_[0], members_[1], members_[2]};
-      if (n == 4) {  // joins: the running members and itself, under an id of its own
+      if (n >= 4) {  // joins: the running members and itself, under an id of its own
         c.join = true;
-        c.member_id = kJoinerId;
-        c.initial_cluster.push_back(members_[3]);
+        c.member_id = kJoinerId + (n - 4);
+        c.initial_cluster.push_back(members_[n - 1]);
       }
       c.manage.enabled = true;
-      c.manage.required_size = 3;
+      c.manage.required_size = required_;  // -n, as the machine was last started with
       c.manage.interval = absl::Milliseconds(500);
       c.manage.health_timeout = absl::Seconds(8);
       absl::StatusOr<std::unique_ptr<Node>> node = Node::Open(env, engines_[n - 1].get(), c);
@@ -124,6 +126,27 @@ class ManageTest : public ::testing::Test {
     return false;
   }
 
+  // Restarts machine n (with the current required_), then waits for a leader.
+  void Restart(sim::NodeId n) {
+    cluster_->Crash(n);
+    cluster_->Restart(n);
+    ASSERT_NE(node(n), nullptr) << static_cast<Proc*>(cluster_->process(n))->open_status;
+    ASSERT_TRUE(WaitForLeader());
+  }
+  // A write through the leader is acknowledged.
+  bool Writes() {
+    const sim::NodeId l = Leader();
+    if (l == sim::kNoNode) return false;
+    etcdserverpb::PutRequest put;
+    put.set_key("probe");
+    put.set_value("1");
+    std::optional<bool> ok;
+    node(l)->kv().Put(put, [&ok](absl::StatusOr<etcdserverpb::PutResponse> r) { ok = r.ok(); });
+    sim_.RunUntilTrue([&] { return ok.has_value(); }, sim_.now_ns() + 10 * kSecond);
+    return ok.value_or(false);
+  }
+
+  int required_ = 3;
   sim::Simulator sim_{21};
   gossip::Key key_;
   std::vector<Member> members_;
@@ -182,6 +205,43 @@ TEST_F(ManageTest, ADeadMemberIsReplacedByANodeWaitingToJoinThroughALearner) {
   }
   RunFor(60);
   EXPECT_EQ(Voters(l).size(), 3u);
+}
+
+// Scale 3 -> 5 -> 3: every machine restarted with -n 5 (one at a time, as an operator would),
+// the two waiting nodes join as learners one at a time and are promoted; restarted with -n 3,
+// the leader removes the voters beyond three, never itself. A write goes through at each step.
+TEST_F(ManageTest, ScalesUpThroughLearnersAndDownWhileAllAreUp) {
+  cluster_->AddNode(RaftAddress(4));
+  cluster_->AddNode(RaftAddress(5));
+  RunFor(10);
+  ASSERT_EQ(Voters(Leader()).size(), 3u);
+  required_ = 5;
+  for (sim::NodeId n = 1; n <= kMachines; ++n) Restart(n);
+  size_t most_learners = 0;
+  ASSERT_TRUE(sim_.RunUntilTrue(
+      [&] {
+        const sim::NodeId l = Leader();
+        if (l == sim::kNoNode) return false;
+        most_learners = std::max(most_learners, Learners(l));
+        return Voters(l).size() == 5 && Learners(l) == 0;
+      },
+      sim_.now_ns() + 120 * kSecond));
+  EXPECT_EQ(most_learners, 1u) << "more than one learner at a time";
+  EXPECT_TRUE(Writes());
+
+  required_ = 3;
+  for (sim::NodeId n = 1; n <= kMachines; ++n) Restart(n);
+  ASSERT_TRUE(sim_.RunUntilTrue(
+      [&] {
+        const sim::NodeId l = Leader();
+        return l != sim::kNoNode && Voters(l).size() == 3 && Learners(l) == 0;
+      },
+      sim_.now_ns() + 120 * kSecond));
+  const sim::NodeId l = Leader();
+  const std::vector<uint64_t> left = Voters(l);
+  EXPECT_NE(std::find(left.begin(), left.end(), node(l)->id()), left.end());
+  EXPECT_TRUE(LogHas("requires 3"));
+  EXPECT_TRUE(Writes());
 }
 
 }  // namespace
