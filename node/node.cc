@@ -730,7 +730,7 @@ void Node::Manage() {
   // Every member watches who is down, leader or not, so that a new leader judges with what it
   // saw all along rather than starting the health timeout over.
   const env::Instant now = env_.clock().Now();
-  absl::flat_hash_map<uint64_t, bool> alive;
+  absl::btree_map<uint64_t, bool> alive;
   std::vector<MembershipView::Candidate> candidates;
   for (const gossip::Member& g : gossip_->memberlist().Members()) {
     std::optional<GossipMeta> meta = DecodeGossipMeta(g.meta);
