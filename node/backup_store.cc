@@ -80,8 +80,8 @@ absl::StatusOr<LoadedBackup> NewestBackup(
     if (loaded.ok()) return loaded;
     refused(name, loaded.status());
   }
-  return absl::NotFoundError(absl::StrCat("no backup under ", store.Describe(),
-                                          backups.empty() ? "" : " checks out"));
+  if (backups.empty()) return absl::NotFoundError(absl::StrCat("no backup under ", store.Describe()));
+  return absl::DataLossError(absl::StrCat("no backup under ", store.Describe(), " checks out"));
 }
 
 absl::Status MemBackupStore::Put(const std::string& name, std::string_view bytes) {

@@ -78,7 +78,7 @@ TEST(NewestBackupTest, TakesTheHighestRevisionOfAnyClusterThatChecksOut) {
   // Another CA's key: nothing checks out, and nothing is returned.
   refused.clear();
   got = NewestBackup(store, *DeriveBackupKeys("another CA key"), note);
-  EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(refused.size(), 5u);
   // An encrypted backup read without keys is refused too.
   refused.clear();

@@ -302,7 +302,8 @@ const std::vector<FlagSpec>& RunFlags() {
       {"restore-backup", "", "",
        "start a new cluster from a backup: a backup file, or \"latest\" for the newest one "
        "under --snapshot-backup-url that checks out; give every initial member the same one "
-       "(encrypted backups need --ca-key); ignored once the data directory holds a member"},
+       "(encrypted backups need --ca-key); ignored once the data directory holds a member; "
+       "with gossip bootstrap, \"latest\" and no backup at all starts an empty cluster"},
   };
   return *specs;
 }
@@ -698,6 +699,14 @@ absl::StatusOr<std::optional<NodeConfig::Restore>> LoadRestore(AsioEnv& env, con
       env.Log(absl::StrCat("level=warn msg=\"backup refused, trying an older one\" backup=", name,
                            " why=\"", why.message(), "\""));
     });
+    // With gossip bootstrap the flag is standing configuration (every unit file has it): no
+    // backup at all is the first start of a cluster, which starts empty. Backups that are all
+    // refused are never taken for none.
+    if (c.gossip_bootstrap && loaded.status().code() == absl::StatusCode::kNotFound) {
+      env.Log(absl::StrCat("level=info msg=\"no backup to restore: a new cluster starts empty\" "
+                           "url=", store->Describe()));
+      return std::optional<NodeConfig::Restore>();
+    }
   } else {
     std::string path = c.restore_backup;
     if (absl::StartsWith(path, "file://")) path = path.substr(7);

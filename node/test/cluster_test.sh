@@ -339,7 +339,8 @@ gstart() {  # gstart NAME: the same command line for every member, no --initial-
     --ca-cert ca.crt --ca-key ca.key --server-cert server.crt --server-key server.key \
     --peer-cert peer.crt --peer-key peer.key --election-timeout 500ms \
     --snapshot-backup-url "file://$WORK/backups" --snapshot-backup-interval 1s \
-    --snapshot-encryption --health-check-interval 500ms --health-check-timeout 3s >>"$n.log" 2>&1 &
+    --snapshot-encryption --health-check-interval 500ms --health-check-timeout 3s \
+    --restore-backup latest >>"$n.log" 2>&1 &
   PID[$n]=$!
   PIDS+=($!)
 }
@@ -353,6 +354,9 @@ GALL="$(ep g1),$(ep g2),$(ep g3)"
 wait_for "the gossip-bootstrapped cluster to accept a write" 60 \
   etcdctl "${TLS[@]}" --endpoints "$GALL" put gboot 1
 GCID=$(cluster_of "$(ep g1)")
+# The unit-file flag --restore-backup latest, with no backup yet: the first cluster starts empty.
+grep -q "no backup to restore: a new cluster starts empty" g1.log ||
+  fail "g1 did not start empty with no backup to restore"
 for n in g2 g3; do
   [[ "$(cluster_of "$(ep "$n")")" == "$GCID" ]] || fail "$n reports another cluster id"
   [[ "$(etcdctl "${TLS[@]}" --endpoints "$(ep "$n")" get gboot --print-value-only)" == 1 ]] ||
