@@ -71,16 +71,18 @@ absl::StatusOr<LoadedBackup> NewestBackup(
   std::sort(backups.rbegin(), backups.rend());
   for (const auto& [revision, name] : backups) {
     absl::StatusOr<std::string> bytes = store.Get(name);
-    absl::StatusOr<LoadedBackup> loaded =
-        bytes.ok() ? DecodeBackup(name, *bytes, keys) : absl::StatusOr<LoadedBackup>(bytes.status());
+    absl::StatusOr<LoadedBackup> loaded = bytes.ok() ? DecodeBackup(name, *bytes, keys)
+                                                     : absl::StatusOr<LoadedBackup>(bytes.status());
     if (loaded.ok() && loaded->meta.revision != revision) {
-      loaded = absl::DataLossError(absl::StrCat("backup ", name, " holds revision ",
-                                                loaded->meta.revision, ", not the one it is named by"));
+      loaded =
+          absl::DataLossError(absl::StrCat("backup ", name, " holds revision ",
+                                           loaded->meta.revision, ", not the one it is named by"));
     }
     if (loaded.ok()) return loaded;
     refused(name, loaded.status());
   }
-  if (backups.empty()) return absl::NotFoundError(absl::StrCat("no backup under ", store.Describe()));
+  if (backups.empty())
+    return absl::NotFoundError(absl::StrCat("no backup under ", store.Describe()));
   return absl::DataLossError(absl::StrCat("no backup under ", store.Describe(), " checks out"));
 }
 

@@ -163,44 +163,43 @@ BootstrapDecision DecideBootstrap(const BootstrapView& v) {
   for (const BootstrapPeer& p : v.peers) {
     if (p.meta.has_value() && !p.meta->pending) running.push_back(&p);
   }
-  std::stable_sort(running.begin(), running.end(), [](const BootstrapPeer* a, const BootstrapPeer* b) {
-    return (a->meta->cluster_id == 0) < (b->meta->cluster_id == 0);
-  });
+  std::stable_sort(running.begin(), running.end(),
+                   [](const BootstrapPeer* a, const BootstrapPeer* b) {
+                     return (a->meta->cluster_id == 0) < (b->meta->cluster_id == 0);
+                   });
   for (const BootstrapPeer* pp : running) {
     const BootstrapPeer& p = *pp;
     if (p.state == gossip::MemberState::kDead || p.state == gossip::MemberState::kLeft) continue;
-    {
-      if (v.join_running && p.meta->cluster_id != 0) {
-        BootstrapDecision d;
-        d.kind = BootstrapDecision::Kind::kJoin;
-        d.ack.set.cluster_id = p.meta->cluster_id;
-        d.ack.set.join = true;
-        for (const BootstrapPeer& q : v.peers) {
-          if (!Alive(q) || !q.meta.has_value() || q.meta->pending ||
-              q.meta->cluster_id != p.meta->cluster_id || q.meta->member_id == self_id) {
-            continue;
-          }
-          Member m = MemberOf(q);
-          m.id = q.meta->member_id;
-          d.ack.set.members.push_back(m);
+    if (v.join_running && p.meta->cluster_id != 0) {
+      BootstrapDecision d;
+      d.kind = BootstrapDecision::Kind::kJoin;
+      d.ack.set.cluster_id = p.meta->cluster_id;
+      d.ack.set.join = true;
+      for (const BootstrapPeer& q : v.peers) {
+        if (!Alive(q) || !q.meta.has_value() || q.meta->pending ||
+            q.meta->cluster_id != p.meta->cluster_id || q.meta->member_id == self_id) {
+          continue;
         }
-        std::sort(d.ack.set.members.begin(), d.ack.set.members.end(),
-                  [](const Member& a, const Member& b) { return a.id < b.id; });
-        if (d.ack.set.members.empty()) continue;  // only suspect members run it: wait
-        d.why = absl::StrCat("member ", p.name, " already runs cluster ", Hex(p.meta->cluster_id),
-                             ": this member joins it (its leader adds it as a learner once the "
-                             "cluster lacks a member)");
-        return d;
+        Member m = MemberOf(q);
+        m.id = q.meta->member_id;
+        d.ack.set.members.push_back(m);
       }
-      if (p.meta->cluster_id == 0) {
-        return Wait(absl::StrCat("member ", p.name, " runs, waiting to join a cluster not seen "
-                                 "here yet: waiting to see that cluster"));
-      }
-      return Wait(absl::StrCat(
-          "member ", p.name, " already runs cluster ", Hex(p.meta->cluster_id),
-          ", which this member is not part of: add it with etcdctl member add and start it with "
-          "--initial-cluster-state existing"));
+      std::sort(d.ack.set.members.begin(), d.ack.set.members.end(),
+                [](const Member& a, const Member& b) { return a.id < b.id; });
+      if (d.ack.set.members.empty()) continue;  // only suspect members run it: wait
+      d.why = absl::StrCat("member ", p.name, " already runs cluster ", Hex(p.meta->cluster_id),
+                           ": this member joins it (its leader adds it as a learner once the "
+                           "cluster lacks a member)");
+      return d;
     }
+    if (p.meta->cluster_id == 0) {
+      return Wait(absl::StrCat("member ", p.name, " runs, waiting to join a cluster not seen "
+                               "here yet: waiting to see that cluster"));
+    }
+    return Wait(absl::StrCat(
+        "member ", p.name, " already runs cluster ", Hex(p.meta->cluster_id),
+        ", which this member is not part of: add it with etcdctl member add and start it with "
+        "--initial-cluster-state existing"));
   }
 
   // Live acks of others: adopt the best one that includes this member (necessarily at a later
@@ -313,9 +312,10 @@ BootstrapDecision DecideBootstrap(const BootstrapView& v) {
 
 namespace {
 
-// "e2d-bootstrap v1\nstate=acked|committed\nepoch=N\ncluster_id=HEX\n", then
-// "restore=BACKUP\n" if the cluster starts from a backup, then per member
-// "member=ID PEER CLIENT|- NAME\n" (the name last: it may hold spaces).
+// "e2d-bootstrap v1\nstate=acked|committed|joined\nepoch=N\ncluster_id=HEX\n", then
+// "restore=BACKUP\n" if the cluster starts from a backup, or "self=ID\n" for a member that
+// joined a running cluster (its own id; epoch 0, and the members are those it saw running),
+// then per member "member=ID PEER CLIENT|- NAME\n" (the name last: it may hold spaces).
 std::string RecordText(const Bootstrapper::Record& r) {
   std::string out = absl::StrCat("e2d-bootstrap v1\nstate=",
                                  r.ack.set.join ? "joined"
@@ -365,8 +365,8 @@ absl::StatusOr<Bootstrapper::Record> ParseRecord(const std::string& text) {
   size_t first_member = 4;
   uint64_t join_id = 0;
   if (joined) {
-    if (!absl::StartsWith(lines[4], "self=") || !absl::SimpleHexAtoi(lines[4].substr(5), &join_id) ||
-        join_id == 0) {
+    if (!absl::StartsWith(lines[4], "self=") ||
+        !absl::SimpleHexAtoi(lines[4].substr(5), &join_id) || join_id == 0) {
       return bad("line 5 of a joined member is not self=HEX");
     }
     first_member = 5;
@@ -545,7 +545,8 @@ void Bootstrapper::Poll() {
       r.committed = true;
       r.ack = d.ack;
       if (d.kind == BootstrapDecision::Kind::kJoin) {
-        while (r.ack.set.join_id == 0 || r.ack.set.join_id == MemberIdFor(config_.self.peer_address)) {
+        while (r.ack.set.join_id == 0 ||
+               r.ack.set.join_id == MemberIdFor(config_.self.peer_address)) {
           r.ack.set.join_id = env_.random().Next();
         }
         d.ack.set.join_id = r.ack.set.join_id;

@@ -271,6 +271,35 @@ class RecordTest : public ::testing::Test {
   }
 };
 
+// A member that joined a running cluster records it (state=joined, epoch 0, its own id, the
+// members it saw running with the ids they published), and restarts into it.
+TEST_F(RecordTest, AJoinedMemberRecordsItsOwnIdAndTheMembersItSaw) {
+  Member other = M(1);
+  other.id = 0x1234;  // a member that joined itself: an id of its own
+  const std::string members = absl::StrCat("member=", absl::Hex(other.id), " ", other.peer_address,
+                                           " ", other.client_url, " ", other.name, "\n");
+  Put(absl::StrCat("e2d-bootstrap v1\nstate=joined\nepoch=0\ncluster_id=abc\nself=77\n", members));
+  absl::StatusOr<std::optional<Bootstrapper::Record>> r = Bootstrapper::Read(disk_.fs());
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->has_value());
+  const BootstrapSet& s = (*r)->ack.set;
+  EXPECT_TRUE((*r)->committed);
+  EXPECT_TRUE(s.join);
+  EXPECT_EQ(s.join_id, 0x77u);
+  EXPECT_EQ(s.cluster_id, 0xabcu);
+  ASSERT_EQ(s.members.size(), 1u);
+  EXPECT_EQ(s.members[0].id, 0x1234u);
+  for (const std::string& bad :
+       {absl::StrCat("e2d-bootstrap v1\nstate=joined\nepoch=1\ncluster_id=abc\nself=77\n", members),
+        absl::StrCat("e2d-bootstrap v1\nstate=joined\nepoch=0\ncluster_id=abc\n", members),
+        absl::StrCat("e2d-bootstrap v1\nstate=joined\nepoch=0\ncluster_id=abc\nself=0\n", members),
+        absl::StrCat("e2d-bootstrap v1\nstate=committed\nepoch=0\ncluster_id=abc\nself=77\n",
+                     members)}) {
+    Put(bad);
+    EXPECT_EQ(Bootstrapper::Read(disk_.fs()).status().code(), absl::StatusCode::kDataLoss) << bad;
+  }
+}
+
 TEST_F(RecordTest, NoneIsNotAnError) {
   absl::StatusOr<std::optional<Bootstrapper::Record>> r = Bootstrapper::Read(disk_.fs());
   ASSERT_TRUE(r.ok()) << r.status();

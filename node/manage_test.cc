@@ -40,7 +40,8 @@ struct Proc final : sim::Process {
 class ManageTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    absl::StatusOr<gossip::Key> key = gossip::DeriveKey("manage test CA key", gossip::kGossipKeyLabel);
+    absl::StatusOr<gossip::Key> key =
+        gossip::DeriveKey("manage test CA key", gossip::kGossipKeyLabel);
     ASSERT_TRUE(key.ok());
     key_ = *key;
     for (sim::NodeId n = 1; n <= kMachines; ++n) {

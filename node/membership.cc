@@ -87,7 +87,8 @@ MembershipAction DecideMembership(const MembershipView& v) {
     std::sort(candidates.begin(), candidates.end(),
               [](const auto& a, const auto& b) { return a.id < b.id; });
     for (const auto& c : candidates) {
-      if (std::any_of(members.begin(), members.end(), [&](const auto& m) { return m.id == c.id; })) {
+      if (std::any_of(members.begin(), members.end(),
+                      [&](const auto& m) { return m.id == c.id; })) {
         continue;
       }
       MembershipAction a = Act(

@@ -130,7 +130,8 @@ TEST(DecideMembershipTest, ADeadLearnerIsRemovedAndADeadVoterGoesBeforeAnyAdd) {
 }
 
 TEST(DecideMembershipTest, ScalesDownOnlyWhileEveryVoterIsUpNeverTheLeader) {
-  MembershipAction a = DecideMembership(View(3, {Voter(1), Voter(2), Voter(3), Voter(4), Voter(5)}));
+  MembershipAction a =
+      DecideMembership(View(3, {Voter(1), Voter(2), Voter(3), Voter(4), Voter(5)}));
   ASSERT_EQ(a.kind, Kind::kRemove) << a.why;
   EXPECT_EQ(a.id, 5u);
   MembershipView v = View(3, {Voter(1), Voter(2), Voter(3), Voter(4), Voter(5)});

@@ -739,7 +739,8 @@ void Node::Manage() {
     alive[meta->member_id] = alive[meta->member_id] || up;
     // A node waiting to join runs with no cluster yet (pending nodes decide to join first: they
     // take an id of their own then).
-    if (up && !meta->pending && meta->cluster_id == 0 && !r.membership().IsMember(meta->member_id)) {
+    if (up && !meta->pending && meta->cluster_id == 0 &&
+        !r.membership().IsMember(meta->member_id)) {
       candidates.push_back({meta->member_id, g.name, meta->peer_address});
     }
   }

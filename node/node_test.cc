@@ -425,7 +425,8 @@ TEST_F(NodeTest, AFollowerChecksARequestAgainstEveryAcknowledgedChange) {
                      [&](absl::StatusOr<Member> m) { second = std::move(m); });
   sim_.RunUntil(sim_.now_ns() + 300'000'000);
   cluster_->network().Heal();
-  ASSERT_TRUE(sim_.RunUntilTrue([&] { return second.has_value(); }, sim_.now_ns() + 30'000'000'000));
+  ASSERT_TRUE(
+      sim_.RunUntilTrue([&] { return second.has_value(); }, sim_.now_ns() + 30'000'000'000));
   EXPECT_EQ(second->status().message(), "etcdserver: Peer URLs already exists");
   EXPECT_EQ(node(f)->Members().size(), 4u);
 
@@ -493,9 +494,10 @@ TEST_F(NodeTest, AfterTotalLossANewClusterStartsFromTheBackupAndKeepsItsRevision
     EXPECT_EQ(node(id)->cluster_id(), restored);
     EXPECT_EQ(Get(id, "new"), "1");
   }
-  EXPECT_TRUE(std::any_of(cluster_->log_tail().begin(), cluster_->log_tail().end(), [](const std::string& line) {
-    return line.find("the backup is not restored") != std::string::npos;
-  }));
+  EXPECT_TRUE(std::any_of(cluster_->log_tail().begin(), cluster_->log_tail().end(),
+                          [](const std::string& line) {
+                            return line.find("the backup is not restored") != std::string::npos;
+                          }));
 }
 
 TEST(GossipMetaTest, RoundTripsAndRefusesWhatIsNotOne) {

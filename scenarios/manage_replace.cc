@@ -205,7 +205,8 @@ class Run {
           in_flight_ = true;
           in_flight_since_ = sim_.now_ns();
           const uint64_t generation = ++generation_;
-          const std::string key = absl::StrCat("k", next_key_), value = absl::StrCat("v", next_key_);
+          const std::string key = absl::StrCat("k", next_key_),
+                            value = absl::StrCat("v", next_key_);
           ++next_key_;
           etcdserverpb::PutRequest put;
           put.set_key(key);
