@@ -322,10 +322,7 @@ sim::Scenario BootstrapGossip() {
         schedule.actions.push_back({random.Range(5'000, 25'000), "heal", {}});
       }
     }
-    std::stable_sort(schedule.actions.begin(), schedule.actions.end(),
-                     [](const sim::FaultAction& x, const sim::FaultAction& y) {
-                       return x.at_ms < y.at_ms;
-                     });
+    schedule.SortByTime();
     return schedule;
   };
   s.run = [](const sim::FaultSchedule& schedule, const sim::RunOptions& options) {

@@ -402,10 +402,7 @@ sim::Scenario ManageReplace() {
       schedule.actions.push_back({at, "lose", {who}});
       schedule.actions.push_back({at + random.Range(1'000, 8'000), "restart", {who}});
     }
-    std::stable_sort(schedule.actions.begin(), schedule.actions.end(),
-                     [](const sim::FaultAction& x, const sim::FaultAction& y) {
-                       return x.at_ms < y.at_ms;
-                     });
+    schedule.SortByTime();
     return schedule;
   };
   s.run = [](const sim::FaultSchedule& schedule, const sim::RunOptions& options) {

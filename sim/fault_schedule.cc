@@ -2,6 +2,7 @@
 
 #include "sim/fault_schedule.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/container/btree_map.h"
@@ -271,6 +272,11 @@ absl::Status AtLine(int line, const absl::Status& s) {
 }
 
 }  // namespace
+
+void FaultSchedule::SortByTime() {
+  std::stable_sort(actions.begin(), actions.end(),
+                   [](const FaultAction& x, const FaultAction& y) { return x.at_ms < y.at_ms; });
+}
 
 absl::Status ValidateFault(const FaultAction& action, int nodes) {
   return Dispatch(action, nodes, nullptr);

@@ -54,6 +54,10 @@ struct FaultSchedule {
   int64_t duration_ms = 0;
   std::vector<FaultAction> actions;  // in time order; equal times keep file order
 
+  // Restores time order after actions were added out of order (stable: equal times keep
+  // their order).
+  void SortByTime();
+
   friend bool operator==(const FaultSchedule&, const FaultSchedule&) = default;
 
   // The text form above. Parse(ToText()) gives back an equal schedule.

@@ -174,14 +174,13 @@ FaultSchedule GenerateSwarm(const std::string& scenario, uint64_t seed, const Sw
   if (o.disk && on_disk) Disk(b);
   if (o.corruption && on_corruption && !o.corruption_path.empty()) Corruption(b);
   if (o.clocks && on_clocks) Clocks(b);
-  std::stable_sort(b.actions.begin(), b.actions.end(),
-                   [](const FaultAction& x, const FaultAction& y) { return x.at_ms < y.at_ms; });
   FaultSchedule s;
   s.scenario = scenario;
   s.seed = seed;
   s.nodes = o.nodes;
   s.duration_ms = o.duration_ms;
   s.actions = std::move(b.actions);
+  s.SortByTime();
   for (const FaultAction& a : s.actions) {
     E2D_CHECK(ValidateFault(a, o.nodes).ok(), "swarm generated an invalid fault '%s'", a.verb.c_str());
   }
