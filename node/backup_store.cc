@@ -62,7 +62,12 @@ absl::StatusOr<LoadedBackup> NewestBackup(
     BackupStore& store, const std::optional<BackupKeys>& keys,
     const std::function<void(const std::string& name, const absl::Status& why)>& refused) {
   absl::StatusOr<std::vector<std::string>> names = store.List();
-  if (!names.ok()) return names.status();
+  if (!names.ok()) {
+    // A store that cannot be listed (no such bucket or directory among others) is never taken
+    // for an empty one: NotFound is kept for "no backup at all".
+    if (names.status().code() != absl::StatusCode::kNotFound) return names.status();
+    return absl::FailedPreconditionError(names.status().message());
+  }
   std::vector<std::pair<uint64_t, std::string>> backups;  // (revision, name)
   for (std::string& n : *names) {
     uint64_t cluster = 0, revision = 0;
@@ -71,6 +76,12 @@ absl::StatusOr<LoadedBackup> NewestBackup(
   std::sort(backups.rbegin(), backups.rend());
   for (const auto& [revision, name] : backups) {
     absl::StatusOr<std::string> bytes = store.Get(name);
+    // A backup that cannot be read now (the store is down, access denied) is not known to be
+    // bad: restoring an older one instead would quietly lose writes. Only a backup gone since
+    // the listing (retention) or one that does not check out is passed over.
+    if (!bytes.ok() && bytes.status().code() != absl::StatusCode::kNotFound) {
+      return bytes.status();
+    }
     absl::StatusOr<LoadedBackup> loaded = bytes.ok() ? DecodeBackup(name, *bytes, keys)
                                                      : absl::StatusOr<LoadedBackup>(bytes.status());
     if (loaded.ok() && loaded->meta.revision != revision) {

@@ -59,8 +59,10 @@ absl::StatusOr<LoadedBackup> DecodeBackup(const std::string& name, const std::st
 // (a restored cluster goes on from its backup's revision), so the backup of the highest
 // revision of any cluster is the newest data; ties go to the name that sorts last. A backup
 // that does not check out (damaged, tampered, another CA's key) is passed to `refused` with
-// why, and the next older one is tried. NotFound if there is no backup at all; DataLoss if
-// none checks out.
+// why, and the next older one is tried; so is one deleted since the listing. Any other error
+// reading a backup (the store is down, access is denied) is returned as it is: an older backup
+// is never restored because the newest could not be read. NotFound if there is no backup at
+// all; DataLoss if none checks out; a store that cannot be listed is an error, never NotFound.
 absl::StatusOr<LoadedBackup> NewestBackup(
     BackupStore& store, const std::optional<BackupKeys>& keys,
     const std::function<void(const std::string& name, const absl::Status& why)>& refused);

@@ -100,5 +100,56 @@ TEST(DecodeBackupTest, PlainBackupsNeedNoKeyAndErrorsNameTheBackup) {
   EXPECT_TRUE(absl::StartsWith(got.status().message(), "backup b.bkp: ")) << got.status();
 }
 
+// A store whose reads fail: listing, or reading one named backup.
+class FailingStore final : public BackupStore {
+ public:
+  absl::Status list_error;
+  std::string get_fails;
+  absl::Status get_error;
+  MemBackupStore inner;
+  absl::Status Put(const std::string& n, std::string_view b) override { return inner.Put(n, b); }
+  absl::StatusOr<std::vector<std::string>> List() override {
+    if (!list_error.ok()) return list_error;
+    return inner.List();
+  }
+  absl::StatusOr<std::string> Get(const std::string& name) override {
+    if (name == get_fails) return get_error;
+    return inner.Get(name);
+  }
+  absl::Status Delete(const std::string& n) override { return inner.Delete(n); }
+  std::string Describe() const override { return "failing://"; }
+};
+
+TEST(NewestBackupTest, AStoreThatCannotBeReadIsNeverTakenForOneWithoutNewerBackups) {
+  const BackupKeys keys = *DeriveBackupKeys("the CA key");
+  FailingStore store;
+  ASSERT_TRUE(store.Put(BackupName(1, 10), Encode(1, 10, "older", keys)).ok());
+  ASSERT_TRUE(store.Put(BackupName(1, 20), Encode(1, 20, "newest", keys)).ok());
+  std::vector<std::string> refused;
+  auto note = [&refused](const std::string& name, const absl::Status&) {
+    refused.push_back(name);
+  };
+  // No bucket is not "no backup" (with gossip bootstrap, that would start an empty cluster).
+  store.list_error = absl::NotFoundError("backup: cannot list s3://b: HTTP 404 NoSuchBucket");
+  absl::StatusOr<LoadedBackup> got = NewestBackup(store, keys, note);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kFailedPrecondition) << got.status();
+  EXPECT_TRUE(absl::StrContains(got.status().message(), "NoSuchBucket"));
+  store.list_error = absl::UnavailableError("s3 is down");
+  EXPECT_EQ(NewestBackup(store, keys, note).status().code(), absl::StatusCode::kUnavailable);
+  store.list_error = absl::OkStatus();
+  // The newest cannot be read now: the older one is not restored in its place.
+  store.get_fails = BackupName(1, 20);
+  store.get_error = absl::UnavailableError("connection reset");
+  got = NewestBackup(store, keys, note);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kUnavailable) << got.status();
+  EXPECT_TRUE(refused.empty());
+  // Deleted since the listing (retention): the next one is the newest there is.
+  store.get_error = absl::NotFoundError("gone");
+  got = NewestBackup(store, keys, note);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->store, "older");
+  EXPECT_EQ(refused, std::vector<std::string>{BackupName(1, 20)});
+}
+
 }  // namespace
 }  // namespace e2d::node

@@ -42,7 +42,7 @@
 #include "node/pki.h"
 #include "node/runtime/asio_env.h"
 #include "node/runtime/etcd_service.h"
-#include "node/runtime/file_backup_store.h"
+#include "node/runtime/backup_stores.h"
 #include "node/runtime/http_server.h"
 #include "env/status_macros.h"
 
@@ -285,7 +285,9 @@ const std::vector<FlagSpec>& RunFlags() {
        "take a Raft snapshot every this many entries (etcd's --snapshot-count)"},
       {"election-timeout", "", "1s", "Raft election timeout (heartbeats every tenth of it)"},
       {"snapshot-backup-url", "", "",
-       "where the leader writes backups of the store: file://DIR (off if empty)"},
+       "where the leader writes backups of the store: file://DIR, s3://BUCKET[/PREFIX] or "
+       "http(s)://HOST[:PORT]/BUCKET[/PREFIX] of an S3-compatible store (credentials from "
+       "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); off if empty"},
       {"snapshot-backup-interval", "", "1m",
        "how often the leader writes a backup (skipped when nothing changed)"},
       {"snapshot-backup-keep", "", "10", "how many backups of this cluster to keep (newest)"},

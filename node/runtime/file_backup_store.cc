@@ -133,18 +133,4 @@ absl::Status FileBackupStore::Delete(const std::string& name) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<BackupStore>> OpenBackupStore(const std::string& url) {
-  if (absl::StartsWith(url, "file://")) {
-    absl::StatusOr<std::unique_ptr<FileBackupStore>> s = FileBackupStore::Open(url.substr(7));
-    if (!s.ok()) return s.status();
-    return std::unique_ptr<BackupStore>(std::move(*s));
-  }
-  if (absl::StartsWith(url, "s3://")) {
-    return absl::InvalidArgumentError(
-        "--snapshot-backup-url: s3:// is not in this version; use file://DIR");
-  }
-  return absl::InvalidArgumentError(absl::StrCat("--snapshot-backup-url: \"", url,
-                                                 "\" is not file://DIR"));
-}
-
 }  // namespace e2d::node

@@ -34,10 +34,6 @@ class FileBackupStore final : public BackupStore {
   std::string dir_;
 };
 
-// The store a --snapshot-backup-url names: file://DIR. InvalidArgument for other schemes
-// (s3:// is not in this version) or an empty path.
-absl::StatusOr<std::unique_ptr<BackupStore>> OpenBackupStore(const std::string& url);
-
 }  // namespace e2d::node
 
 #endif  // E2D_NODE_RUNTIME_FILE_BACKUP_STORE_H_

@@ -5,11 +5,9 @@
 set -euo pipefail
 
 E2D="$(pwd)/$1"
+source node/test/lib.sh  # (the runfiles root is the working directory)
 WORK="${TEST_TMPDIR:-$(mktemp -d)}/cli"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # expect CODE PATTERN ARGS...: e2d ARGS exits CODE and its stderr is one line matching PATTERN.
@@ -20,16 +18,6 @@ expect() {
   [[ $rc == "$code" ]] || fail "e2d $* exited $rc, not $code: $(cat err)"
   [[ $(wc -l <err) == 1 ]] || fail "e2d $* printed $(wc -l <err) lines: $(cat err)"
   grep -q -- "$pattern" err || fail "e2d $* said \"$(cat err)\", not /$pattern/"
-}
-
-# A free loopback port (nothing accepts on it now), below Linux's ephemeral range (32768-60999)
-# so that no outgoing connection on the machine holds it.
-free_port() {
-  local p
-  while true; do
-    p=$((20000 + RANDOM % 12000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
 }
 
 "$E2D" pki init >/dev/null && "$E2D" pki gencerts >/dev/null
@@ -57,7 +45,11 @@ expect 2 "is neither new nor existing" run --initial-cluster-state old
 expect 2 "existing needs --initial-cluster" run --initial-cluster-state existing
 expect 2 "exclude each other" run --snapshot-compression --snapshot-encryption
 expect 2 "snapshot-backup-interval must be at least 1s" run --snapshot-backup-interval 10ms
-expect 1 "s3:// is not in this version" "${RUN[@]}" --snapshot-backup-url s3://bucket/e2d
+unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+expect 1 "S3 backups need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" "${RUN[@]}" \
+  --snapshot-backup-url s3://bucket/e2d
+expect 1 "bad bucket name \"Bucket\"" "${RUN[@]}" --snapshot-backup-url s3://Bucket/e2d
+expect 1 "is not file://DIR, s3://BUCKET" "${RUN[@]}" --snapshot-backup-url ftp://host/b
 expect 1 "--snapshot-encryption needs --ca-key" "${RUN[@]}" --snapshot-encryption \
   --snapshot-backup-url "file://$WORK/b"
 [[ ! -e "$WORK/b" ]] || fail "a refused start created the backup directory"

@@ -32,42 +32,11 @@
 set -euo pipefail
 
 E2D="$(pwd)/$1"
+source node/test/lib.sh  # (the runfiles root is the working directory)
 export ETCDCTL_API=3
 WORK="${TEST_TMPDIR:-$(mktemp -d)}/cluster"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
 fail() { echo "FAIL: $*" >&2; for f in "$WORK"/*.log; do echo "== $f"; tail -20 "$f"; done >&2; exit 1; }
-
-# http_get PORT PATH: the whole HTTP response from 127.0.0.1:PORT.
-http_get() {
-  exec 3<>"/dev/tcp/127.0.0.1/$1"
-  printf 'GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n' "$2" >&3
-  cat <&3
-  exec 3<&-
-}
-
-# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND until it succeeds.
-wait_for() {
-  local what="$1" secs="$2"; shift 2
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    [[ $SECONDS -lt $deadline ]] || fail "timed out after ${secs}s waiting for: $what"
-    sleep 0.1
-  done
-}
-
-# A free loopback port (nothing accepts on it now), below Linux's ephemeral range (32768-60999)
-# so that no outgoing connection on the machine holds it.
-free_port() {
-  local p
-  while true; do
-    p=$((20000 + RANDOM % 12000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-}
 
 echo "== 1. a single member with no certificate flags"
 P1=$(free_port); P2=$(free_port); P3=$(free_port); P4=$(free_port)

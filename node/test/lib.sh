@@ -1,0 +1,35 @@
+# Shared helpers of the multi-process tests (sourced; each test defines fail MESSAGE itself).
+# Waits poll a condition with a deadline: nothing relies on a sleep being long enough.
+
+# Every process a test started (PIDS+=($!)) is killed when the test ends, however it ends.
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND until it succeeds.
+wait_for() {
+  local what="$1" secs="$2"; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    [[ $SECONDS -lt $deadline ]] || fail "timed out after ${secs}s waiting for: $what"
+    sleep 0.1
+  done
+}
+
+# A free loopback port (nothing accepts on it now), below Linux's ephemeral range (32768-60999)
+# so that no outgoing connection on the machine holds it.
+free_port() {
+  local p
+  while true; do
+    p=$((20000 + RANDOM % 12000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+}
+
+# http_get PORT PATH: the whole HTTP response from 127.0.0.1:PORT.
+http_get() {
+  exec 3<>"/dev/tcp/127.0.0.1/$1"
+  printf 'GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n' "$2" >&3
+  cat <&3
+  exec 3<&-
+}
