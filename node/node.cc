@@ -821,12 +821,28 @@ void Node::ScheduleBackup() {
   });
 }
 
-void Node::MaybeBackup() {
+absl::Status Node::BackupNow() {
+  if (config_.backup.store == nullptr) {
+    return absl::FailedPreconditionError("backups are off (no --snapshot-backup-url)");
+  }
+  const raft::Raft& r = kv_->raft_node().raft();
+  if (r.role() != raft::Role::kLeader || cluster_id_ == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "only the leader writes backups; the leader is ",
+        r.lead() == raft::kNone ? "not known" : Hex(r.lead())));
+  }
+  if (backup_running_) return absl::UnavailableError("a backup is being written");
+  MaybeBackup(/*forced=*/true);
+  E2D_CHECK(backup_running_ || backups_failed_ > 0, "a backup on demand was not started");
+  return absl::OkStatus();
+}
+
+void Node::MaybeBackup(bool forced) {
   const BackupConfig& bc = config_.backup;
   const raft::Raft& r = kv_->raft_node().raft();
   if (backup_running_ || r.role() != raft::Role::kLeader || cluster_id_ == 0) return;
   const int64_t revision = kv_->store().revision();
-  if (revision == last_backup_revision_) {
+  if (revision == last_backup_revision_ && !forced) {
     ++backups_skipped_;  // nothing changed since the last one
     return;
   }

@@ -189,13 +189,20 @@ class Node {
   std::vector<Member> Members() const;
   NodeStatus Status() const;
 
+  // A backup on demand (e2d's SIGUSR1): started now, even if the revision did not move since
+  // the last one; its outcome is logged like a periodic one's. FailedPrecondition if backups
+  // are off or this member is not the leader (the message names the leader, if known);
+  // Unavailable while a backup is being written.
+  absl::Status BackupNow();
+
  private:
   Node(env::Env& env, NodeConfig config, uint64_t id, uint64_t cluster_id);
   absl::Status RecordIdentity(bool joined);
   void OnClusterId(uint64_t cluster);
-  // Backups: the timer, and one backup if this member leads and the revision moved.
+  // Backups: the timer, and one backup if this member leads and the revision moved (or
+  // `forced`, on demand).
   void ScheduleBackup();
-  void MaybeBackup();
+  void MaybeBackup(bool forced = false);
 
   void OnRaftState(const raft::Raft& raft);
   void PublishGossipMeta();

@@ -304,6 +304,30 @@ TEST_P(NodeBackupTest, TheLeaderWritesVerifiableBackupsKeepsTheNewestAndSkipsIdl
   EXPECT_EQ(Names(), std::vector<std::string>(written.end() - 3, written.end()));
 }
 
+// A backup on demand: written by the leader at once, even with nothing changed since the last;
+// refused by a follower (naming the leader) and while one is being written.
+TEST_P(NodeBackupTest, OnDemandTheLeaderWritesOneAtOnceAndFollowersSayWhoLeads) {
+  const sim::NodeId l = Leader();
+  Put(l, "backed", "up-value");
+  sim_.RunUntil(sim_.now_ns() + 1'500'000'000);
+  ASSERT_TRUE(absl::StrContains(node(l)->MetricsText(), "\ne2d_backups_total 1\n"));
+  // Nothing changed: the periodic round would skip; on demand it writes.
+  ASSERT_TRUE(node(l)->BackupNow().ok());
+  EXPECT_EQ(node(l)->BackupNow().code(), absl::StatusCode::kUnavailable);  // one at a time
+  ASSERT_TRUE(sim_.RunUntilTrue(
+      [&] { return absl::StrContains(node(l)->MetricsText(), "\ne2d_backups_total 2\n"); },
+      sim_.now_ns() + 5'000'000'000));
+  EXPECT_EQ(Names().size(), 1u);  // the same revision: the same name, written again
+  for (sim::NodeId id : cluster_->nodes()) {
+    if (id == l) continue;
+    const absl::Status s = node(id)->BackupNow();
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_TRUE(absl::StrContains(s.message(), absl::StrCat(absl::Hex(node(l)->id(),
+                                                                      absl::kZeroPad16))))
+        << s;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(PlainAndEncrypted, NodeBackupTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "encrypted" : "plain"; });
 

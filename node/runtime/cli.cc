@@ -962,6 +962,19 @@ int Serve(RunConfig c) {
                        c.plaintext_client_addr, http ? " metrics=" : "",
                        http ? http->local_address() : "", " data_dir=", c.data_dir));
 
+  // SIGUSR1: a backup on demand (`systemctl kill -s USR1 e2d`); the outcome is logged.
+  asio::signal_set backup_signal(io, SIGUSR1);
+  std::function<void()> await_backup_signal = [&] {
+    backup_signal.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      const absl::Status s = (*node)->BackupNow();
+      env.Log(s.ok() ? std::string("level=info msg=\"backup on demand started\"")
+                     : absl::StrCat("level=warn msg=\"backup on demand refused\" why=\"",
+                                    s.message(), "\""));
+      await_backup_signal();
+    });
+  };
+  await_backup_signal();
   asio::signal_set signals(io, SIGINT, SIGTERM);
   std::thread stopper;
   signals.async_wait([&](const boost::system::error_code& ec, int signo) {
@@ -974,6 +987,7 @@ int Serve(RunConfig c) {
     });
   });
   io.run();
+  backup_signal.cancel();
   if (stopper.joinable()) stopper.join();
   env.DrainOffloaded();
   server.reset();

@@ -6,7 +6,7 @@
 #
 #   1. a member writes encrypted backups to s3://BUCKET/PREFIX (endpoint from AWS_ENDPOINT_URL),
 #      keeps the newest --snapshot-backup-keep of them, and s3cmd lists and reads them: the
-#      backup s3cmd fetched restores a new member (e2d -> client);
+#      backup s3cmd fetched restores a new member (e2d -> client); SIGUSR1 writes one on demand;
 #   2. a backup put by s3cmd under another prefix is found by --restore-backup latest, which
 #      restores it, and reports the revision it restored (client -> e2d);
 #   3. wrong credentials, a missing bucket and missing credentials are refused with S3's reason;
@@ -104,6 +104,12 @@ wait_for "b to serve a's data" 30 bash -c "etcdctl ${TLS[*]} --endpoints $(ep b)
   get k4 --print-value-only | grep -qx v4"
 grep -q "restored the store from a backup.* backup=$NAME revision=$R" b.log ||
   fail "b did not log the revision it restored: $(grep -i restor b.log)"
+# A backup on demand (SIGUSR1): written although nothing changed since the last one.
+WRITTEN=$(grep -c 'msg="backup written"' a.log)
+kill -USR1 "${PID[a]}"
+wait_for "a's backup on demand" 30 bash -c \
+  "[[ \$(grep -c 'msg=\"backup written\"' a.log) -gt $WRITTEN ]]"
+grep -q 'msg="backup on demand started"' a.log || fail "a did not log the backup on demand"
 stop a; stop b
 
 echo "== 2. a backup put by s3cmd is restored by --restore-backup latest"
