@@ -97,24 +97,66 @@ absl::StatusOr<LoadedBackup> NewestBackup(
   return absl::DataLossError(absl::StrCat("no backup under ", store.Describe(), " checks out"));
 }
 
+absl::StatusOr<std::vector<std::string>> BackupStore::List() {
+  absl::StatusOr<std::vector<BackupObject>> objects = ListObjects();
+  if (!objects.ok()) return objects.status();
+  std::vector<std::string> names;
+  names.reserve(objects->size());
+  for (BackupObject& o : *objects) names.push_back(std::move(o.name));
+  return names;
+}
+
+std::vector<std::string> BackupsToDelete(std::vector<BackupObject> ours,
+                                         const BackupRetention& r) {
+  // Newest first: names of one cluster sort by revision.
+  std::sort(ours.begin(), ours.end(),
+            [](const BackupObject& a, const BackupObject& b) { return a.name > b.name; });
+  std::vector<bool> kept(ours.size(), false);
+  for (size_t i = 0; i < ours.size() && i < static_cast<size_t>(std::max(r.keep, 1)); ++i) {
+    kept[i] = true;
+  }
+  // One generation per period: the newest backup of each of the last `count` periods.
+  auto generations = [&](int64_t period, int count) {
+    int64_t last_bucket = 0;
+    int taken = 0;
+    for (size_t i = 0; i < ours.size() && taken < count; ++i) {
+      // Floor division, so that times before 1970 still bucket by whole periods.
+      const int64_t t = ours[i].modified_unix_seconds;
+      const int64_t bucket = t >= 0 ? t / period : -((-t + period - 1) / period);
+      if (taken > 0 && bucket == last_bucket) continue;
+      kept[i] = true;
+      last_bucket = bucket;
+      ++taken;
+    }
+  };
+  generations(3600, r.keep_hourly);
+  generations(86400, r.keep_daily);
+  std::vector<std::string> doomed;
+  for (size_t i = ours.size(); i-- > 0;) {
+    if (!kept[i]) doomed.push_back(std::move(ours[i].name));
+  }
+  return doomed;
+}
+
 absl::Status MemBackupStore::Put(const std::string& name, std::string_view bytes) {
+  const int64_t now = now_ ? now_() : 0;
   absl::MutexLock lock(&mu_);
-  objects_[name] = std::string(bytes);
+  objects_[name] = {std::string(bytes), now};
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::string>> MemBackupStore::List() {
+absl::StatusOr<std::vector<BackupObject>> MemBackupStore::ListObjects() {
   absl::MutexLock lock(&mu_);
-  std::vector<std::string> names;
-  for (const auto& [name, bytes] : objects_) names.push_back(name);
-  return names;
+  std::vector<BackupObject> objects;
+  for (const auto& [name, object] : objects_) objects.push_back({name, object.second});
+  return objects;
 }
 
 absl::StatusOr<std::string> MemBackupStore::Get(const std::string& name) {
   absl::MutexLock lock(&mu_);
   auto it = objects_.find(name);
   if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("no backup ", name));
-  return it->second;
+  return it->second.first;
 }
 
 absl::Status MemBackupStore::Delete(const std::string& name) {

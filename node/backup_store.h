@@ -17,6 +17,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -26,13 +27,23 @@
 
 namespace e2d::node {
 
+// One object of a store: its name, and when it was last written (seconds since the Unix
+// epoch, as the store records it: a file's mtime, S3's LastModified).
+struct BackupObject {
+  std::string name;
+  int64_t modified_unix_seconds = 0;
+  bool operator==(const BackupObject& o) const = default;
+};
+
 class BackupStore {
  public:
   virtual ~BackupStore() = default;
   // Writes `name` whole, replacing any object of that name.
   virtual absl::Status Put(const std::string& name, std::string_view bytes) = 0;
-  // Every complete object's name, in no particular order.
-  virtual absl::StatusOr<std::vector<std::string>> List() = 0;
+  // Every complete object, in no particular order.
+  virtual absl::StatusOr<std::vector<BackupObject>> ListObjects() = 0;
+  // Their names.
+  absl::StatusOr<std::vector<std::string>> List();
   virtual absl::StatusOr<std::string> Get(const std::string& name) = 0;
   virtual absl::Status Delete(const std::string& name) = 0;
   // For logs: where the objects go (the URL).
@@ -43,6 +54,18 @@ class BackupStore {
 std::string BackupName(uint64_t cluster_id, uint64_t revision);
 // The prefix every backup of `cluster_id` has.
 std::string BackupPrefix(uint64_t cluster_id);
+
+// Which backups of its cluster the leader keeps: the newest `keep`; and, of each of the last
+// `keep_hourly` hours and `keep_daily` days (UTC) that hold a backup, the newest one there
+// (hourly and daily generations, for going back further with few files).
+struct BackupRetention {
+  int keep = 10;  // at least 1: the backup just written is always kept
+  int keep_hourly = 0;
+  int keep_daily = 0;
+};
+// The names among `ours` (backups of one cluster) that `r` does not keep, oldest first.
+// "Newest" is by revision (the name); hours and days are those of the store's times.
+std::vector<std::string> BackupsToDelete(std::vector<BackupObject> ours, const BackupRetention& r);
 // The cluster id and revision a BackupName holds; false if `name` is not one.
 bool ParseBackupName(std::string_view name, uint64_t* cluster_id, uint64_t* revision);
 
@@ -69,15 +92,19 @@ absl::StatusOr<LoadedBackup> NewestBackup(
 
 class MemBackupStore final : public BackupStore {
  public:
+  // `now_unix_seconds` stamps each Put (none: 0, the simulator's default).
+  explicit MemBackupStore(std::function<int64_t()> now_unix_seconds = nullptr)
+      : now_(std::move(now_unix_seconds)) {}
   absl::Status Put(const std::string& name, std::string_view bytes) override;
-  absl::StatusOr<std::vector<std::string>> List() override;
+  absl::StatusOr<std::vector<BackupObject>> ListObjects() override;
   absl::StatusOr<std::string> Get(const std::string& name) override;
   absl::Status Delete(const std::string& name) override;
   std::string Describe() const override { return "mem://"; }
 
  private:
+  const std::function<int64_t()> now_;
   absl::Mutex mu_;
-  std::map<std::string, std::string> objects_;
+  std::map<std::string, std::pair<std::string, int64_t>> objects_;  // name: bytes, time
 };
 
 }  // namespace e2d::node

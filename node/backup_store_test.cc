@@ -4,6 +4,7 @@
 
 #include "node/backup_store.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -100,6 +101,43 @@ TEST(DecodeBackupTest, PlainBackupsNeedNoKeyAndErrorsNameTheBackup) {
   EXPECT_TRUE(absl::StartsWith(got.status().message(), "backup b.bkp: ")) << got.status();
 }
 
+TEST(BackupRetentionTest, KeepsTheNewestAndTheNewestOfEachHourAndDay) {
+  constexpr int64_t kHour = 3600, kDay = 86400;
+  // Revision r at time t; names sort by revision.
+  auto b = [](uint64_t r, int64_t t) { return BackupObject{BackupName(7, r), t}; };
+  const std::vector<BackupObject> ours = {
+      b(1, 0 * kDay + 1 * kHour),  b(2, 0 * kDay + 5 * kHour),  // day 0
+      b(3, 1 * kDay + 1 * kHour),  b(4, 1 * kDay + 1 * kHour + 60),  // day 1, one hour
+      b(5, 2 * kDay + 3 * kHour),  b(6, 2 * kDay + 4 * kHour),       // day 2, two hours
+      b(7, 2 * kDay + 4 * kHour + 30), b(8, 2 * kDay + 4 * kHour + 90)};
+  auto kept = [&](int keep, int hourly, int daily) {
+    const std::vector<std::string> doomed = BackupsToDelete(ours, {keep, hourly, daily});
+    std::vector<uint64_t> revisions;
+    for (const BackupObject& o : ours) {
+      if (std::find(doomed.begin(), doomed.end(), o.name) == doomed.end()) {
+        uint64_t c = 0, r = 0;
+        EXPECT_TRUE(ParseBackupName(o.name, &c, &r));
+        revisions.push_back(r);
+      }
+    }
+    // Oldest first, and every name deleted is one of ours.
+    for (size_t i = 1; i < doomed.size(); ++i) EXPECT_LT(doomed[i - 1], doomed[i]);
+    EXPECT_EQ(doomed.size() + revisions.size(), ours.size());
+    return revisions;
+  };
+  EXPECT_EQ(kept(2, 0, 0), (std::vector<uint64_t>{7, 8}));
+  EXPECT_EQ(kept(1, 3, 0), (std::vector<uint64_t>{4, 5, 8}));  // hours: d2h4, d2h3, d1h1
+  EXPECT_EQ(kept(1, 0, 2), (std::vector<uint64_t>{4, 8}));     // days: 2, 1
+  EXPECT_EQ(kept(1, 1, 3), (std::vector<uint64_t>{2, 4, 8}));
+  EXPECT_EQ(kept(3, 2, 5), (std::vector<uint64_t>{2, 4, 5, 6, 7, 8}));
+  EXPECT_EQ(kept(100, 0, 0).size(), ours.size());
+  EXPECT_EQ(kept(0, 0, 0), (std::vector<uint64_t>{8}));  // the newest is always kept
+  EXPECT_TRUE(BackupsToDelete({}, {1, 1, 1}).empty());
+  // The order given does not matter.
+  std::vector<BackupObject> shuffled(ours.rbegin(), ours.rend());
+  EXPECT_EQ(BackupsToDelete(shuffled, {1, 3, 0}), BackupsToDelete(ours, {1, 3, 0}));
+}
+
 // A store whose reads fail: listing, or reading one named backup.
 class FailingStore final : public BackupStore {
  public:
@@ -108,9 +146,9 @@ class FailingStore final : public BackupStore {
   absl::Status get_error;
   MemBackupStore inner;
   absl::Status Put(const std::string& n, std::string_view b) override { return inner.Put(n, b); }
-  absl::StatusOr<std::vector<std::string>> List() override {
+  absl::StatusOr<std::vector<BackupObject>> ListObjects() override {
     if (!list_error.ok()) return list_error;
-    return inner.List();
+    return inner.ListObjects();
   }
   absl::StatusOr<std::string> Get(const std::string& name) override {
     if (name == get_fails) return get_error;

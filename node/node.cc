@@ -864,10 +864,10 @@ void Node::MaybeBackup(bool forced) {
   auto result = std::make_shared<absl::Status>();
   std::function<absl::StatusOr<std::string>()> job = kv_->BackupJob();
   BackupStore* store = bc.store;
-  const int keep = bc.keep;
+  const BackupRetention retention{bc.keep, bc.keep_hourly, bc.keep_daily};
   const std::string name = BackupName(cluster_id_, meta.revision);
   const std::string prefix = BackupPrefix(cluster_id_);
-  auto work = [job = std::move(job), meta, options, store, keep, name, prefix, result] {
+  auto work = [job = std::move(job), meta, options, store, retention, name, prefix, result] {
     *result = [&]() -> absl::Status {
       E2D_ASSIGN_OR_RETURN(const std::string payload, job());
       std::string file;
@@ -879,14 +879,15 @@ void Node::MaybeBackup(bool forced) {
       E2D_RETURN_IF_ERROR(w->Write(payload));
       E2D_RETURN_IF_ERROR(w->Finish());
       E2D_RETURN_IF_ERROR(store->Put(name, file));
-      // Retention: the newest `keep` of this cluster stay (names sort by revision).
-      E2D_ASSIGN_OR_RETURN(std::vector<std::string> names, store->List());
-      std::vector<std::string> ours;
-      for (std::string& n : names) {
-        if (n.rfind(prefix, 0) == 0) ours.push_back(std::move(n));
+      // Retention, over this cluster's backups only.
+      E2D_ASSIGN_OR_RETURN(std::vector<BackupObject> objects, store->ListObjects());
+      std::vector<BackupObject> ours;
+      for (BackupObject& o : objects) {
+        if (o.name.rfind(prefix, 0) == 0) ours.push_back(std::move(o));
       }
-      std::sort(ours.begin(), ours.end());
-      for (size_t i = 0; i + keep < ours.size(); ++i) E2D_RETURN_IF_ERROR(store->Delete(ours[i]));
+      for (const std::string& n : BackupsToDelete(std::move(ours), retention)) {
+        E2D_RETURN_IF_ERROR(store->Delete(n));
+      }
       return absl::OkStatus();
     }();
   };

@@ -53,11 +53,14 @@ struct Member {
 
 // Periodic backups (the self-management issue's snapshots): the leader writes one every
 // `interval` if the store's revision moved since its last one, to `store`, off the node's
-// thread, and keeps the newest `keep` of its cluster.
+// thread, and keeps of its cluster's the newest `keep` plus hourly and daily generations
+// (BackupRetention).
 struct BackupConfig {
   BackupStore* store = nullptr;  // null: no backups; else outlives the node
   absl::Duration interval = absl::Minutes(1);
   int keep = 10;
+  int keep_hourly = 0;
+  int keep_daily = 0;
   bool gzip = false;
   std::optional<BackupKeys> keys;  // set: encrypted (exclusive with gzip)
   // A fresh IV per backup (the runtime: OpenSSL's CSPRNG; the simulator: its seeded random).

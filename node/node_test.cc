@@ -235,6 +235,7 @@ class NodeBackupTest : public NodeTest, public ::testing::WithParamInterface<boo
     backup_.store = &store_;
     backup_.interval = absl::Seconds(1);
     backup_.keep = 3;
+    backup_.keep_hourly = 2;  // with every backup in one hour, no more than `keep`
     if (GetParam()) backup_.keys = *DeriveBackupKeys("test CA key");
     NodeTest::SetUp();
   }
@@ -254,7 +255,9 @@ class NodeBackupTest : public NodeTest, public ::testing::WithParamInterface<boo
     std::sort(names.begin(), names.end());
     return names;
   }
-  MemBackupStore store_;
+  int64_t store_time_ = 0;  // what the store stamps each backup with (offloaded work runs
+                            // inline on the simulator's thread)
+  MemBackupStore store_{[this] { return store_time_; }};
 };
 
 TEST_P(NodeBackupTest, TheLeaderWritesVerifiableBackupsKeepsTheNewestAndSkipsIdleRounds) {
@@ -302,6 +305,23 @@ TEST_P(NodeBackupTest, TheLeaderWritesVerifiableBackupsKeepsTheNewestAndSkipsIdl
                                  static_cast<uint64_t>(node(l)->kv().store().revision())));
   }
   EXPECT_EQ(Names(), std::vector<std::string>(written.end() - 3, written.end()));
+}
+
+// Hourly generations: beyond the newest `keep`, the newest backup of each of the last
+// `keep_hourly` hours that have one stays; older ones go.
+TEST_P(NodeBackupTest, RetentionKeepsTheNewestOfEachOfTheLastHours) {
+  const sim::NodeId l = Leader();
+  std::vector<std::string> written;
+  for (const int64_t hour : {0, 1, 1, 2, 2, 2}) {
+    store_time_ = hour * 3600 + 60;
+    Put(l, absl::StrCat("h", written.size()), "v");
+    sim_.RunUntil(sim_.now_ns() + 1'100'000'000);  // one backup interval
+    written.push_back(BackupName(node(l)->cluster_id(),
+                                 static_cast<uint64_t>(node(l)->kv().store().revision())));
+  }
+  // The newest three (all of hour 2) by `keep`; hour 1's newest by `keep_hourly`; hour 0's
+  // and hour 1's older one are gone.
+  EXPECT_EQ(Names(), (std::vector<std::string>{written[2], written[3], written[4], written[5]}));
 }
 
 // A backup on demand: written by the leader at once, even with nothing changed since the last;

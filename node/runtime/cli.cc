@@ -291,6 +291,10 @@ const std::vector<FlagSpec>& RunFlags() {
       {"snapshot-backup-interval", "", "1m",
        "how often the leader writes a backup (skipped when nothing changed)"},
       {"snapshot-backup-keep", "", "10", "how many backups of this cluster to keep (newest)"},
+      {"snapshot-backup-keep-hourly", "", "0",
+       "also keep the newest backup of each of the last this many hours that have one"},
+      {"snapshot-backup-keep-daily", "", "0",
+       "also keep the newest backup of each of the last this many days (UTC) that have one"},
       {"snapshot-compression", "", "false", "gzip backups (not with --snapshot-encryption)",
        true},
       {"snapshot-encryption", "", "false",
@@ -332,6 +336,8 @@ struct RunConfig {
   std::string backup_url;  // empty: no backups
   absl::Duration backup_interval = absl::Minutes(1);
   int backup_keep = 10;
+  int backup_keep_hourly = 0;
+  int backup_keep_daily = 0;
   bool backup_gzip = false;
   bool backup_encrypt = false;
   std::string restore_backup;  // a file, "latest", or empty
@@ -493,6 +499,13 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
   }
   if (!absl::SimpleAtoi(f["snapshot-backup-keep"], &c.backup_keep) || c.backup_keep < 1) {
     return absl::InvalidArgumentError("--snapshot-backup-keep must be a number of at least 1");
+  }
+  for (const auto& [flag, field] : {std::pair{"snapshot-backup-keep-hourly", &c.backup_keep_hourly},
+                                    std::pair{"snapshot-backup-keep-daily", &c.backup_keep_daily}}) {
+    if (!absl::SimpleAtoi(f[flag], field) || *field < 0 || *field > 100000) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, " must be a number from 0 to 100000"));
+    }
   }
   c.backup_gzip = f["snapshot-compression"] == "true";
   c.backup_encrypt = f["snapshot-encryption"] == "true";
@@ -897,6 +910,8 @@ int Serve(RunConfig c) {
     nc.backup.store = backup_store.get();
     nc.backup.interval = c.backup_interval;
     nc.backup.keep = c.backup_keep;
+    nc.backup.keep_hourly = c.backup_keep_hourly;
+    nc.backup.keep_daily = c.backup_keep_daily;
     nc.backup.gzip = c.backup_gzip;
     nc.backup.keys = backup_keys;
     nc.backup.iv = [] {

@@ -89,16 +89,24 @@ absl::Status FileBackupStore::Put(const std::string& name, std::string_view byte
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::string>> FileBackupStore::List() {
+absl::StatusOr<std::vector<BackupObject>> FileBackupStore::ListObjects() {
   DIR* d = ::opendir(dir_.c_str());
   if (d == nullptr) return Errno("backup: cannot list", dir_);
-  std::vector<std::string> names;
+  std::vector<BackupObject> objects;
   while (struct dirent* e = ::readdir(d)) {
     std::string name = e->d_name;
-    if (ValidName(name) && absl::EndsWith(name, ".bkp")) names.push_back(std::move(name));
+    if (!ValidName(name) || !absl::EndsWith(name, ".bkp")) continue;
+    struct stat st;
+    if (::fstatat(::dirfd(d), name.c_str(), &st, 0) != 0) {
+      if (errno == ENOENT) continue;  // deleted since readdir saw it
+      absl::Status s = Errno("backup: cannot stat", absl::StrCat(dir_, "/", name));
+      ::closedir(d);
+      return s;
+    }
+    objects.push_back({std::move(name), static_cast<int64_t>(st.st_mtim.tv_sec)});
   }
   ::closedir(d);
-  return names;
+  return objects;
 }
 
 absl::StatusOr<std::string> FileBackupStore::Get(const std::string& name) {

@@ -24,7 +24,7 @@ class FileBackupStore final : public BackupStore {
   static absl::StatusOr<std::unique_ptr<FileBackupStore>> Open(const std::string& dir);
 
   absl::Status Put(const std::string& name, std::string_view bytes) override;
-  absl::StatusOr<std::vector<std::string>> List() override;
+  absl::StatusOr<std::vector<BackupObject>> ListObjects() override;
   absl::StatusOr<std::string> Get(const std::string& name) override;
   absl::Status Delete(const std::string& name) override;
   std::string Describe() const override { return "file://" + dir_; }

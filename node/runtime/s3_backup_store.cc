@@ -359,11 +359,19 @@ absl::StatusOr<S3ListPage> ParseS3ListPage(std::string_view xml_in) {
     if (contents_end == absl::string_view::npos) {
       return absl::DataLossError("s3: a list reply with an unclosed <Contents>");
     }
-    std::string key;
-    if (!TagText(xml.substr(0, contents_end), "Key", contents, &key, nullptr)) {
+    BackupObject object;
+    const absl::string_view block = xml.substr(0, contents_end);
+    if (!TagText(block, "Key", contents, &object.name, nullptr)) {
       return absl::DataLossError("s3: a list reply with a <Contents> without <Key>");
     }
-    page.keys.push_back(std::move(key));
+    std::string modified;
+    absl::Time t;
+    std::string err;
+    if (TagText(block, "LastModified", contents, &modified, nullptr) &&
+        absl::ParseTime(absl::RFC3339_full, modified, &t, &err)) {
+      object.modified_unix_seconds = absl::ToUnixSeconds(t);
+    }
+    page.objects.push_back(std::move(object));
     pos = contents_end;
   }
   std::string truncated;
@@ -449,8 +457,8 @@ absl::Status S3BackupStore::Put(const std::string& name, std::string_view bytes)
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::string>> S3BackupStore::List() {
-  std::vector<std::string> names;
+absl::StatusOr<std::vector<BackupObject>> S3BackupStore::ListObjects() {
+  std::vector<BackupObject> names;
   std::string token;
   for (int page_no = 0;; ++page_no) {
     if (page_no == kS3ListPagesMax) {
@@ -471,11 +479,13 @@ absl::StatusOr<std::vector<std::string>> S3BackupStore::List() {
       return absl::DataLossError(
           absl::StrCat("backup: listing ", config_.url, ": ", page.status().message()));
     }
-    for (std::string& key : page->keys) {
-      absl::string_view rest = key;
+    for (const BackupObject& o : page->objects) {
+      absl::string_view rest = o.name;
       if (!absl::ConsumePrefix(&rest, config_.prefix)) continue;
       std::string name(rest);
-      if (ValidName(name) && absl::EndsWith(name, ".bkp")) names.push_back(std::move(name));
+      if (ValidName(name) && absl::EndsWith(name, ".bkp")) {
+        names.push_back({std::move(name), o.modified_unix_seconds});
+      }
     }
     if (!page->truncated) break;
     token = std::move(page->next_token);

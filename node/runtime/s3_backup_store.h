@@ -98,7 +98,8 @@ std::string AmzDate(absl::Time t);
 // --- ListObjectsV2 replies and errors, exposed for tests ---
 
 struct S3ListPage {
-  std::vector<std::string> keys;  // whole keys, entities decoded
+  // Whole keys, entities decoded, with their LastModified (0 if absent or unreadable).
+  std::vector<BackupObject> objects;
   bool truncated = false;
   std::string next_token;
 };
@@ -114,7 +115,7 @@ class S3BackupStore final : public BackupStore {
   S3BackupStore(S3Config config, std::function<absl::Time()> now);
 
   absl::Status Put(const std::string& name, std::string_view bytes) override;
-  absl::StatusOr<std::vector<std::string>> List() override;
+  absl::StatusOr<std::vector<BackupObject>> ListObjects() override;
   absl::StatusOr<std::string> Get(const std::string& name) override;
   absl::Status Delete(const std::string& name) override;
   std::string Describe() const override { return config_.url; }

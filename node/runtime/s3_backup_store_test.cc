@@ -138,17 +138,20 @@ TEST(S3ListTest, PagesKeysAndTokens) {
       "<?xml version=\"1.0\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
       "<Name>b</Name><Prefix>e2d/</Prefix><KeyCount>2</KeyCount><IsTruncated>true</IsTruncated>"
       "<NextContinuationToken>t&amp;1</NextContinuationToken>"
-      "<Contents><Key>e2d/a&amp;b.bkp</Key><Size>3</Size></Contents>"
-      "<Contents><Key>e2d/c&#x2F;d.bkp</Key></Contents>"
+      "<Contents><Key>e2d/a&amp;b.bkp</Key><LastModified>2026-12-04T17:02:12.000Z"
+      "</LastModified><Size>3</Size></Contents>"
+      "<Contents><Key>e2d/c&#x2F;d.bkp</Key><LastModified>garbled</LastModified></Contents>"
       "<CommonPrefixes><Prefix>e2d/sub/</Prefix></CommonPrefixes></ListBucketResult>");
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ(p->keys, (std::vector<std::string>{"e2d/a&b.bkp", "e2d/c/d.bkp"}));
+  // 2026-12-04T17:02:12Z is 1796403732; an unreadable time is 0 (the oldest possible).
+  EXPECT_EQ(p->objects, (std::vector<BackupObject>{{"e2d/a&b.bkp", 1796403732},
+                                                   {"e2d/c/d.bkp", 0}}));
   EXPECT_TRUE(p->truncated);
   EXPECT_EQ(p->next_token, "t&1");
 
   p = ParseS3ListPage("<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>");
   ASSERT_TRUE(p.ok());
-  EXPECT_TRUE(p->keys.empty());
+  EXPECT_TRUE(p->objects.empty());
   EXPECT_FALSE(p->truncated);
 
   EXPECT_EQ(ParseS3ListPage("<html>proxy error</html>").status().code(),

@@ -45,6 +45,7 @@ expect 2 "is neither new nor existing" run --initial-cluster-state old
 expect 2 "existing needs --initial-cluster" run --initial-cluster-state existing
 expect 2 "exclude each other" run --snapshot-compression --snapshot-encryption
 expect 2 "snapshot-backup-interval must be at least 1s" run --snapshot-backup-interval 10ms
+expect 2 "snapshot-backup-keep-daily must be a number from 0 to 100000" run --snapshot-backup-keep-daily -1
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 expect 1 "S3 backups need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" "${RUN[@]}" \
   --snapshot-backup-url s3://bucket/e2d
