@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
 #include "env/openssl_errors.h"
 #include "env/strings.h"
 
@@ -348,7 +349,12 @@ absl::StatusOr<HttpReply> HttpFetch(const HttpTarget& target, const HttpRequestS
   std::string in;
   char buf[1 << 16];
   bool eof = false;
+  const absl::Time deadline = absl::Now() + options.total;  // runtime only: the real clock
   while (true) {
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "http: ", where, " took over ", absl::FormatDuration(options.total), " in all"));
+    }
     absl::StatusOr<std::optional<HttpReply>> reply = ParseHttpReply(in, eof, options.max_body);
     if (!reply.ok()) {
       return absl::Status(reply.status().code(),

@@ -5,7 +5,8 @@
 // from the io_context's thread. `Connection: close`; no redirects, no retries (the caller's
 // next period is its retry).
 //
-// Bounds: the connection, each send and each receive time out after `timeout`; a reply head is
+// Bounds: the connection, each send and each receive time out after `timeout`, and the whole
+// call after `total` (checked between receives); a reply head is
 // at most kHttpReplyHeadMax bytes and a reply body at most `max_body` bytes, or the call fails
 // naming the bound. A body shorter than its Content-Length, or a chunked body without its last
 // chunk, is an error (a cut connection never passes for a whole reply).
@@ -56,7 +57,8 @@ struct HttpReply {
 };
 
 struct HttpFetchOptions {
-  absl::Duration timeout = absl::Seconds(30);
+  absl::Duration timeout = absl::Seconds(30);  // each connect, send and receive
+  absl::Duration total = absl::Minutes(30);    // the whole call (a server that drips bytes)
   size_t max_body = 64 << 20;
   std::string ca_file;  // TLS only; empty: the system's trust store
 };

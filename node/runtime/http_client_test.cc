@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -87,7 +88,8 @@ TEST(ParseHttpReplyTest, MalformedAndOversizedRepliesAreRefused) {
 // (or, with `hold`, keeps the connection open without answering until the client gives up).
 class OneShotServer {
  public:
-  OneShotServer(std::string reply, bool hold, std::string* seen = nullptr) {
+  // `drip`: the reply goes out a byte every 20 ms (a server too slow to ever finish).
+  OneShotServer(std::string reply, bool hold, std::string* seen = nullptr, bool drip = false) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a {};
     a.sin_family = AF_INET;
@@ -97,7 +99,7 @@ class OneShotServer {
     socklen_t len = sizeof(a);
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
     port_ = ntohs(a.sin_port);
-    thread_ = std::thread([this, reply = std::move(reply), hold, seen] {
+    thread_ = std::thread([this, reply = std::move(reply), hold, seen, drip] {
       const int c = ::accept(fd_, nullptr, nullptr);
       if (c < 0) return;
       char buf[4096];
@@ -106,7 +108,12 @@ class OneShotServer {
         if (n <= 0) break;
         request_.append(buf, static_cast<size_t>(n));
       }
-      if (hold) {
+      if (drip) {
+        for (const char ch : reply) {
+          if (::send(c, &ch, 1, MSG_NOSIGNAL) != 1) break;  // the client gave up
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+      } else if (hold) {
         while (::recv(c, buf, sizeof(buf), 0) > 0) {
         }  // until the client closes
       } else {
@@ -170,6 +177,18 @@ TEST(HttpFetchTest, ACutReplyASilentServerAndNoServerAreErrors) {
     absl::StatusOr<HttpReply> r =
         HttpFetch(HttpTarget{false, "127.0.0.1", server.port()}, HttpRequestSpec{}, o);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  }
+  {
+    // Every byte comes within the receive timeout, but the reply never ends.
+    OneShotServer server(absl::StrCat("HTTP/1.1 200 OK\r\nX-Slow: ", std::string(500, 'a')),
+                         false, nullptr, /*drip=*/true);
+    HttpFetchOptions o;
+    o.timeout = absl::Seconds(5);
+    o.total = absl::Milliseconds(300);
+    absl::StatusOr<HttpReply> r =
+        HttpFetch(HttpTarget{false, "127.0.0.1", server.port()}, HttpRequestSpec{}, o);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+    EXPECT_TRUE(absl::StrContains(r.status().message(), "in all")) << r.status();
   }
   // A port nothing listens on: the server above is gone, and its port with it.
   int closed_port;
