@@ -40,6 +40,7 @@
 #include "node/backup.h"
 #include "node/backup_store.h"
 #include "node/node.h"
+#include "scenarios/node_harness.h"
 #include "scenarios/registry.h"
 #include "sim/cluster.h"
 #include "sim/swarm.h"
@@ -218,23 +219,13 @@ class Run {
   }
 
  private:
-  kv::KvEngine* Engine(NodeId n) {
-    auto& slot = engines_[n];
-    if (slot.second == nullptr || slot.first != cluster_.losses(n)) {
-      slot = {cluster_.losses(n), std::make_unique<kv::MemEngine>()};
-    }
-    return slot.second.get();
-  }
+  kv::KvEngine* Engine(NodeId n) { return disks_.Engine(n, cluster_.losses(n)); }
   node::Node* NodeAt(NodeId n) {
     auto* p = static_cast<MemberProcess*>(cluster_.process(n));
     return p == nullptr ? nullptr : p->node();
   }
   NodeId Leader() {
-    for (NodeId n : cluster_.nodes()) {
-      node::Node* node = NodeAt(n);
-      if (node != nullptr && !cluster_.paused(n) && node->Status().leader == node->id()) return n;
-    }
-    return sim::kNoNode;
+    return FindLeader(cluster_, [this](NodeId n) { return NodeAt(n); });
   }
 
   // Every disk lost at once; then the store damaged, and the backup to expect worked out.
@@ -379,20 +370,9 @@ class Run {
     etcdserverpb::RangeRequest range;
     range.set_key("k");
     range.set_range_end("l");
-    std::optional<absl::StatusOr<etcdserverpb::RangeResponse>> got;
-    const int64_t deadline = sim_.now_ns() + 30'000 * kMs;
-    while (sim_.now_ns() < deadline) {
-      got.reset();
-      const NodeId l = Leader();
-      if (l != sim::kNoNode) {
-        NodeAt(l)->kv().Range(range, [&got](absl::StatusOr<etcdserverpb::RangeResponse> r) {
-          got = std::move(r);
-        });
-        sim_.RunUntilTrue([&] { return got.has_value(); }, deadline);
-        if (got.has_value() && got->ok()) break;
-      }
-      sim_.RunUntil(std::min(deadline, sim_.now_ns() + 200 * kMs));
-    }
+    const std::optional<absl::StatusOr<etcdserverpb::RangeResponse>> got = ReadThroughLeader(
+        sim_, [this] { return Leader(); }, [this](NodeId n) { return NodeAt(n); }, range,
+        30'000 * kMs);
     if (!got.has_value() || !got->ok()) {
       return Fail(absl::StrCat("the final read failed: ",
                                got.has_value() ? got->status().ToString() : "no answer"));
@@ -437,7 +417,7 @@ class Run {
 
   const sim::FaultSchedule& schedule_;
   sim::Simulator sim_;
-  absl::btree_map<NodeId, std::pair<uint64_t, std::unique_ptr<kv::MemEngine>>> engines_;
+  MachineDisks disks_;  // before cluster_: the machines' processes use them until it goes
   sim::Cluster cluster_;
   node::MemBackupStore store_;  // the bucket: it outlives every machine
   int mode_ = 0;                // 0 plain, 1 gzip, 2 encrypted

@@ -1,0 +1,48 @@
+// Copyright e2d authors.
+//
+// What the scenarios that run the whole node (node::Node) on simulated machines share: the
+// machines' disks, finding the leader, and a final linearizable read through it.
+
+#ifndef E2D_SCENARIOS_NODE_HARNESS_H_
+#define E2D_SCENARIOS_NODE_HARNESS_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "absl/container/btree_map.h"
+#include "absl/status/statusor.h"
+#include "kv/mem_engine.h"
+#include "node/node.h"
+#include "sim/cluster.h"
+
+namespace e2d::scenarios {
+
+// One in-memory KV engine per machine: its disk, kept across crashes and replaced by an empty
+// one when the machine's disk is lost (`losses`, the cluster's count for it, moved on).
+class MachineDisks {
+ public:
+  kv::KvEngine* Engine(sim::NodeId n, uint64_t losses);
+
+ private:
+  absl::btree_map<sim::NodeId, std::pair<uint64_t, std::unique_ptr<kv::MemEngine>>> engines_;
+};
+
+// Machine n's open node, or null (down, or not opened).
+using NodeAt = std::function<node::Node*(sim::NodeId)>;
+
+// The running, unpaused machine whose node believes it leads, or sim::kNoNode.
+sim::NodeId FindLeader(const sim::Cluster& cluster, const NodeAt& node_at);
+
+// A linearizable Range through whoever leads (`leader`), tried again every 200 ms while it is
+// refused (a leader that has not committed in its term yet) or there is no leader, until
+// `timeout_ns` of simulated time passed. nullopt if nobody ever answered.
+std::optional<absl::StatusOr<etcdserverpb::RangeResponse>> ReadThroughLeader(
+    sim::Simulator& sim, const std::function<sim::NodeId()>& leader, const NodeAt& node_at,
+    const etcdserverpb::RangeRequest& range, int64_t timeout_ns);
+
+}  // namespace e2d::scenarios
+
+#endif  // E2D_SCENARIOS_NODE_HARNESS_H_
