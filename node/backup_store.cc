@@ -12,6 +12,15 @@
 
 namespace e2d::node {
 
+bool IsStoreObjectName(const std::string& name) {
+  return !name.empty() && name[0] != '.' && name.find('/') == std::string::npos;
+}
+
+absl::Status CheckStoreObjectName(const std::string& name) {
+  if (IsStoreObjectName(name)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("backup: bad name ", name));
+}
+
 std::string BackupPrefix(uint64_t cluster_id) {
   return absl::StrFormat("e2d-%016x-", cluster_id);
 }

@@ -50,6 +50,12 @@ class BackupStore {
   virtual std::string Describe() const = 0;
 };
 
+// Whether a store takes `name` for an object: not empty, not hidden (a leading '.' marks a
+// store's temporary objects), and no '/' (objects live directly under the store's place).
+bool IsStoreObjectName(const std::string& name);
+// InvalidArgument ("backup: bad name ...") unless IsStoreObjectName(name).
+absl::Status CheckStoreObjectName(const std::string& name);
+
 // "e2d-<cluster id, 16 hex>-<revision, 20 digits>.bkp": sorts by revision within a cluster.
 std::string BackupName(uint64_t cluster_id, uint64_t revision);
 // The prefix every backup of `cluster_id` has.

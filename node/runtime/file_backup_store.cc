@@ -39,10 +39,6 @@ absl::Status MakeDirs(const std::string& dir) {
   return absl::OkStatus();
 }
 
-bool ValidName(const std::string& name) {
-  return !name.empty() && name[0] != '.' && name.find('/') == std::string::npos;
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<FileBackupStore>> FileBackupStore::Open(const std::string& dir) {
@@ -52,7 +48,7 @@ absl::StatusOr<std::unique_ptr<FileBackupStore>> FileBackupStore::Open(const std
 }
 
 absl::Status FileBackupStore::Put(const std::string& name, std::string_view bytes) {
-  if (!ValidName(name)) return absl::InvalidArgumentError(absl::StrCat("backup: bad name ", name));
+  if (absl::Status s = CheckStoreObjectName(name); !s.ok()) return s;
   const std::string tmp = absl::StrCat(dir_, "/.", name, ".part");
   const std::string final_path = absl::StrCat(dir_, "/", name);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -95,7 +91,7 @@ absl::StatusOr<std::vector<BackupObject>> FileBackupStore::ListObjects() {
   std::vector<BackupObject> objects;
   while (struct dirent* e = ::readdir(d)) {
     std::string name = e->d_name;
-    if (!ValidName(name) || !absl::EndsWith(name, ".bkp")) continue;
+    if (!IsStoreObjectName(name) || !absl::EndsWith(name, ".bkp")) continue;
     struct stat st;
     if (::fstatat(::dirfd(d), name.c_str(), &st, 0) != 0) {
       if (errno == ENOENT) continue;  // deleted since readdir saw it
@@ -110,7 +106,7 @@ absl::StatusOr<std::vector<BackupObject>> FileBackupStore::ListObjects() {
 }
 
 absl::StatusOr<std::string> FileBackupStore::Get(const std::string& name) {
-  if (!ValidName(name)) return absl::InvalidArgumentError(absl::StrCat("backup: bad name ", name));
+  if (absl::Status s = CheckStoreObjectName(name); !s.ok()) return s;
   const std::string path = absl::StrCat(dir_, "/", name);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -135,7 +131,7 @@ absl::StatusOr<std::string> FileBackupStore::Get(const std::string& name) {
 }
 
 absl::Status FileBackupStore::Delete(const std::string& name) {
-  if (!ValidName(name)) return absl::InvalidArgumentError(absl::StrCat("backup: bad name ", name));
+  if (absl::Status s = CheckStoreObjectName(name); !s.ok()) return s;
   const std::string path = absl::StrCat(dir_, "/", name);
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Errno("backup: cannot delete", path);
   return absl::OkStatus();

@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -21,17 +22,7 @@ namespace e2d::node {
 
 namespace {
 
-constexpr char kHex[] = "0123456789abcdef";
-
-std::string Hex(const unsigned char* p, size_t n) {
-  std::string out;
-  out.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(kHex[p[i] >> 4]);
-    out.push_back(kHex[p[i] & 15]);
-  }
-  return out;
-}
+constexpr char kHexUpper[] = "0123456789ABCDEF";  // percent-encoding
 
 std::string HmacSha256(absl::string_view key, absl::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
@@ -280,8 +271,8 @@ std::string UriEncode(std::string_view s_in, bool encode_slash) {
       out.push_back(ch);
     } else {
       out.push_back('%');
-      out.push_back(absl::ascii_toupper(kHex[c >> 4]));
-      out.push_back(absl::ascii_toupper(kHex[c & 15]));
+      out.push_back(kHexUpper[c >> 4]);
+      out.push_back(kHexUpper[c & 15]);
     }
   }
   return out;
@@ -293,7 +284,7 @@ std::string Sha256Hex(std::string_view data_in) {
   unsigned int len = 0;
   E2D_CHECK(EVP_Digest(data.data(), data.size(), out, &len, EVP_sha256(), nullptr) == 1,
             "SHA-256 is unavailable in this OpenSSL");
-  return Hex(out, len);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(out), len));
 }
 
 std::string AmzDate(absl::Time t) {
@@ -339,9 +330,9 @@ std::string SigV4Authorization(const SigV4Request& r, const std::string& access_
   key = HmacSha256(key, "s3");
   key = HmacSha256(key, "aws4_request");
   const std::string sig = HmacSha256(key, to_sign);
-  return absl::StrCat(
-      "AWS4-HMAC-SHA256 Credential=", access_key, "/", scope, ",SignedHeaders=", signed_headers,
-      ",Signature=", Hex(reinterpret_cast<const unsigned char*>(sig.data()), sig.size()));
+  return absl::StrCat("AWS4-HMAC-SHA256 Credential=", access_key, "/", scope,
+                      ",SignedHeaders=", signed_headers,
+                      ",Signature=", absl::BytesToHexString(sig));
 }
 
 absl::StatusOr<S3ListPage> ParseS3ListPage(std::string_view xml_in) {
@@ -440,14 +431,8 @@ absl::StatusOr<HttpReply> S3BackupStore::Send(
   return reply;
 }
 
-namespace {
-bool ValidName(const std::string& name) {
-  return !name.empty() && name[0] != '.' && name.find('/') == std::string::npos;
-}
-}  // namespace
-
 absl::Status S3BackupStore::Put(const std::string& name, std::string_view bytes) {
-  if (!ValidName(name)) return absl::InvalidArgumentError(absl::StrCat("backup: bad name ", name));
+  if (absl::Status s = CheckStoreObjectName(name); !s.ok()) return s;
   const std::string key = config_.prefix + name;
   absl::StatusOr<HttpReply> reply = Send("PUT", key, {}, bytes, 1 << 20);
   if (!reply.ok()) return reply.status();
@@ -483,7 +468,7 @@ absl::StatusOr<std::vector<BackupObject>> S3BackupStore::ListObjects() {
       absl::string_view rest = o.name;
       if (!absl::ConsumePrefix(&rest, config_.prefix)) continue;
       std::string name(rest);
-      if (ValidName(name) && absl::EndsWith(name, ".bkp")) {
+      if (IsStoreObjectName(name) && absl::EndsWith(name, ".bkp")) {
         names.push_back({std::move(name), o.modified_unix_seconds});
       }
     }
@@ -494,7 +479,7 @@ absl::StatusOr<std::vector<BackupObject>> S3BackupStore::ListObjects() {
 }
 
 absl::StatusOr<std::string> S3BackupStore::Get(const std::string& name) {
-  if (!ValidName(name)) return absl::InvalidArgumentError(absl::StrCat("backup: bad name ", name));
+  if (absl::Status s = CheckStoreObjectName(name); !s.ok()) return s;
   absl::StatusOr<HttpReply> reply = Send("GET", config_.prefix + name, {}, "", kS3ObjectMax);
   if (!reply.ok()) return reply.status();
   if (reply->status != 200) {
@@ -504,7 +489,7 @@ absl::StatusOr<std::string> S3BackupStore::Get(const std::string& name) {
 }
 
 absl::Status S3BackupStore::Delete(const std::string& name) {
-  if (!ValidName(name)) return absl::InvalidArgumentError(absl::StrCat("backup: bad name ", name));
+  if (absl::Status s = CheckStoreObjectName(name); !s.ok()) return s;
   absl::StatusOr<HttpReply> reply = Send("DELETE", config_.prefix + name, {}, "", 1 << 20);
   if (!reply.ok()) return reply.status();
   if (reply->status / 100 != 2 && reply->status != 404) {
