@@ -48,8 +48,7 @@ absl::Status ValidateConfig(const Config& c) {
     if (v == kNone) return absl::InvalidArgumentError("raft config: voter id 0");
   }
   if (c.election_ticks <= 0 || c.heartbeat_ticks <= 0 || c.heartbeat_ticks >= c.election_ticks) {
-    return absl::InvalidArgumentError(
-        "raft config: need 0 < heartbeat_ticks < election_ticks");
+    return absl::InvalidArgumentError("raft config: need 0 < heartbeat_ticks < election_ticks");
   }
   if (c.lease_reads && !c.check_quorum) {
     return absl::InvalidArgumentError("raft config: lease_reads requires check_quorum");
@@ -78,9 +77,9 @@ absl::Status ValidateState(const DurableState& s) {
   }
   const uint64_t last = s.snapshot_index + s.entries.size();
   if (s.hard_state.commit() > last) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "raft state: commit ", s.hard_state.commit(), " beyond the last index ", last,
-        " (log lost or truncated)"));
+    return absl::InvalidArgumentError(absl::StrCat("raft state: commit ", s.hard_state.commit(),
+                                                   " beyond the last index ", last,
+                                                   " (log lost or truncated)"));
   }
   if (s.hard_state.vote() != kNone && s.hard_state.term() == 0) {
     return absl::InvalidArgumentError("raft state: vote without a term");
@@ -118,8 +117,79 @@ raftpb::Entry BootstrapEntry(const Config& c) {
 }
 
 bool IsEmpty(const DurableState& s) {
-  return s.entries.empty() && s.snapshot_index == 0 && !s.conf_state &&
-         s.hard_state.term() == 0 && s.hard_state.commit() == 0;
+  return s.entries.empty() && s.snapshot_index == 0 && !s.conf_state && s.hard_state.term() == 0 &&
+         s.hard_state.commit() == 0;
+}
+
+raftpb::Entry ConfEntry(const raftpb::ConfChange& cc, uint64_t term, uint64_t index) {
+  raftpb::Entry e;
+  e.set_type(raftpb::ENTRY_CONF_CHANGE);
+  e.set_term(term);
+  e.set_index(index);
+  e.set_data(cc.SerializeAsString());
+  return e;
+}
+
+// Config::force_new_cluster: the entries that follow the committed prefix of `s` (at term
+// `term`), leaving `self` the only member.
+absl::StatusOr<std::vector<raftpb::Entry>> ForcedEntries(const DurableState& s, uint64_t self,
+                                                         uint64_t term) {
+  if (IsEmpty(s)) {
+    return absl::FailedPreconditionError(
+        "force new cluster: this member has no Raft state to start from");
+  }
+  // The membership as of the commit index: the snapshot's, then each committed change (a
+  // change that fails is a no-op on every node alike, see ApplyConfChange).
+  Membership m;
+  if (s.conf_state) m = *Membership::FromConfState(*s.conf_state);
+  const uint64_t commit = s.hard_state.commit();
+  for (const raftpb::Entry& e : s.entries) {
+    if (e.index() > commit) break;
+    if (e.type() != raftpb::ENTRY_CONF_CHANGE) continue;
+    raftpb::ConfChange cc;
+    if (!cc.ParseFromString(e.data())) continue;
+    if (absl::StatusOr<Membership> next = ApplyChange(m, cc); next.ok()) m = *std::move(next);
+  }
+  if (!m.voters.contains(self)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("force new cluster: member ", absl::Hex(self),
+                     " is not a voter of the committed "
+                     "membership ",
+                     m.ToString(),
+                     " (a learner or a removed member holds no committed data "
+                     "of its own to start from)"));
+  }
+  std::vector<raftpb::Entry> out;
+  uint64_t index = std::max(commit, s.snapshot_index) + 1;
+  auto append = [&](const raftpb::ConfChange& cc) {
+    absl::StatusOr<Membership> next = ApplyChange(m, cc);
+    E2D_CHECK(next.ok(), "force new cluster: %s", next.status().ToString().c_str());
+    m = *std::move(next);
+    out.push_back(ConfEntry(cc, term, index++));
+  };
+  if (m.joint()) {
+    raftpb::ConfChange leave;
+    leave.set_leave_joint(true);
+    append(leave);
+  }
+  for (uint64_t id : m.Members()) {
+    if (id == self) continue;
+    raftpb::ConfChange cc;
+    raftpb::ConfChangeSingle* change = cc.add_changes();
+    change->set_type(raftpb::CONF_CHANGE_REMOVE_NODE);
+    change->set_node_id(id);
+    append(cc);
+  }
+  // At least one entry, so that the uncommitted tail is always overwritten, and the new term
+  // starts with an entry of its own.
+  raftpb::Entry empty;
+  empty.set_type(raftpb::ENTRY_NORMAL);
+  empty.set_term(term);
+  empty.set_index(index);
+  out.push_back(std::move(empty));
+  E2D_CHECK(m.voters.size() == 1 && m.voters.contains(self) && m.Members().size() == 1,
+            "force new cluster left %s", m.ToString().c_str());
+  return out;
 }
 
 }  // namespace
@@ -141,8 +211,23 @@ const char* RoleName(Role role) {
 absl::StatusOr<std::unique_ptr<Raft>> Raft::Create(const Config& config, DurableState state) {
   if (absl::Status s = ValidateConfig(config); !s.ok()) return s;
   if (absl::Status s = ValidateState(state); !s.ok()) return s;
+  std::vector<raftpb::Entry> forced;
+  if (config.force_new_cluster) {
+    absl::StatusOr<std::vector<raftpb::Entry>> f =
+        ForcedEntries(state, config.id, state.hard_state.term() + 1);
+    if (!f.ok()) return f.status();
+    forced = *std::move(f);
+  }
   const bool bootstrap = IsEmpty(state) && !config.voters.empty();
   auto raft = std::unique_ptr<Raft>(new Raft(config, std::move(state)));
+  if (!forced.empty()) {
+    // Not durable yet: the first Ready persists the entries (overwriting the uncommitted tail)
+    // and the hard state (the new term, commit at the last entry); they are applied after.
+    const uint64_t term = forced.front().term();
+    raft->log_.Append(forced);
+    raft->log_.CommitTo(raft->log_.last_index());
+    raft->BecomeFollower(term, kNone);
+  }
   if (bootstrap) {
     // Not durable yet: the first Ready persists the entry and the hard state (term 1, commit 1).
     raft->log_.Append({BootstrapEntry(config)});
@@ -185,9 +270,8 @@ raftpb::HardState Raft::hard_state() const {
 }
 
 std::string Raft::ToString() const {
-  return absl::StrFormat("raft[%d %s term=%d vote=%d lead=%d %s %s]", config_.id,
-                         RoleName(role_), term_, vote_, lead_, log_.ToString(),
-                         membership_.ToString());
+  return absl::StrFormat("raft[%d %s term=%d vote=%d lead=%d %s %s]", config_.id, RoleName(role_),
+                         term_, vote_, lead_, log_.ToString(), membership_.ToString());
 }
 
 // ---- Roles ----------------------------------------------------------------------------------
@@ -241,8 +325,7 @@ void Raft::BecomeCandidate() {
 }
 
 void Raft::BecomeLeader() {
-  E2D_CHECK(role_ == Role::kCandidate, "only a candidate becomes leader (was %s)",
-            RoleName(role_));
+  E2D_CHECK(role_ == Role::kCandidate, "only a candidate becomes leader (was %s)", RoleName(role_));
   Reset(term_);
   lead_ = config_.id;
   role_ = Role::kLeader;
@@ -472,8 +555,8 @@ void Raft::StepVoteRequest(const Message& m) {
   const bool pre = m.type() == raftpb::MSG_PRE_VOTE;
   // We may vote for whom we already voted for, or if we have no vote and no leader in this
   // term; a pre-vote for a later term is granted on the log alone.
-  const bool can_vote = vote_ == m.from() || (vote_ == kNone && lead_ == kNone) ||
-                        (pre && m.term() > term_);
+  const bool can_vote =
+      vote_ == m.from() || (vote_ == kNone && lead_ == kNone) || (pre && m.term() > term_);
   Message resp;
   resp.set_type(pre ? raftpb::MSG_PRE_VOTE_RESP : raftpb::MSG_VOTE_RESP);
   resp.set_to(m.from());
@@ -566,9 +649,9 @@ absl::Status Raft::AppendProposal(const Message& m) {
     if (absl::Status s = CheckConfChange(cc); !s.ok()) return s;
   }
   if (uncommitted_bytes_ > 0 && uncommitted_bytes_ + bytes > config_.uncommitted_bytes_max) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "proposal dropped: ", uncommitted_bytes_, " bytes already uncommitted (bound ",
-        config_.uncommitted_bytes_max, ")"));
+    return absl::ResourceExhaustedError(absl::StrCat("proposal dropped: ", uncommitted_bytes_,
+                                                     " bytes already uncommitted (bound ",
+                                                     config_.uncommitted_bytes_max, ")"));
   }
   std::vector<raftpb::Entry> entries(m.entries().begin(), m.entries().end());
   uint64_t index = log_.last_index();
@@ -588,9 +671,9 @@ absl::Status Raft::AppendProposal(const Message& m) {
 // Leader: may `cc` be appended now?
 absl::Status Raft::CheckConfChange(const raftpb::ConfChange& cc) {
   if (pending_conf_index_ > log_.applied()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "conf change refused: the change or leader entry at index ", pending_conf_index_,
-        " is not applied yet (applied ", log_.applied(), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("conf change refused: the change or leader entry at index ",
+                     pending_conf_index_, " is not applied yet (applied ", log_.applied(), ")"));
   }
   absl::StatusOr<Membership> next = ApplyChange(membership_, cc);
   if (!next.ok()) {
@@ -611,9 +694,9 @@ absl::Status Raft::CheckConfChange(const raftpb::ConfChange& cc) {
       }
     }
     if (best != kNone) TransferLeadership(best);
-    return absl::FailedPreconditionError(absl::StrCat(
-        "conf change refused: it removes the leader; transfer leadership first",
-        best != kNone ? absl::StrCat(" (now moving to n", best, ")") : ""));
+    return absl::FailedPreconditionError(
+        absl::StrCat("conf change refused: it removes the leader; transfer leadership first",
+                     best != kNone ? absl::StrCat(" (now moving to n", best, ")") : ""));
   }
   // Would the new membership have a quorum of voters that are with us right now? A voter counts
   // if it is us, or answered since the last check-quorum round and holds the committed log.
@@ -635,9 +718,9 @@ absl::Status Raft::CheckConfChange(const raftpb::ConfChange& cc) {
 // Every node, when the entry is applied.
 void Raft::ApplyConfChange(const raftpb::Entry& e) {
   raftpb::ConfChange cc;
-  absl::StatusOr<Membership> next =
-      cc.ParseFromString(e.data()) ? ApplyChange(membership_, cc)
-                                   : absl::InvalidArgumentError("conf change does not parse");
+  absl::StatusOr<Membership> next = cc.ParseFromString(e.data())
+                                        ? ApplyChange(membership_, cc)
+                                        : absl::InvalidArgumentError("conf change does not parse");
   if (!next.ok()) {
     // Checked when proposed, against the same membership every node has at this index; a
     // change that still fails (an old leader's) is a no-op everywhere alike.
@@ -769,7 +852,8 @@ absl::Status Raft::StepCandidate(const Message& m) {
     case raftpb::MSG_PROP:
       return absl::FailedPreconditionError("proposal dropped: no leader (election in progress)");
     case raftpb::MSG_READ_INDEX: {
-      absl::Status no = absl::UnavailableError("read index refused: no leader (election in progress)");
+      absl::Status no =
+          absl::UnavailableError("read index refused: no leader (election in progress)");
       if (m.from() == config_.id) return no;
       RespondRead(m.from(), m.entries_size() > 0 ? m.entries(0).data() : "", 0, no);
       return absl::OkStatus();
@@ -875,7 +959,8 @@ void Raft::HandleAppend(const Message& m) {
     return;
   }
   std::vector<raftpb::Entry> entries(m.entries().begin(), m.entries().end());
-  if (std::optional<uint64_t> last = log_.MaybeAppend(m.index(), m.log_term(), m.commit(), entries)) {
+  if (std::optional<uint64_t> last =
+          log_.MaybeAppend(m.index(), m.log_term(), m.commit(), entries)) {
     resp.set_index(*last);
     resp.set_commit(log_.committed());
     Send(std::move(resp));
@@ -1096,9 +1181,9 @@ absl::Status Raft::StepReadIndex(const Message& m) {
     return absl::OkStatus();
   }
   if (reads_.size() >= config_.pending_reads_max) {
-    return refuse(absl::ResourceExhaustedError(absl::StrCat(
-        "read index refused: ", reads_.size(), " reads already pending (bound ",
-        config_.pending_reads_max, ")")));
+    return refuse(absl::ResourceExhaustedError(absl::StrCat("read index refused: ", reads_.size(),
+                                                            " reads already pending (bound ",
+                                                            config_.pending_reads_max, ")")));
   }
   PendingRead r;
   r.id = absl::StrCat("r", ++read_seq_);
@@ -1165,9 +1250,8 @@ void Raft::AbortReads(const absl::Status& why) {
 
 bool Raft::LeaseValid() const {
   if (!config_.lease_reads || lease_revoked_ || role_ != Role::kLeader) return false;
-  const uint64_t confirmed = membership_.CommittedIndex([&](uint64_t id) {
-    return id == config_.id ? beat_seq_ : progress_.at(id).acked_beat;
-  });
+  const uint64_t confirmed = membership_.CommittedIndex(
+      [&](uint64_t id) { return id == config_.id ? beat_seq_ : progress_.at(id).acked_beat; });
   for (const auto& [seq, tick] : beat_ticks_) {
     if (seq == confirmed) {
       return ticks_ - tick <
@@ -1228,7 +1312,8 @@ void Raft::Advance(const Ready& r) {
     }
     if (role_ == Role::kLeader) {
       for (const raftpb::Entry& e : r.committed_entries) {
-        if (e.term() == term_) uncommitted_bytes_ -= std::min<uint64_t>(uncommitted_bytes_, e.data().size());
+        if (e.term() == term_)
+          uncommitted_bytes_ -= std::min<uint64_t>(uncommitted_bytes_, e.data().size());
       }
     }
   }

@@ -111,6 +111,18 @@ struct Config {
   size_t pending_reads_max = 4096; // reads a leader holds while confirming its leadership
   int snapshot_timeout_ticks = 100; // a follower in the snapshot state this long is probed again
   uint64_t random_seed = 0;                     // the randomised election timeout's stream
+  // Recovery after a majority of the voters is lost for good (etcd's --force-new-cluster): the
+  // recovered state is taken as the whole truth. Its entries past the durable commit index are
+  // dropped (never acknowledged to a client: a write is acknowledged only once applied, and
+  // applied only once its commit is durable), and the next entries, in a new term
+  // (recovered term + 1) and committed at once, remove every other member one change at a time
+  // (leaving joint consensus first if the committed membership is joint), so that this node
+  // is the only voter once it applies them; it then elects itself. Nothing is durable until the
+  // first Ready is persisted: a crash before that recovers the old state again. The driver must
+  // give the node a new cluster id: members of the old membership hold entries this log no
+  // longer has, and must never exchange messages with it. FailedPrecondition from Create if
+  // the state is empty, or this node is not a voter of the committed membership.
+  bool force_new_cluster = false;
   Mutation mutation = Mutation::kNone;          // tests only
 };
 

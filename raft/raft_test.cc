@@ -633,6 +633,132 @@ TEST(RaftMembershipTest, Sec4_2_1_LearnerCatchesUpNeverCountsAndIsPromoted) {
   }
 }
 
+// Drives a lone node's Readies (persisting at once) and returns what it applied.
+std::vector<Entry> DriveAlone(Raft& r, DurableState& durable) {
+  std::vector<Entry> applied;
+  while (r.HasReady()) {
+    Ready rd = r.GetReady();
+    if (rd.hard_state) durable.hard_state = *rd.hard_state;
+    for (const Entry& e : rd.entries) {
+      while (!durable.entries.empty() && durable.entries.back().index() >= e.index()) {
+        durable.entries.pop_back();
+      }
+      durable.entries.push_back(e);
+    }
+    for (const Entry& e : rd.committed_entries) applied.push_back(e);
+    r.Advance(rd);
+  }
+  return applied;
+}
+
+TEST(RaftForceNewClusterTest, SurvivorKeepsTheCommittedPrefixAndLeadsAlone) {
+  Harness h(5);
+  h.AddNode(6, VotersState({1, 2, 3, 4, 5}));
+  h.node(1).Campaign();
+  h.Deliver();
+  h.TickAll(1);
+  ASSERT_TRUE(
+      h.node(1).ProposeConfChange(Change(raftpb::CONF_CHANGE_ADD_LEARNER_NODE, 6)).ok());
+  h.Deliver();
+  ASSERT_TRUE(h.node(1).Propose("a").ok());
+  ASSERT_TRUE(h.node(1).Propose("b").ok());
+  h.Deliver();
+  h.TickAll(2);  // heartbeats carry the commit index to followers
+  const uint64_t committed = h.node(2).log().committed();
+  ASSERT_EQ(committed, h.node(1).log().last_index());
+  // The majority (and the learner) are lost; "c" reaches node 2 but is never committed.
+  for (uint64_t id : {3, 4, 5, 6}) h.Isolate(id);
+  ASSERT_TRUE(h.node(1).Propose("c").ok());
+  h.Deliver();
+  ASSERT_EQ(h.node(2).log().last_index(), committed + 1);
+  ASSERT_EQ(h.node(2).log().committed(), committed);
+
+  DurableState durable = h.durable(2);
+  const uint64_t old_term = durable.hard_state.term();
+  Config c = ConfigFor(2, 5);
+  c.force_new_cluster = true;
+  auto forced = Raft::Create(c, durable);
+  ASSERT_TRUE(forced.ok()) << forced.status();
+  Raft& r = **forced;
+  std::vector<Entry> applied = DriveAlone(r, durable);
+  // The committed prefix is applied again, then five removals and an empty entry of the new
+  // term; "c" is gone.
+  ASSERT_EQ(applied.size(), committed + 6);
+  for (uint64_t i = 0; i < committed; ++i) {
+    EXPECT_EQ(applied[i].SerializeAsString(), h.durable(2).entries[i].SerializeAsString()) << i;
+  }
+  for (const Entry& e : durable.entries) EXPECT_NE(e.data(), "c");
+  for (size_t i = committed; i < applied.size(); ++i) EXPECT_EQ(applied[i].term(), old_term + 1);
+  EXPECT_EQ(durable.hard_state.term(), old_term + 1);
+  EXPECT_EQ(durable.hard_state.commit(), durable.entries.back().index());
+  EXPECT_EQ(r.membership().ToString(), "voters=(2)");
+  // Alone, it elects itself and commits by itself.
+  for (int i = 0; i < 2 * c.election_ticks && r.role() != Role::kLeader; ++i) {
+    r.Tick();
+    DriveAlone(r, durable);
+  }
+  ASSERT_EQ(r.role(), Role::kLeader);
+  ASSERT_TRUE(r.Propose("d").ok());
+  applied = DriveAlone(r, durable);
+  ASSERT_FALSE(applied.empty());
+  EXPECT_EQ(applied.back().data(), "d");
+
+  // Forcing again after a restart keeps what the first force committed.
+  Config again = ConfigFor(2, 5);
+  again.force_new_cluster = true;
+  auto twice = Raft::Create(again, durable);
+  ASSERT_TRUE(twice.ok()) << twice.status();
+  DurableState second = durable;
+  applied = DriveAlone(**twice, second);
+  EXPECT_EQ(applied.size(), durable.entries.size() + 1);  // nothing to remove: one empty entry
+  bool has_d = false;
+  for (const Entry& e : applied) has_d = has_d || e.data() == "d";
+  EXPECT_TRUE(has_d);
+}
+
+TEST(RaftForceNewClusterTest, RefusedWithoutStateOrForANonVoter) {
+  Config c = ConfigFor(1, 3);
+  c.force_new_cluster = true;
+  EXPECT_EQ(Raft::Create(c, {}).status().code(), absl::StatusCode::kFailedPrecondition);
+  // Node 4 was added as a learner: it is not a voter of the committed membership.
+  raftpb::ConfChange learner = Change(raftpb::CONF_CHANGE_ADD_LEARNER_NODE, 4);
+  Entry add = E(1, 1, learner.SerializeAsString());
+  add.set_type(raftpb::ENTRY_CONF_CHANGE);
+  DurableState s = StateWith(1, {add}, 1);
+  s.conf_state = VotersState({1, 2, 3});
+  Config l;
+  l.id = 4;
+  l.force_new_cluster = true;
+  auto refused = Raft::Create(l, s);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("not a voter"), std::string::npos)
+      << refused.status();
+}
+
+TEST(RaftForceNewClusterTest, AJointMembershipIsLeftFirst) {
+  // Committed: voters (1,2,3) entering joint consensus towards (1,4,5).
+  raftpb::ConfChange joint;
+  for (auto [type, id] : {std::pair{raftpb::CONF_CHANGE_ADD_NODE, 4ull},
+                          std::pair{raftpb::CONF_CHANGE_ADD_NODE, 5ull},
+                          std::pair{raftpb::CONF_CHANGE_REMOVE_NODE, 2ull},
+                          std::pair{raftpb::CONF_CHANGE_REMOVE_NODE, 3ull}}) {
+    raftpb::ConfChangeSingle* ch = joint.add_changes();
+    ch->set_type(type);
+    ch->set_node_id(id);
+  }
+  Entry e = E(1, 2, joint.SerializeAsString());
+  e.set_type(raftpb::ENTRY_CONF_CHANGE);
+  DurableState s = StateWith(2, {e}, 1);
+  s.conf_state = VotersState({1, 2, 3});
+  Config c = ConfigFor(1, 3);
+  c.force_new_cluster = true;
+  auto r = Raft::Create(c, s);
+  ASSERT_TRUE(r.ok()) << r.status();
+  DriveAlone(**r, s);
+  EXPECT_EQ((*r)->membership().ToString(), "voters=(1)");
+  EXPECT_EQ((*r)->ignored_conf_changes(), 0u);
+}
+
 TEST(RaftMembershipTest, OneChangeAtATimeAndNotBeforeTheLeadersOwnEntryIsApplied) {
   Harness h(3);
   h.AddNode(4, VotersState({1, 2, 3}));
