@@ -93,6 +93,26 @@ void Node::OnRaftState(const raft::Raft& raft) {
     env_.Log(absl::StrCat("level=info msg=\"membership changed\" self=", Hex(id_),
                           DescribeMembership(last_membership_)));
   }
+  if (forcing_ && forced_index_ != 0 && raft.log().applied() >= forced_index_ &&
+      raft.membership().voters.size() == 1 && raft.membership().voters.contains(id_)) {
+    // The forced start is applied (durable before that): later starts run normally.
+    forcing_ = false;
+    env_.Log(absl::StrCat("level=warn msg=\"recovery: the cluster runs again from this member's "
+                          "data\" from_cluster=", Hex(recovered_from_), " cluster=",
+                          Hex(cluster_id_), " revision=", kv_ ? kv_->store().revision() : 0));
+    if (absl::Status s = RecordIdentity(joined_, [this, alive = alive_](absl::Status s) {
+          if (*alive && s.ok()) recovery_recorded_ = true;
+        });
+        !s.ok()) {
+      env_.Log(absl::StrCat("level=error msg=\"recording the member identity\" why=\"",
+                            s.ToString(), "\""));
+    }
+  }
+  if (raft.lead() == raft::kNone && !leaderless_since_.has_value()) {
+    leaderless_since_ = env_.clock().Now();
+  } else if (raft.lead() != raft::kNone) {
+    leaderless_since_.reset();
+  }
   if (raft.lead() == last_leader_) return;
   if (raft.lead() != raft::kNone) ++leader_changes_;
   last_leader_ = raft.lead();
@@ -350,15 +370,21 @@ std::string EncodeGossipMeta(const GossipMeta& meta) {
       absl::StrAppend(&ack, i == 0 ? "" : ",", Hex(meta.ack_members[i]));
     }
   }
-  return absl::StrCat("e2d2 ", meta.pending ? "pending" : "running", " ", Hex(meta.member_id),
-                      " ", Hex(meta.cluster_id), " ", meta.peer_address, " ",
-                      meta.client_url.empty() ? "-" : meta.client_url, " ", ack);
+  std::string out = absl::StrCat("e2d2 ", meta.pending ? "pending" : "running", " ",
+                                 Hex(meta.member_id), " ", Hex(meta.cluster_id), " ",
+                                 meta.peer_address, " ",
+                                 meta.client_url.empty() ? "-" : meta.client_url, " ", ack);
+  if (meta.lost_quorum || meta.recovered_from != 0) {
+    absl::StrAppend(&out, " ", meta.lost_quorum ? 1 : 0, "/", meta.lost_commit, "/",
+                    Hex(meta.recovery_vote), "/", Hex(meta.recovered_from));
+  }
+  return out;
 }
 
 std::optional<GossipMeta> DecodeGossipMeta(const std::string& meta) {
   std::vector<std::string> parts = absl::StrSplit(meta, ' ');
   GossipMeta out;
-  if (parts.size() != 7 || parts[0] != "e2d2" ||
+  if ((parts.size() != 7 && parts.size() != 8) || parts[0] != "e2d2" ||
       (parts[1] != "pending" && parts[1] != "running") ||
       !absl::SimpleHexAtoi(parts[2], &out.member_id) ||
       !absl::SimpleHexAtoi(parts[3], &out.cluster_id) || parts[4].empty() || parts[5].empty()) {
@@ -383,6 +409,16 @@ std::optional<GossipMeta> DecodeGossipMeta(const std::string& meta) {
       out.ack_members.push_back(v);
     }
   }
+  if (parts.size() == 8) {
+    std::vector<std::string> r = absl::StrSplit(parts[7], '/');
+    if (out.pending || r.size() != 4 || (r[0] != "0" && r[0] != "1") ||
+        !absl::SimpleAtoi(r[1], &out.lost_commit) ||
+        !absl::SimpleHexAtoi(r[2], &out.recovery_vote) ||
+        !absl::SimpleHexAtoi(r[3], &out.recovered_from)) {
+      return std::nullopt;
+    }
+    out.lost_quorum = r[0] == "1";
+  }
   return out;
 }
 
@@ -398,6 +434,10 @@ void Node::PublishGossipMeta() {
   meta.cluster_id = cluster_id_;
   meta.peer_address = Self(config_).peer_address;
   meta.client_url = Self(config_).client_url;
+  meta.lost_quorum = lost_quorum_;
+  if (lost_quorum_) meta.lost_commit = kv_->raft_node().raft().log().committed();
+  meta.recovery_vote = recovery_vote_;
+  meta.recovered_from = recovered_from_;
   if (absl::Status s = gossip_->SetMeta(EncodeGossipMeta(meta)); !s.ok()) {
     env_.Log(absl::StrCat("level=warn msg=\"gossip meta not published\" why=\"", s.ToString(),
                           "\""));
@@ -532,6 +572,10 @@ struct Identity {
   std::string name;
   bool joined = false;
   std::string restored_from;  // bootstrapped from this backup (see NodeConfig::restore)
+  // Started again alone from its own data after its cluster `recovered_from` lost a majority
+  // (node/recovery.h); `forcing`: that start has not completed yet (the next start forces).
+  uint64_t recovered_from = 0;
+  bool forcing = false;
 };
 
 std::string IdentityText(const Identity& id) {
@@ -539,7 +583,10 @@ std::string IdentityText(const Identity& id) {
                       id.cluster_id == 0 ? std::string("pending") : Hex(id.cluster_id),
                       "\nmember_id=", Hex(id.member_id), "\nname=", id.name,
                       "\norigin=",
-                      id.joined                    ? std::string("join")
+                      id.recovered_from != 0
+                          ? absl::StrCat("recover ", Hex(id.recovered_from),
+                                         id.forcing ? " forcing" : "")
+                      : id.joined                ? std::string("join")
                       : id.restored_from.empty() ? std::string("bootstrap")
                                                  : absl::StrCat("restore ", id.restored_from),
                       "\n");
@@ -569,10 +616,18 @@ absl::StatusOr<Identity> ParseIdentity(const std::string& text) {
   }
   if (!absl::SimpleHexAtoi(member, &id.member_id)) return bad("member_id is not hexadecimal");
   constexpr absl::string_view kRestore = "restore ";
+  constexpr absl::string_view kRecover = "recover ";
   if (absl::StartsWith(origin, kRestore) && origin.size() > kRestore.size()) {
     id.restored_from = origin.substr(kRestore.size());
+  } else if (absl::StartsWith(origin, kRecover)) {
+    std::vector<std::string> f = absl::StrSplit(origin.substr(kRecover.size()), ' ');
+    if (f.size() > 2 || !absl::SimpleHexAtoi(f[0], &id.recovered_from) ||
+        id.recovered_from == 0 || (f.size() == 2 && f[1] != "forcing")) {
+      return bad("origin is not recover <cluster id> [forcing]");
+    }
+    id.forcing = f.size() == 2;
   } else if (origin != "join" && origin != "bootstrap") {
-    return bad("origin is neither join, bootstrap nor restore <backup>");
+    return bad("origin is neither join, bootstrap, restore <backup> nor recover <cluster id>");
   }
   id.joined = origin == "join";
   return id;
@@ -605,8 +660,9 @@ absl::StatusOr<std::pair<Identity, bool>> ResolveIdentity(env::FileSystem& fs,
   // A restored member restarts from its own data, with or without the restore flag.
   want.restored_from = have.restored_from;
   if (!config.join) want.cluster_id = ClusterIdFor(config.initial_cluster, want.restored_from);
-  const bool cluster_ok =
-      have.joined || config.join || have.cluster_id == want.cluster_id;
+  // A member that joined, or recovered, keeps the cluster id it recorded.
+  const bool cluster_ok = have.joined || have.recovered_from != 0 || config.join ||
+                          have.cluster_id == want.cluster_id;
   if (have.member_id == want.member_id && have.name == want.name && cluster_ok) {
     return std::make_pair(have, true);
   }
@@ -618,6 +674,24 @@ absl::StatusOr<std::pair<Identity, bool>> ResolveIdentity(env::FileSystem& fs,
       "the data directory belongs to another cluster or member: it holds [", shown,
       "], this node is configured as [", wanted,
       "]; use the data directory of this member, or an empty one"));
+}
+
+// Writes `identity` through a synced temp file, a rename and a directory sync; `done` gets the
+// outcome (on the env's thread, never inside the call). The error of the first step is also
+// returned at once (then `done` is not called).
+absl::Status WriteIdentity(env::Env& env, const Identity& identity,
+                           std::function<void(absl::Status)> done) {
+  E2D_ASSIGN_OR_RETURN(std::unique_ptr<env::File> f,
+                       env.fs().Open(kIdentityTemp, {.create = true, .truncate = true}));
+  E2D_RETURN_IF_ERROR(f->Append(IdentityText(identity)));
+  env::File* raw = f.release();
+  raw->Sync([&env, raw, done = std::move(done)](absl::Status s) {
+    delete raw;
+    if (s.ok()) s = env.fs().Rename(kIdentityTemp, kIdentityFile);
+    if (!s.ok()) return done(s);
+    env.fs().SyncDir("", [done](absl::Status s) { done(s); });
+  });
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -637,6 +711,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* en
   const uint64_t id = identity.member_id;
   std::unique_ptr<Node> node(new Node(env, config, id, identity.cluster_id));
   node->restored_from_ = identity.restored_from;
+  node->recovered_from_ = identity.recovered_from;
+  node->forcing_ = identity.forcing;
+  node->recovery_recorded_ = !identity.forcing;
+  node->joined_ = identity.joined;
   if (resolved.second && config.restore.has_value()) {
     env.Log(absl::StrCat("level=warn msg=\"the data directory holds a member already: it restarts "
                          "with its own data, and the backup is not restored\" backup=",
@@ -681,6 +759,12 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* en
   }
   std::sort(rc.raft.voters.begin(), rc.raft.voters.end());
   rc.cluster_id = identity.cluster_id;
+  rc.raft.force_new_cluster = identity.forcing;
+  if (identity.forcing) {
+    env.Log(absl::StrCat("level=warn msg=\"recovery: starting the cluster again alone from this "
+                         "member's data\" from_cluster=", Hex(identity.recovered_from),
+                         " cluster=", Hex(identity.cluster_id)));
+  }
   rc.tick = config.tick;
   rc.snapshot_entries = config.snapshot_entries;
   kv::KvServerHooks hooks;
@@ -697,9 +781,53 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* en
   };
   E2D_ASSIGN_OR_RETURN(node->kv_, kv::KvServer::Open(env, engine, std::move(rc), config.kv,
                                                      std::move(hooks)));
+  if (identity.forcing) node->forced_index_ = node->kv_->raft_node().raft().log().last_index();
   if (config.backup.store != nullptr) node->ScheduleBackup();
   if (config.manage.enabled) node->ScheduleManage();
   return node;
+}
+
+void Node::PrepareRecovery(env::Env& env, std::function<void(absl::Status)> done) {
+  auto finish = [&env, done](absl::Status s) {
+    env.clock().After(absl::ZeroDuration(), [done, s] { done(s); });
+  };
+  auto fail = finish;
+  absl::StatusOr<bool> exists = env.fs().Exists(kIdentityFile);
+  if (!exists.ok()) return fail(exists.status());
+  if (!*exists) {
+    return fail(absl::FailedPreconditionError(
+        "recovery: the data directory holds no member: there is no data to start again from"));
+  }
+  absl::StatusOr<std::unique_ptr<env::File>> f = env.fs().Open(kIdentityFile, {});
+  if (!f.ok()) return fail(f.status());
+  absl::StatusOr<std::string> text = (*f)->ReadAt(0, 4096);
+  if (!text.ok()) return fail(text.status());
+  absl::StatusOr<Identity> have = ParseIdentity(*text);
+  if (!have.ok()) return fail(have.status());
+  if (have->forcing) return fail(absl::OkStatus());  // prepared by a start that did not finish
+  if (have->cluster_id == 0) {
+    return fail(absl::FailedPreconditionError(
+        "recovery: this member joined a cluster but was never reached by it: it holds no data"));
+  }
+  Identity next = *have;
+  next.recovered_from = have->cluster_id;
+  next.forcing = true;
+  next.joined = false;
+  next.restored_from.clear();
+  // A new cluster id: members of the old cluster hold entries the recovered log does not, and
+  // must never exchange Raft messages with it.
+  do {
+    next.cluster_id = env.random().Next();
+  } while (next.cluster_id == 0 || next.cluster_id == have->cluster_id);
+  absl::Status s = WriteIdentity(env, next, [&env, done, next](absl::Status s) {
+    if (s.ok()) {
+      env.Log(absl::StrCat("level=warn msg=\"recovery: this member starts the cluster again from "
+                           "its data\" from_cluster=", Hex(next.recovered_from),
+                           " cluster=", Hex(next.cluster_id)));
+    }
+    done(s);
+  });
+  if (!s.ok()) finish(s);
 }
 
 void Node::ScheduleManage() {
@@ -732,10 +860,23 @@ void Node::Manage() {
   const env::Instant now = env_.clock().Now();
   absl::btree_map<uint64_t, bool> alive;
   std::vector<MembershipView::Candidate> candidates;
+  int fresh = 0;
+  uint64_t recovered_by = 0;
   for (const gossip::Member& g : gossip_->memberlist().Members()) {
     std::optional<GossipMeta> meta = DecodeGossipMeta(g.meta);
     if (!meta.has_value() || meta->member_id == 0) continue;
     const bool up = g.state == gossip::MemberState::kAlive;
+    if (up && meta->cluster_id == cluster_id_ && meta->member_id != id_) {
+      survivor_meta_[meta->member_id] = *meta;
+    }
+    if (up && (meta->pending || meta->cluster_id == 0) &&
+        !r.membership().IsMember(meta->member_id)) {
+      ++fresh;
+    }
+    if (up && !meta->pending && meta->recovered_from == cluster_id_ &&
+        meta->cluster_id != cluster_id_ && meta->cluster_id != 0) {
+      recovered_by = meta->member_id;
+    }
     alive[meta->member_id] = alive[meta->member_id] || up;
     // A node waiting to join runs with no cluster yet (pending nodes decide to join first: they
     // take an id of their own then).
@@ -754,7 +895,9 @@ void Node::Manage() {
   for (uint64_t id : r.membership().Members()) {
     if (id != id_ && !alive[id]) down_since_.try_emplace(id, now);
   }
-  if (r.role() != raft::Role::kLeader || manage_running_) return;
+  Recover(alive, fresh, recovered_by);
+  survivor_meta_.clear();
+  if (r.role() != raft::Role::kLeader || manage_running_ || !recovery_recorded_) return;
   MembershipView v;
   v.required_size = config_.manage.required_size;
   v.health_timeout = config_.manage.health_timeout;
@@ -810,6 +953,69 @@ void Node::Manage() {
       break;
     case MembershipAction::Kind::kNone:
       break;
+  }
+}
+
+void Node::Recover(const absl::btree_map<uint64_t, bool>& alive, int fresh,
+                   uint64_t recovered_by) {
+  const raft::Raft& r = kv_->raft_node().raft();
+  RecoveryView v;
+  v.self = id_;
+  v.required_size = config_.manage.required_size;
+  v.health_timeout = config_.manage.health_timeout;
+  v.now = env_.clock().Now();
+  v.leaderless_since = leaderless_since_;
+  v.voter = r.membership().IsVoter(id_);
+  v.commit = r.log().committed();
+  v.fresh = fresh;
+  v.recovered_by = recovered_by;
+  for (uint64_t id : r.membership().Voters()) {
+    if (id == id_) continue;
+    RecoveryView::Voter o;
+    o.id = id;
+    auto a = alive.find(id);
+    o.alive = a != alive.end() && a->second;
+    if (!o.alive) {
+      auto d = down_since_.find(id);
+      o.down_since = d == down_since_.end() ? v.now : d->second;
+    }
+    auto m = survivor_meta_.find(id);
+    if (o.alive && m != survivor_meta_.end() && m->second.lost_quorum) {
+      o.lost_quorum = true;
+      o.commit = m->second.lost_commit;
+      o.vote = m->second.recovery_vote;
+    }
+    v.others.push_back(o);
+  }
+  const RecoveryDecision d = DecideRecovery(v);
+  const bool acting = static_cast<bool>(config_.manage.on_recovery);
+  const bool lost = LostQuorum(v) && v.voter;
+  const uint64_t vote =
+      acting && (d.kind == RecoveryDecision::Kind::kVote ||
+                 d.kind == RecoveryDecision::Kind::kForce)
+          ? d.best
+          : 0;
+  if (lost != lost_quorum_ || vote != recovery_vote_) {
+    lost_quorum_ = lost;
+    recovery_vote_ = vote;
+    PublishGossipMeta();
+  }
+  if (d.why != recovery_last_why_) {
+    recovery_last_why_ = d.why;
+    if (!d.why.empty()) {
+      env_.Log(absl::StrCat("level=", d.kind == RecoveryDecision::Kind::kNone ? "info" : "warn",
+                            " msg=\"recovery: ",
+                            d.kind == RecoveryDecision::Kind::kNone    ? "waiting"
+                            : d.kind == RecoveryDecision::Kind::kVote  ? "votes"
+                            : d.kind == RecoveryDecision::Kind::kForce ? "forces a new cluster"
+                                                                       : "steps aside",
+                            "\" best=", Hex(d.best), " why=\"", d.why, "\""));
+    }
+  }
+  if (!acting || recovery_requested_) return;
+  if (d.kind == RecoveryDecision::Kind::kForce || d.kind == RecoveryDecision::Kind::kStepAside) {
+    recovery_requested_ = true;
+    Later([this, d] { config_.manage.on_recovery(d); });
   }
 }
 
@@ -927,32 +1133,25 @@ void Node::OnClusterId(uint64_t cluster) {
   }
 }
 
-absl::Status Node::RecordIdentity(bool joined) {
+absl::Status Node::RecordIdentity(bool joined, std::function<void(absl::Status)> done) {
   Identity identity;
   identity.cluster_id = cluster_id_;
   identity.member_id = id_;
   identity.name = config_.name;
   identity.joined = joined;
   identity.restored_from = joined ? "" : restored_from_;
-  const std::string want = IdentityText(identity);
-  env::FileSystem& fs = env_.fs();
-  E2D_ASSIGN_OR_RETURN(std::unique_ptr<env::File> f,
-                       fs.Open(kIdentityTemp, {.create = true, .truncate = true}));
-  E2D_RETURN_IF_ERROR(f->Append(want));
+  identity.recovered_from = recovered_from_;
+  identity.forcing = forcing_;
   // Durability: the temp file is synced, renamed, and the directory synced in the background;
   // if a crash loses it, the next start writes the same bytes again.
-  env::File* raw = f.release();
   env::Env& env = env_;  // outlives the node, unlike `this`
-  raw->Sync([&env, raw](absl::Status s) {
-    delete raw;
-    if (s.ok()) s = env.fs().Rename(kIdentityTemp, kIdentityFile);
+  return WriteIdentity(env_, identity, [&env, done = std::move(done)](absl::Status s) {
     if (!s.ok()) {
-      return env.Log(absl::StrCat("level=error msg=\"recording the member identity\" why=\"",
-                                  s.ToString(), "\""));
+      env.Log(absl::StrCat("level=error msg=\"recording the member identity\" why=\"",
+                           s.ToString(), "\""));
     }
-    env.fs().SyncDir("", [](absl::Status) {});
+    if (done) done(s);
   });
-  return absl::OkStatus();
 }
 
 etcdserverpb::ResponseHeader Node::Header() const {

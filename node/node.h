@@ -40,6 +40,7 @@
 #include "node/backup.h"
 #include "node/backup_store.h"
 #include "node/metrics.h"
+#include "node/recovery.h"
 
 namespace e2d::node {
 
@@ -106,6 +107,12 @@ struct NodeConfig {
     int required_size = 1;
     absl::Duration interval = absl::Seconds(5);
     absl::Duration health_timeout = absl::Minutes(5);
+    // Recovery from the loss of a majority (node/recovery.h): every member decides every
+    // interval; the owner gets kForce (call PrepareRecovery, then open the node again on the
+    // same data) or kStepAside (move the data directory aside, then start as a new node that
+    // joins the running cluster), once, on the env's thread. Unset: the member decides and
+    // logs, but never acts (and never votes).
+    std::function<void(const RecoveryDecision&)> on_recovery;
   };
   Manage manage;
 };
@@ -114,6 +121,31 @@ struct NodeConfig {
 uint64_t MemberIdFor(const env::Address& peer_address);
 uint64_t ClusterIdFor(const std::vector<Member>& initial_cluster,
                       absl::string_view restored_from = "");
+
+// What a member publishes in its gossip meta, and its parse (nullopt if `meta` is not one).
+// Text: "e2d2 <running|pending> <member id> <cluster id> <peer address> <client URL|-> <ack|->",
+// ids in hex; ack (pending members only, see node/bootstrap.h) is
+// "<epoch>/<cluster id>:<id>,<id>,..." (the epoch in decimal).
+struct GossipMeta {
+  bool pending = false;     // waiting for a cluster to bootstrap (node/bootstrap.h)
+  uint64_t member_id = 0;
+  uint64_t cluster_id = 0;  // 0: not known yet
+  env::Address peer_address;
+  std::string client_url;
+  uint64_t ack_epoch = 0;              // >= 1 with an ack
+  uint64_t ack_cluster_id = 0;         // 0: acks nothing
+  std::vector<uint64_t> ack_members;   // the acked set's member ids, sorted
+  // Recovery (node/recovery.h), running members only: quorum lost for the health timeout,
+  // with the commit index and the survivor voted for; and the cluster this one was started
+  // again from (0: none). Encoded as an eighth field "<0|1>/<commit>/<vote>/<from>" (ids in
+  // hex) when any is set.
+  bool lost_quorum = false;
+  uint64_t lost_commit = 0;
+  uint64_t recovery_vote = 0;
+  uint64_t recovered_from = 0;
+};
+std::string EncodeGossipMeta(const GossipMeta& meta);
+std::optional<GossipMeta> DecodeGossipMeta(const std::string& meta);
 
 // What etcd's Maintenance.Status reports.
 struct NodeStatus {
@@ -139,6 +171,14 @@ class Node {
   static absl::Status CheckDataDir(env::Env& env, NodeConfig config);
   // Whether the env's file system root records a member identity (a member was created there).
   static absl::StatusOr<bool> HasIdentity(env::FileSystem& fs);
+  // Recovery after the loss of a majority (etcd's --force-new-cluster, decided by
+  // node/recovery.h or asked by an operator): records durably, in the member identity, that
+  // the next Open starts the cluster again alone from this member's data, under a new cluster
+  // id (raft::Config::force_new_cluster). Every Open forces until the forced start has been
+  // applied, so a crash in between forces again. FailedPrecondition if the data directory
+  // holds no member, or one that never heard from its cluster. `done` runs on the env's
+  // thread, never inside the call; the node must not be open meanwhile.
+  static void PrepareRecovery(env::Env& env, std::function<void(absl::Status)> done);
   ~Node();
 
   kv::KvServer& kv() { return *kv_; }
@@ -200,7 +240,9 @@ class Node {
 
  private:
   Node(env::Env& env, NodeConfig config, uint64_t id, uint64_t cluster_id);
-  absl::Status RecordIdentity(bool joined);
+  absl::Status RecordIdentity(bool joined, std::function<void(absl::Status)> done = nullptr);
+  // Recovery (node/recovery.h): run by Manage on every member.
+  void Recover(const absl::btree_map<uint64_t, bool>& alive, int fresh, uint64_t recovered_by);
   void OnClusterId(uint64_t cluster);
   // Backups: the timer, and one backup if this member leads and the revision moved (or
   // `forced`, on demand).
@@ -255,26 +297,25 @@ class Node {
   const uint64_t id_;
   uint64_t cluster_id_;  // 0 while a joining member has not heard from its cluster
   std::string restored_from_;  // the backup this member's cluster was restored from, if any
+  uint64_t recovered_from_ = 0;  // the cluster this member started again from, if any
+  bool forcing_ = false;         // a forced start not yet applied (see PrepareRecovery)
+  uint64_t forced_index_ = 0;    // forcing_: the forced log's last index (0: not known yet)
+  // The identity recording the forced start as complete is durable: membership changes may
+  // go on (until then a crash forces again, which would undo them).
+  bool recovery_recorded_ = true;
+  bool joined_ = false;
+  // Recovery: since when this member has known no leader (nullopt: it knows one), what it
+  // publishes (quorum lost, its vote), and whether the owner was asked to act.
+  std::optional<env::Instant> leaderless_since_;
+  bool lost_quorum_ = false;
+  uint64_t recovery_vote_ = 0;
+  bool recovery_requested_ = false;
+  std::string recovery_last_why_;
+  absl::btree_map<uint64_t, GossipMeta> survivor_meta_;  // Manage: this cluster's, by id
   std::unique_ptr<kv::KvServer> kv_;
   gossip::GossipNode* gossip_ = nullptr;
 };
 
-// What a member publishes in its gossip meta, and its parse (nullopt if `meta` is not one).
-// Text: "e2d2 <running|pending> <member id> <cluster id> <peer address> <client URL|-> <ack|->",
-// ids in hex; ack (pending members only, see node/bootstrap.h) is
-// "<epoch>/<cluster id>:<id>,<id>,..." (the epoch in decimal).
-struct GossipMeta {
-  bool pending = false;     // waiting for a cluster to bootstrap (node/bootstrap.h)
-  uint64_t member_id = 0;
-  uint64_t cluster_id = 0;  // 0: not known yet
-  env::Address peer_address;
-  std::string client_url;
-  uint64_t ack_epoch = 0;              // >= 1 with an ack
-  uint64_t ack_cluster_id = 0;         // 0: acks nothing
-  std::vector<uint64_t> ack_members;   // the acked set's member ids, sorted
-};
-std::string EncodeGossipMeta(const GossipMeta& meta);
-std::optional<GossipMeta> DecodeGossipMeta(const std::string& meta);
 
 }  // namespace e2d::node
 

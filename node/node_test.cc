@@ -580,9 +580,55 @@ TEST(GossipMetaTest, RoundTripsAndRefusesWhatIsNotOne) {
         "e2d2 pending 1 0 a:1 - 1/7:1,1", "e2d2 pending 1 0 a:1 - 1/0:1",
         "e2d2 pending 1 0 a:1 - 1/7", "e2d2 pending 1 0 a:1 - 1/7:1,x",
         "e2d2 pending 1 0 a:1 - 7:1,2", "e2d2 pending 1 0 a:1 - 0/7:1,2",
-        "e2d2 pending 1 0 a:1 - 7:1/2", "e2d2 pending 1 0 a:1 - x/7:1"}) {
+        "e2d2 pending 1 0 a:1 - 7:1/2", "e2d2 pending 1 0 a:1 - x/7:1",
+        "e2d2 running 1 2 a:1 - - 2/5/1/0", "e2d2 running 1 2 a:1 - - 1/5/1",
+        "e2d2 running 1 2 a:1 - - 1/x/1/0", "e2d2 running 1 2 a:1 - - 1/5/1/0/0",
+        "e2d2 pending 1 0 a:1 - - 1/5/1/0"}) {
     EXPECT_FALSE(DecodeGossipMeta(bad).has_value()) << bad;
   }
+}
+
+TEST(GossipMetaTest, RecoveryFieldsRoundTripAndOldPeersStillParse) {
+  GossipMeta m;
+  m.member_id = 0x11;
+  m.cluster_id = 0x22;
+  m.peer_address = "10.0.0.1:2380";
+  // Nothing about recovery: the seven fields older members publish.
+  EXPECT_EQ(EncodeGossipMeta(m), "e2d2 running 0000000000000011 0000000000000022 10.0.0.1:2380 - -");
+  m.lost_quorum = true;
+  m.lost_commit = 1234;
+  m.recovery_vote = 0x33;
+  std::optional<GossipMeta> back = DecodeGossipMeta(EncodeGossipMeta(m));
+  ASSERT_TRUE(back.has_value()) << EncodeGossipMeta(m);
+  EXPECT_TRUE(back->lost_quorum);
+  EXPECT_EQ(back->lost_commit, 1234u);
+  EXPECT_EQ(back->recovery_vote, 0x33u);
+  EXPECT_EQ(back->recovered_from, 0u);
+  m = GossipMeta();
+  m.member_id = 0x11;
+  m.cluster_id = 0x44;
+  m.peer_address = "10.0.0.1:2380";
+  m.recovered_from = 0x22;
+  back = DecodeGossipMeta(EncodeGossipMeta(m));
+  ASSERT_TRUE(back.has_value()) << EncodeGossipMeta(m);
+  EXPECT_FALSE(back->lost_quorum);
+  EXPECT_EQ(back->recovered_from, 0x22u);
+}
+
+TEST(NodeRecoveryTest, PrepareRecoveryNeedsAMemberWithData) {
+  sim::Simulator sim(1);
+  sim::Cluster cluster(sim, [](env::Env& env, sim::NodeId) -> std::unique_ptr<sim::Process> {
+    auto p = std::make_unique<Proc>();
+    Node::PrepareRecovery(env, [p = p.get()](absl::Status s) { p->open_status = s; });
+    p->open_status = absl::UnknownError("pending");
+    return p;
+  });
+  const sim::NodeId n = cluster.AddNode("10.0.0.1:2380");
+  sim.RunUntilTrue([&] { return false; }, 1'000'000'000);
+  auto* p = static_cast<Proc*>(cluster.process(n));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->open_status.code(), absl::StatusCode::kFailedPrecondition) << p->open_status;
+  EXPECT_TRUE(absl::StrContains(p->open_status.message(), "holds no member")) << p->open_status;
 }
 
 TEST_F(NodeTest, ADataDirectoryOfAnotherMemberIsRefusedAndLeftAlone) {

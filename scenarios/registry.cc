@@ -10,7 +10,7 @@ std::vector<sim::Scenario> AllScenarios() {
           RaftMembership(), RaftReplace(), RaftTwoNode(), RaftSnapshots(), RaftSlowDisks(),
           RaftClocks(), RaftPrevote(), RaftTransfer(), RaftFlapping(), KvSwarm(), KvPartitions(), KvCrashes(),
           GossipSwarm(), GossipDetect(), GossipPartitions(), GossipLarge(), BootstrapGossip(),
-          ManageReplace(), RestoreTotalLoss()};
+          ManageReplace(), RestoreTotalLoss(), MajorityLoss()};
 }
 
 bool FindScenario(std::string_view name, sim::Scenario* out) {

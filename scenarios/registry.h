@@ -44,6 +44,7 @@ sim::Scenario GossipPartitions();
 sim::Scenario GossipLarge();
 sim::Scenario BootstrapGossip();
 sim::Scenario ManageReplace();
+sim::Scenario MajorityLoss();
 sim::Scenario RestoreTotalLoss();
 
 // The Raft scenarios' configurations (the mutation self-test reruns them with a rule broken).

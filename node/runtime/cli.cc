@@ -7,6 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <fcntl.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -749,7 +752,77 @@ absl::StatusOr<std::optional<NodeConfig::Restore>> LoadRestore(AsioEnv& env, con
 }
 
 // Runs the node until SIGINT or SIGTERM.
-int Serve(RunConfig c) {
+// Recovery from the loss of a majority (node/recovery.h) restarts the member in this process:
+// Serve returns, having closed everything, and RunMain serves again. A member that steps aside
+// first moves its data (never deletes it) into "superseded-<unix seconds>" in the data
+// directory: through "superseded-<unix seconds>.tmp", completed by the next start if a crash
+// cut it short (a member must never start with half of its old data).
+constexpr const char* kMemberData[] = {"kv",        "wal",           "snap", "member",
+                                       "member.tmp", "bootstrap", "bootstrap.tmp"};
+
+absl::Status SyncDirectory(const std::string& dir) {
+  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return absl::InternalError(absl::StrCat("open ", dir, ": ", strerror(errno)));
+  const int rc = fsync(fd);
+  const int err = errno;
+  close(fd);
+  if (rc != 0) return absl::InternalError(absl::StrCat("fsync ", dir, ": ", strerror(err)));
+  return absl::OkStatus();
+}
+
+// Moves the member's data still in `data_dir` into `data_dir/tmp_name`, then renames that to
+// the name without ".tmp".
+absl::Status CompleteSetAside(const std::string& data_dir, const std::string& tmp_name) {
+  const std::string tmp = absl::StrCat(data_dir, "/", tmp_name);
+  for (const char* name : kMemberData) {
+    const std::string from = absl::StrCat(data_dir, "/", name);
+    if (access(from.c_str(), F_OK) != 0) continue;
+    if (rename(from.c_str(), absl::StrCat(tmp, "/", name).c_str()) != 0) {
+      return absl::InternalError(
+          absl::StrCat("moving ", from, " into ", tmp, ": ", strerror(errno)));
+    }
+  }
+  E2D_RETURN_IF_ERROR(SyncDirectory(tmp));
+  const std::string done = tmp.substr(0, tmp.size() - 4);
+  if (rename(tmp.c_str(), done.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("renaming ", tmp, ": ", strerror(errno)));
+  }
+  return SyncDirectory(data_dir);
+}
+
+// Completes a set-aside a crash interrupted.
+absl::Status CompleteInterruptedSetAside(const std::string& data_dir) {
+  DIR* d = opendir(data_dir.c_str());
+  if (d == nullptr) return absl::OkStatus();  // created later
+  std::vector<std::string> pending;
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (absl::StartsWith(name, "superseded-") && absl::EndsWith(name, ".tmp")) {
+      pending.push_back(name);
+    }
+  }
+  closedir(d);
+  for (const std::string& name : pending) {
+    std::fprintf(stderr, "level=warn msg=\"completing an interrupted set-aside\" dir=%s/%s\n",
+                 data_dir.c_str(), name.c_str());
+    E2D_RETURN_IF_ERROR(CompleteSetAside(data_dir, name));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> SetAside(const std::string& data_dir) {
+  const std::string name =
+      absl::StrCat("superseded-", absl::ToUnixSeconds(absl::Now()), ".tmp");
+  const std::string tmp = absl::StrCat(data_dir, "/", name);
+  if (mkdir(tmp.c_str(), 0700) != 0) {
+    return absl::InternalError(absl::StrCat("mkdir ", tmp, ": ", strerror(errno)));
+  }
+  E2D_RETURN_IF_ERROR(SyncDirectory(data_dir));
+  E2D_RETURN_IF_ERROR(CompleteSetAside(data_dir, name));
+  return tmp.substr(0, tmp.size() - 4);
+}
+
+int Serve(RunConfig c, std::optional<RecoveryDecision>* restart) {
   asio::io_context io;
   // Every check that can fail on bad input (certificates, ports) comes before the data
   // directory is opened, so a refused start leaves it as it was.
@@ -929,6 +1002,29 @@ int Serve(RunConfig c) {
     nc.manage.interval = c.health_interval;
     nc.manage.health_timeout = c.health_timeout;
   }
+  // Recovery: the node asks once; this stops serving (see RunMain for what comes next).
+  std::optional<RecoveryDecision> recovery;
+  std::function<void()> stop_serving;  // set once the server runs
+  if (nc.manage.enabled) {
+    nc.manage.on_recovery = [&](const RecoveryDecision& d) {
+      auto stop = [&, d] {
+        recovery = d;
+        env.Log(absl::StrCat("level=warn msg=\"recovery: restarting this member\" action=",
+                             d.kind == RecoveryDecision::Kind::kForce ? "force-new-cluster"
+                                                                      : "step-aside"));
+        if (stop_serving) stop_serving();
+      };
+      if (d.kind != RecoveryDecision::Kind::kForce) return stop();
+      Node::PrepareRecovery(env, [&env, stop](absl::Status s) {
+        if (!s.ok()) {
+          return env.Log(absl::StrCat("level=error msg=\"recovery: the forced start could not be "
+                                      "recorded; this member keeps waiting\" why=\"",
+                                      s.message(), "\""));
+        }
+        stop();
+      });
+    };
+  }
   if (absl::Status s = Node::CheckDataDir(env, nc); !s.ok()) return Fail("run", s);
   absl::StatusOr<std::unique_ptr<kv::RocksDbEngine>> engine =
       kv::RocksDbEngine::Open(c.data_dir + "/kv");
@@ -992,14 +1088,19 @@ int Serve(RunConfig c) {
   await_backup_signal();
   asio::signal_set signals(io, SIGINT, SIGTERM);
   std::thread stopper;
-  signals.async_wait([&](const boost::system::error_code& ec, int signo) {
-    if (ec) return;
-    env.Log(absl::StrCat("level=info msg=\"stopping\" signal=", signo));
+  stop_serving = [&] {
+    if (stopper.joinable()) return;
     // Shutdown waits for calls in flight, which need the io loop: run it from another thread.
     stopper = std::thread([&] {
       server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
       asio::post(io, [&io] { io.stop(); });
     });
+  };
+  signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
+    env.Log(absl::StrCat("level=info msg=\"stopping\" signal=", signo));
+    recovery.reset();  // a signal stops the member, whatever recovery asked
+    stop_serving();
   });
   io.run();
   backup_signal.cancel();
@@ -1013,6 +1114,7 @@ int Serve(RunConfig c) {
     gossip.reset();
   }
   node->reset();
+  *restart = recovery;
   return 0;
 }
 
@@ -1032,7 +1134,26 @@ int RunMain(const std::vector<std::string>& args) {
   if (!c.ok()) return Fail("run", c.status(), 2);
   if (absl::Status s = MakeDirs(c->data_dir); !s.ok()) return Fail("run", s);
   if (absl::Status s = EnsureCertificates(*c, *f); !s.ok()) return Fail("run", s);
-  return Serve(std::move(*c));
+  if (absl::Status s = CompleteInterruptedSetAside(c->data_dir); !s.ok()) return Fail("run", s);
+  // Recovery restarts (see Serve): a force, or a step aside then a join; bounded all the same.
+  constexpr int kRestartsMax = 8;
+  for (int restarts = 0;; ++restarts) {
+    std::optional<RecoveryDecision> restart;
+    const int rc = Serve(*c, &restart);
+    if (!restart.has_value()) return rc;
+    if (restarts == kRestartsMax) {
+      return Fail("run", absl::AbortedError(absl::StrCat("recovery restarted this member ",
+                                                         kRestartsMax, " times: giving up")));
+    }
+    if (restart->kind == RecoveryDecision::Kind::kStepAside) {
+      absl::StatusOr<std::string> aside = SetAside(c->data_dir);
+      if (!aside.ok()) return Fail("run", aside.status());
+      std::fprintf(stderr,
+                   "level=warn msg=\"recovery: this member's data was set aside; it starts again "
+                   "empty and joins the recovered cluster\" moved_to=%s\n",
+                   aside->c_str());
+    }
+  }
 }
 
 }  // namespace
