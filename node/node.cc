@@ -776,8 +776,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* en
   hooks.raft.on_wal_synced = [raw](absl::Duration d) { raw->wal_sync_.Observe(d); };
   hooks.raft.on_applied = [raw](size_t, absl::Duration d) { raw->apply_.Observe(d); };
   hooks.raft.on_cluster_id = [raw](uint64_t cluster) { raw->OnClusterId(cluster); };
-  hooks.raft.on_removed = [&env] {
+  hooks.raft.on_removed = [&env, raw] {
     env.Log("level=warn msg=\"this member was removed from the cluster; it serves no requests\"");
+    raw->OnRemoved();
   };
   E2D_ASSIGN_OR_RETURN(node->kv_, kv::KvServer::Open(env, engine, std::move(rc), config.kv,
                                                      std::move(hooks)));
@@ -791,22 +792,21 @@ void Node::PrepareRecovery(env::Env& env, std::function<void(absl::Status)> done
   auto finish = [&env, done](absl::Status s) {
     env.clock().After(absl::ZeroDuration(), [done, s] { done(s); });
   };
-  auto fail = finish;
   absl::StatusOr<bool> exists = env.fs().Exists(kIdentityFile);
-  if (!exists.ok()) return fail(exists.status());
+  if (!exists.ok()) return finish(exists.status());
   if (!*exists) {
-    return fail(absl::FailedPreconditionError(
+    return finish(absl::FailedPreconditionError(
         "recovery: the data directory holds no member: there is no data to start again from"));
   }
   absl::StatusOr<std::unique_ptr<env::File>> f = env.fs().Open(kIdentityFile, {});
-  if (!f.ok()) return fail(f.status());
+  if (!f.ok()) return finish(f.status());
   absl::StatusOr<std::string> text = (*f)->ReadAt(0, 4096);
-  if (!text.ok()) return fail(text.status());
+  if (!text.ok()) return finish(text.status());
   absl::StatusOr<Identity> have = ParseIdentity(*text);
-  if (!have.ok()) return fail(have.status());
-  if (have->forcing) return fail(absl::OkStatus());  // prepared by a start that did not finish
+  if (!have.ok()) return finish(have.status());
+  if (have->forcing) return finish(absl::OkStatus());  // prepared by a start that did not finish
   if (have->cluster_id == 0) {
-    return fail(absl::FailedPreconditionError(
+    return finish(absl::FailedPreconditionError(
         "recovery: this member joined a cluster but was never reached by it: it holds no data"));
   }
   Identity next = *have;
@@ -862,12 +862,13 @@ void Node::Manage() {
   std::vector<MembershipView::Candidate> candidates;
   int fresh = 0;
   uint64_t recovered_by = 0;
+  absl::btree_map<uint64_t, GossipMeta> same_cluster;  // live members of this cluster, by id
   for (const gossip::Member& g : gossip_->memberlist().Members()) {
     std::optional<GossipMeta> meta = DecodeGossipMeta(g.meta);
     if (!meta.has_value() || meta->member_id == 0) continue;
     const bool up = g.state == gossip::MemberState::kAlive;
     if (up && meta->cluster_id == cluster_id_ && meta->member_id != id_) {
-      survivor_meta_[meta->member_id] = *meta;
+      same_cluster[meta->member_id] = *meta;
     }
     if (up && (meta->pending || meta->cluster_id == 0) &&
         !r.membership().IsMember(meta->member_id)) {
@@ -895,8 +896,7 @@ void Node::Manage() {
   for (uint64_t id : r.membership().Members()) {
     if (id != id_ && !alive[id]) down_since_.try_emplace(id, now);
   }
-  Recover(alive, fresh, recovered_by);
-  survivor_meta_.clear();
+  Recover(alive, same_cluster, fresh, recovered_by);
   if (r.role() != raft::Role::kLeader || manage_running_ || !recovery_recorded_) return;
   MembershipView v;
   v.required_size = config_.manage.required_size;
@@ -956,7 +956,22 @@ void Node::Manage() {
   }
 }
 
-void Node::Recover(const absl::btree_map<uint64_t, bool>& alive, int fresh,
+void Node::OnRemoved() {
+  // Self-managed members join under ids of their own, never reused: the removal is final, and
+  // the member's data of no use to its cluster. It steps aside and joins again as a new node
+  // (its leader adds it back once the cluster lacks a member).
+  if (!config_.manage.on_recovery || recovery_requested_) return;
+  recovery_requested_ = true;
+  RecoveryDecision d;
+  d.kind = RecoveryDecision::Kind::kStepAside;
+  d.why = "this member was removed from its cluster: it sets its data aside and joins again as a "
+          "new node";
+  env_.Log(absl::StrCat("level=warn msg=\"recovery: steps aside\" why=\"", d.why, "\""));
+  Later([this, d] { config_.manage.on_recovery(d); });
+}
+
+void Node::Recover(const absl::btree_map<uint64_t, bool>& alive,
+                   const absl::btree_map<uint64_t, GossipMeta>& same_cluster, int fresh,
                    uint64_t recovered_by) {
   const raft::Raft& r = kv_->raft_node().raft();
   RecoveryView v;
@@ -979,8 +994,8 @@ void Node::Recover(const absl::btree_map<uint64_t, bool>& alive, int fresh,
       auto d = down_since_.find(id);
       o.down_since = d == down_since_.end() ? v.now : d->second;
     }
-    auto m = survivor_meta_.find(id);
-    if (o.alive && m != survivor_meta_.end() && m->second.lost_quorum) {
+    auto m = same_cluster.find(id);
+    if (o.alive && m != same_cluster.end() && m->second.lost_quorum) {
       o.lost_quorum = true;
       o.commit = m->second.lost_commit;
       o.vote = m->second.recovery_vote;

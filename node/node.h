@@ -110,8 +110,10 @@ struct NodeConfig {
     // Recovery from the loss of a majority (node/recovery.h): every member decides every
     // interval; the owner gets kForce (call PrepareRecovery, then open the node again on the
     // same data) or kStepAside (move the data directory aside, then start as a new node that
-    // joins the running cluster), once, on the env's thread. Unset: the member decides and
-    // logs, but never acts (and never votes).
+    // joins the running cluster), once, on the env's thread. A member that was removed (it
+    // applied its removal, or a leader told it, see raft/raft_node.h) gets kStepAside too, with
+    // best 0: it joins again as a new node. Unset: the member decides and logs, but never
+    // acts (and never votes); a removed member stays passive.
     std::function<void(const RecoveryDecision&)> on_recovery;
   };
   Manage manage;
@@ -241,8 +243,14 @@ class Node {
  private:
   Node(env::Env& env, NodeConfig config, uint64_t id, uint64_t cluster_id);
   absl::Status RecordIdentity(bool joined, std::function<void(absl::Status)> done = nullptr);
+  // A self-managed member that was removed steps aside (see Manage::on_recovery).
+  void OnRemoved();
   // Recovery (node/recovery.h): run by Manage on every member.
-  void Recover(const absl::btree_map<uint64_t, bool>& alive, int fresh, uint64_t recovered_by);
+  // `alive`: gossip's view by member id; `same_cluster`: the meta of live members of this
+  // cluster; `fresh`: live nodes waiting to join; `recovered_by`: see RecoveryView.
+  void Recover(const absl::btree_map<uint64_t, bool>& alive,
+               const absl::btree_map<uint64_t, GossipMeta>& same_cluster, int fresh,
+               uint64_t recovered_by);
   void OnClusterId(uint64_t cluster);
   // Backups: the timer, and one backup if this member leads and the revision moved (or
   // `forced`, on demand).
@@ -311,7 +319,6 @@ class Node {
   uint64_t recovery_vote_ = 0;
   bool recovery_requested_ = false;
   std::string recovery_last_why_;
-  absl::btree_map<uint64_t, GossipMeta> survivor_meta_;  // Manage: this cluster's, by id
   std::unique_ptr<kv::KvServer> kv_;
   gossip::GossipNode* gossip_ = nullptr;
 };

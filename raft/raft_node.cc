@@ -279,6 +279,40 @@ void RaftNode::CompleteReady(Ready ready, absl::Status persisted) {
   }
 }
 
+// A leader that is current (it has committed an entry of its term and applied everything it
+// knows committed, so its membership holds every change committed before its term and in it)
+// tells a node outside that membership that it is not a member, at most once a second each.
+void RaftNode::MaybeTellNotMember(const raftpb::Message& m) {
+  const Raft& r = *raft_;
+  if (r.role() != Role::kLeader || r.membership().IsMember(m.from()) ||
+      r.log().TermOr0(r.log().committed()) != r.term() || r.log().applied() < r.log().committed()) {
+    return;
+  }
+  const env::Instant now = env_.clock().Now();
+  auto [it, fresh] = told_not_member_.try_emplace(m.from(), now);
+  if (!fresh && now - it->second < absl::Seconds(1)) return;
+  it->second = now;
+  if (told_not_member_.size() > kMembersMax * 2) told_not_member_.erase(told_not_member_.begin());
+  raftpb::Message out;
+  out.set_type(raftpb::MSG_NOT_MEMBER);
+  out.set_from(r.id());
+  out.set_to(m.from());
+  out.set_term(r.term());
+  if (!Deliver(out)) ++messages_dropped_;
+}
+
+// A node that was a member, told by a leader of its term or a later one that it is not: it
+// was removed while it could not hear of it (a removal is never sent to the removed node).
+void RaftNode::OnNotMember(const raftpb::Message& m) {
+  const Raft& r = *raft_;
+  if (removed_ || !was_member_ || m.term() < r.term() || r.role() == Role::kLeader) return;
+  removed_ = true;
+  env_.Log(absl::StrCat("raft node: leader ", absl::Hex(m.from()), " of term ", m.term(),
+                        " says this node is not a member: removed; staying passive"));
+  FailReads(absl::FailedPreconditionError("raft node was removed"));
+  if (hooks_.on_removed) hooks_.on_removed();
+}
+
 // A committed conf change: remember where added nodes listen, and drop streams to removed ones.
 void RaftNode::LearnAddresses(const raftpb::Entry& e) {
   raftpb::ConfChange cc;
@@ -416,6 +450,8 @@ void RaftNode::OnMessage(const std::string& bytes) {
   if (auto it = outbound_.find(m.from()); it != outbound_.end()) {
     it->second.backoff = config_.backoff_min;
   }
+  if (m.type() == raftpb::MSG_NOT_MEMBER) return OnNotMember(m);
+  MaybeTellNotMember(m);
   // Snapshot transfers are the drivers' business; the core only ever sees a whole snapshot,
   // stepped in by OnChunk once its data is durable.
   if (m.type() == raftpb::MSG_SNAP || m.type() == raftpb::MSG_SNAP_STATUS) {

@@ -14,7 +14,11 @@
 // Membership: peers are found in an address book, seeded from the config and extended by the
 // addresses that conf changes carry (ConfChangeSingle.address); messages are exchanged with the
 // current members only. A node that applied its own removal (and no longer leads: a removed
-// leader first hands over, see raft.h) refuses proposals and reads from then on and reports it,
+// leader first hands over, see raft.h), or that a current leader told it is not a member
+// (MSG_NOT_MEMBER: a node removed while cut off never receives its removal; the leader answers
+// its messages so, once it has committed in its term and applied all it knows committed, and
+// only a leader of the node's term or a later one is believed), refuses proposals and reads
+// from then on and reports it,
 // but keeps answering votes and appends: members that have not learned that the removal
 // committed may still need it to elect a leader that tells them (a node that exits at once can
 // strand the survivor of a two-node cluster for good). Exiting is the node layer's call.
@@ -182,6 +186,8 @@ class RaftNode {
   void Observe();
   void Fail(const absl::Status& why);
   void LearnAddresses(const raftpb::Entry& e);
+  void MaybeTellNotMember(const raftpb::Message& m);
+  void OnNotMember(const raftpb::Message& m);
   void MaybeSaveSnapshot();
   void SaveSnapshot(const raftpb::SnapshotMetadata& meta, std::shared_ptr<std::string> data);
   void AfterSnapshotDurable(uint64_t index, uint64_t term);
@@ -238,6 +244,8 @@ class RaftNode {
   bool failed_ = false;
   bool removed_ = false;
   bool was_member_ = false;  // this node has been a member since it started
+  // Leader: when each non-member was last told it is not a member (bounded).
+  absl::btree_map<uint64_t, env::Instant> told_not_member_;
   env::TimerId tick_timer_ = 0;
   env::Instant last_tick_;
   struct PendingRead {

@@ -23,6 +23,7 @@ struct Proc final : sim::Process {
   std::vector<std::string> applied;
   int restores = 0;
   uint64_t cluster_id_reported = 0;
+  int removed_reports = 0;
 };
 
 class RaftNodeTest : public ::testing::Test {
@@ -46,6 +47,7 @@ class RaftNodeTest : public ::testing::Test {
       // A state machine with a large snapshot (the applied data is not kept in it).
       h.snapshot_data = [raw] { return absl::StrCat(raw->applied.size(), std::string(20000, 'f')); };
       h.on_cluster_id = [raw](uint64_t id) { raw->cluster_id_reported = id; };
+      h.on_removed = [raw] { ++raw->removed_reports; };
       h.on_restore = [raw](const raftpb::SnapshotMetadata&, const std::string&) {
         raw->applied.clear();
         ++raw->restores;
@@ -193,6 +195,42 @@ TEST_F(RaftNodeTest, AJoiningNodeAdoptsTheClusterIdOfItsLeader) {
   EXPECT_EQ(proc(3)->cluster_id_reported, 0xc1u);
   EXPECT_EQ(node(3)->foreign_messages(), 0u);
   EXPECT_EQ(node(1)->foreign_messages() + node(2)->foreign_messages(), 0u);
+}
+
+// A node removed while it was cut off never receives its removal (the leader sends nothing to
+// non-members); once it can talk again, the leader answers it that it is not a member, and it
+// goes passive and reports it, as if it had applied its removal.
+TEST_F(RaftNodeTest, ANodeRemovedWhileCutOffIsToldByTheLeader) {
+  Start(3);
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return Leader() != sim::kNoNode; }, 10'000'000'000));
+  const sim::NodeId leader = Leader();
+  const sim::NodeId victim = leader == 3 ? 2 : 3;
+  const sim::NodeId other = 6 - leader - victim;
+  cluster_->network().Isolate(victim);
+  raftpb::ConfChange cc;
+  raftpb::ConfChangeSingle* c = cc.add_changes();
+  c->set_type(raftpb::CONF_CHANGE_REMOVE_NODE);
+  c->set_node_id(victim);
+  // Proposed once the leader no longer counts the victim as recently active.
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return node(leader)->ProposeConfChange(cc).ok(); },
+                                sim_.now_ns() + 10'000'000'000));
+  ASSERT_TRUE(node(leader)->Propose("after removal").ok());
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return AppliedEverywhere("after removal", {leader, other}); },
+                                sim_.now_ns() + 5'000'000'000));
+  ASSERT_FALSE(node(leader)->raft().membership().IsMember(victim));
+  EXPECT_FALSE(node(victim)->removed());
+  cluster_->network().Heal();
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return node(victim)->removed(); },
+                                sim_.now_ns() + 10'000'000'000));
+  EXPECT_EQ(proc(victim)->removed_reports, 1);
+  // It never applied its removal: its own view still holds it; it refuses proposals.
+  EXPECT_TRUE(node(victim)->raft().membership().IsMember(victim));
+  EXPECT_FALSE(node(victim)->Propose("x").ok());
+  sim_.RunUntil(sim_.now_ns() + 3'000'000'000);
+  EXPECT_EQ(proc(victim)->removed_reports, 1);
+  EXPECT_EQ(Leader(), leader);
+  EXPECT_FALSE(node(leader)->removed());
+  EXPECT_FALSE(node(other)->removed());
 }
 
 // A leader whose disk stalls cannot persist a Ready, so it stops heartbeating: the others elect

@@ -8,9 +8,10 @@
 //    from its own log under a new cluster id (raft force_new_cluster);
 //  - the other survivors step aside (their disks are set aside; here: replaced by empty ones)
 //    and join it like the replacement machines, through learners.
-// In half the runs of five, one survivor is cut off just before the loss, so that it holds less
-// than the other. In half the runs a survivor crashes and restarts during the recovery (maybe
-// mid-force).
+// A member removed during the fault phase (down for the health timeout) steps aside and joins
+// again once it is back. In half the runs of five, one survivor is cut off just before the
+// loss, so that it holds less than the other. In half the runs a survivor crashes and restarts
+// during the recovery (maybe mid-force).
 // A client writes unique keys through whoever leads, before and after.
 //
 // Oracles:
@@ -53,10 +54,9 @@ constexpr int64_t kMs = 1'000'000;
 constexpr int64_t kFaultsMs = 20'000;
 constexpr int64_t kFormMs = 60'000;       // after the heal: the cluster must have formed
 constexpr int64_t kConvergeMs = 180'000;  // after the loss
-// Longer than any outage of the fault phase (all healed by kFaultsMs): a member the leader
-// removed then would never learn it (a removed member that was cut off stays passive, see the
-// README's known limits), and the cluster could not get its size back with no spare machine.
-constexpr absl::Duration kHealthTimeout = absl::Seconds(30);
+// Shorter than some outages of the fault phase: a member cut off that long is removed, told so
+// by the leader once it is back, steps aside and joins again (the cluster has no spare machine).
+constexpr absl::Duration kHealthTimeout = absl::Seconds(10);
 
 node::Member MemberOf(NodeId n) {
   node::Member m;
@@ -141,10 +141,14 @@ class Run {
                         ", not the lost one ", absl::Hex(first_cluster_)));
     }
   }
-  // Machine n's survivor steps aside, its data at `revision`.
+  // Machine n steps aside: a survivor, its data at `revision`, or a member removed (-1).
   void OnStepAside(NodeId n, int64_t revision) {
     cluster_.Log(n, absl::StrCat("scenario: m", n, " steps aside at revision ", revision));
-    aside_revisions_[n] = std::max(aside_revisions_[n], revision);
+    if (revision >= 0) {
+      aside_revisions_[n] = std::max(aside_revisions_[n], revision);
+    } else {
+      ++removed_;
+    }
     sim_.Schedule(sim_.now_ns(), sim::kNoNode, "step-aside", 0, [this, n] {
       if (!cluster_.up(n)) return;  // crashed meanwhile: it comes back and decides again
       cluster_.Lose(n);
@@ -198,11 +202,11 @@ class Run {
     r.end_ns = sim_.now_ns();
     r.summary = absl::StrFormat(
         "size=%d survivors=%d recovered_revision=%d acked_before=%d acked_after=%d "
-        "lagging=%d survivor_crash=%d",
+        "lagging=%d survivor_crash=%d removed=%d",
         size_, size_ - static_cast<int>(lost_.size()),
         forced_.has_value() ? static_cast<int>(forced_->second) : -1, Acked(first_cluster_),
         static_cast<int>(acked_.size()) - Acked(first_cluster_), lagging_ == sim::kNoNode ? 0 : 1,
-        survivor_crash_ ? 1 : 0);
+        survivor_crash_ ? 1 : 0, removed_);
     if (!r.pass) r.log_tail = absl::StrJoin(cluster_.log_tail(), "\n");
     return r;
   }
@@ -417,6 +421,7 @@ class Run {
   uint64_t first_cluster_ = 0;
   absl::btree_set<NodeId> lost_;
   bool survivor_crash_ = false;
+  int removed_ = 0;  // members that stepped aside because they were removed
   NodeId lagging_ = sim::kNoNode;
   std::optional<std::pair<NodeId, int64_t>> forced_;  // machine, recovered revision
   absl::btree_map<NodeId, int64_t> aside_revisions_;
@@ -483,7 +488,7 @@ void MemberProcess::OpenNode() {
 void MemberProcess::OnRecovery(const node::RecoveryDecision& d) {
   const int64_t revision = node_->kv().store().revision();
   if (d.kind == node::RecoveryDecision::Kind::kStepAside) {
-    return run_.OnStepAside(n_, revision);
+    return run_.OnStepAside(n_, d.best != 0 ? revision : -1);  // -1: removed, not a survivor
   }
   run_.OnForce(n_, node_->cluster_id(), revision);
   node_.reset();

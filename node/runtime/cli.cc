@@ -1150,7 +1150,7 @@ int RunMain(const std::vector<std::string>& args) {
       if (!aside.ok()) return Fail("run", aside.status());
       std::fprintf(stderr,
                    "level=warn msg=\"recovery: this member's data was set aside; it starts again "
-                   "empty and joins the recovered cluster\" moved_to=%s\n",
+                   "empty and joins the running cluster\" moved_to=%s\n",
                    aside->c_str());
     }
   }

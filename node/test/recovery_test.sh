@@ -11,7 +11,10 @@
 #      other sets its data aside (kept in superseded-<time>/, not deleted) and joins like the
 #      new ones; the leader adds and promotes them until there are five voters again;
 #   4. every acknowledged write reads back, the revision goes on from where it was, and the
-#      logs say who forced, who stepped aside and why.
+#      logs say who forced, who stepped aside and why;
+#   5. a member stopped (SIGSTOP) past the health timeout is removed by the leader; once it runs
+#      again the leader tells it that it is not a member (it never received its removal), and
+#      it sets its data aside and joins again as a new member, until there are five voters.
 # Waits poll a condition with a deadline; nothing relies on a sleep being long enough.
 set -euo pipefail
 
@@ -117,4 +120,33 @@ for n in "${NAMES[@]}"; do
     --endpoints $(ep "$n") get after --consistency=s --print-value-only | grep -qx 1"
 done
 echo "recovered cluster $NEW (was $OLD) at revision $R: forced by $FORCER, $ASIDE stepped aside"
+
+echo "== 5. a member removed while it was stopped learns it, sets its data aside and rejoins"
+member_id_of() {  # member_id_of NAME: its id in hex, as etcdctl lists it
+  etcdctl "${TLS[@]}" --endpoints "$ALL" member list | awk -F', ' -v n="$1" '$3 == n {print $1}'
+}
+OLDID=$(member_id_of r2)
+[[ -n "$OLDID" ]] || fail "r2 is not in the member list"
+kill -STOP "${PID[r2]}"
+removed_r2() {  # (a failed etcdctl is no answer, not a removal)
+  local list
+  list=$(etcdctl "${TLS[@]}" --endpoints "$(eps r1 r3 r4 r5)" member list) || return 1
+  ! grep -q "^$OLDID, " <<<"$list"
+}
+wait_for "the leader to remove the stopped r2" 60 removed_r2
+grep -h 'msg="membership: remove"' r*.log | grep -q "member=$(printf '%016s' "$OLDID" | tr ' ' 0)" ||
+  fail "no leader logged removing r2 ($OLDID)"
+kill -CONT "${PID[r2]}"
+wait_for "r2 to hear that it is not a member" 60 grep -q 'says this node is not a member' r2.log
+wait_for "r2 to step aside" 30 grep -q 'recovery: this member.s data was set aside' r2.log
+rejoined_r2() {
+  local id
+  id=$(member_id_of r2)
+  [[ -n "$id" && "$id" != "$OLDID" && "$(voters "$ALL")" == 5 ]]
+}
+wait_for "r2 to rejoin as a new voter" 120 rejoined_r2
+[[ $(compgen -G "data-r2/superseded-*/member" | grep -c .) == 1 ]] ||
+  fail "r2's old data is not set aside in data-r2/superseded-*/"
+[[ "$(etcdctl "${TLS[@]}" --endpoints "$(ep r2)" get after --print-value-only)" == 1 ]] ||
+  fail "r2 does not serve the cluster's data after rejoining"
 echo "PASS"
