@@ -311,27 +311,8 @@ class Run {
   }
 
   bool Converged() {
-    const NodeId l = Leader();
-    if (l == sim::kNoNode) return false;
-    const uint64_t cluster = NodeAt(l)->cluster_id();
-    const std::vector<node::Member> members = NodeAt(l)->Members();
-    if (static_cast<int>(members.size()) != size_) return false;
-    for (const node::Member& m : members) {
-      if (m.learner) return false;
-      bool running = false;
-      for (NodeId n : cluster_.nodes()) {
-        node::Node* node = NodeAt(n);
-        if (node == nullptr || node->id() != m.id || node->cluster_id() != cluster) continue;
-        std::vector<node::Member> theirs = node->Members();
-        if (theirs.size() != members.size()) return false;
-        for (size_t i = 0; i < theirs.size(); ++i) {
-          if (theirs[i].id != members[i].id || theirs[i].learner) return false;
-        }
-        running = true;
-      }
-      if (!running) return false;
-    }
-    return true;
+    return ClusterConverged(
+        cluster_, [this](NodeId n) { return NodeAt(n); }, size_);
   }
 
   void CheckData() {
@@ -390,25 +371,9 @@ class Run {
   }
 
   std::string Describe() {
-    std::vector<std::string> out;
-    for (NodeId n : cluster_.nodes()) {
-      auto* p = static_cast<MemberProcess*>(cluster_.process(n));
-      if (p == nullptr) {
-        out.push_back(absl::StrCat("m", n, ": down"));
-      } else if (p->node() == nullptr) {
-        out.push_back(absl::StrCat("m", n, ": ", p->why()));
-      } else {
-        std::vector<std::string> ms;
-        for (const node::Member& m : p->node()->Members()) {
-          ms.push_back(absl::StrCat(absl::Hex(m.id), m.learner ? "(learner)" : ""));
-        }
-        out.push_back(absl::StrCat("m", n, " id ", absl::Hex(p->node()->id()), " cluster ",
-                                   absl::Hex(p->node()->cluster_id()), " leader ",
-                                   absl::Hex(p->node()->Status().leader), " members ",
-                                   absl::StrJoin(ms, ",")));
-      }
-    }
-    return absl::StrJoin(out, "; ");
+    return DescribeMachines(
+        cluster_, [this](NodeId n) { return NodeAt(n); },
+        [this](NodeId n) { return static_cast<MemberProcess*>(cluster_.process(n))->why(); });
   }
 
   const sim::FaultSchedule& schedule_;

@@ -4,6 +4,11 @@
 
 #include <algorithm>
 #include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace e2d::scenarios {
 
@@ -36,9 +41,8 @@ std::optional<absl::StatusOr<etcdserverpb::RangeResponse>> ReadThroughLeader(
       // Each attempt has a slot of its own: an answer that comes after we gave up on it (or
       // after this returns) lands there, not in a later attempt or a dead frame.
       auto slot = std::make_shared<Answer>();
-      node_at(l)->kv().Range(range, [slot](absl::StatusOr<etcdserverpb::RangeResponse> r) {
-        *slot = std::move(r);
-      });
+      node_at(l)->kv().Range(
+          range, [slot](absl::StatusOr<etcdserverpb::RangeResponse> r) { *slot = std::move(r); });
       sim.RunUntilTrue([&] { return slot->has_value(); }, deadline);
       if (slot->has_value()) got = *slot;
       if (got.has_value() && got->ok()) break;
@@ -46,6 +50,52 @@ std::optional<absl::StatusOr<etcdserverpb::RangeResponse>> ReadThroughLeader(
     sim.RunUntil(std::min(deadline, sim.now_ns() + kRetryNs));
   }
   return got;
+}
+
+bool ClusterConverged(const sim::Cluster& cluster, const NodeAt& node_at, int size) {
+  const sim::NodeId l = FindLeader(cluster, node_at);
+  if (l == sim::kNoNode) return false;
+  const uint64_t cluster_id = node_at(l)->cluster_id();
+  const std::vector<node::Member> members = node_at(l)->Members();
+  if (static_cast<int>(members.size()) != size) return false;
+  for (const node::Member& m : members) {
+    if (m.learner) return false;
+    bool running = false;
+    for (sim::NodeId n : cluster.nodes()) {
+      node::Node* node = node_at(n);
+      if (node == nullptr || node->id() != m.id || node->cluster_id() != cluster_id) continue;
+      std::vector<node::Member> theirs = node->Members();
+      if (theirs.size() != members.size()) return false;
+      for (size_t i = 0; i < theirs.size(); ++i) {
+        if (theirs[i].id != members[i].id || theirs[i].learner) return false;
+      }
+      running = true;
+    }
+    if (!running) return false;
+  }
+  return true;
+}
+
+std::string DescribeMachines(const sim::Cluster& cluster, const NodeAt& node_at,
+                             const std::function<std::string(sim::NodeId)>& waiting) {
+  std::vector<std::string> out;
+  for (sim::NodeId n : cluster.nodes()) {
+    node::Node* node = node_at(n);
+    if (!cluster.up(n)) {
+      out.push_back(absl::StrCat("m", n, ": down"));
+    } else if (node == nullptr) {
+      out.push_back(absl::StrCat("m", n, ": ", waiting(n)));
+    } else {
+      std::vector<std::string> ms;
+      for (const node::Member& m : node->Members()) {
+        ms.push_back(absl::StrCat(absl::Hex(m.id), m.learner ? "(learner)" : ""));
+      }
+      out.push_back(absl::StrCat(
+          "m", n, " id ", absl::Hex(node->id()), " cluster ", absl::Hex(node->cluster_id()),
+          " leader ", absl::Hex(node->Status().leader), " members ", absl::StrJoin(ms, ",")));
+    }
+  }
+  return absl::StrJoin(out, "; ");
 }
 
 }  // namespace e2d::scenarios

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include "absl/container/btree_map.h"
@@ -42,6 +43,15 @@ sim::NodeId FindLeader(const sim::Cluster& cluster, const NodeAt& node_at);
 std::optional<absl::StatusOr<etcdserverpb::RangeResponse>> ReadThroughLeader(
     sim::Simulator& sim, const std::function<sim::NodeId()>& leader, const NodeAt& node_at,
     const etcdserverpb::RangeRequest& range, int64_t timeout_ns);
+
+// Whether the cluster of whoever leads has exactly `size` voters and no learner, each a
+// running node of that cluster that applied the same membership.
+bool ClusterConverged(const sim::Cluster& cluster, const NodeAt& node_at, int size);
+
+// One line per machine for a failure message: down, what it waits for (`waiting(n)`, asked of
+// machines with a process but no node), or its node's id, cluster, leader and members.
+std::string DescribeMachines(const sim::Cluster& cluster, const NodeAt& node_at,
+                             const std::function<std::string(sim::NodeId)>& waiting);
 
 }  // namespace e2d::scenarios
 
