@@ -35,6 +35,7 @@
 #include "gossip/crypto.h"
 #include "gossip/gossip_node.h"
 #include "node/bootstrap.h"
+#include "scenarios/node_harness.h"
 #include "scenarios/registry.h"
 #include "sim/cluster.h"
 #include "sim/swarm.h"
@@ -51,14 +52,6 @@ constexpr int64_t kLivenessMs = 60'000;  // after the heal
 // (members started, required size), drawn per seed.
 constexpr std::pair<int, int> kShapes[] = {{3, 3}, {5, 5}, {4, 3}};
 
-node::Member MemberOf(NodeId n) {
-  node::Member m;
-  m.name = absl::StrCat("m", n);
-  m.peer_address = absl::StrCat("10.0.0.", n, ":2380");
-  m.client_url = absl::StrCat("https://10.0.0.", n, ":2379");
-  return m;
-}
-env::Address GossipAddress(NodeId n) { return absl::StrCat("10.0.0.", n, ":7980"); }
 
 gossip::Keyring ClusterKeyring() {
   absl::StatusOr<gossip::Key> key =

@@ -50,14 +50,6 @@ constexpr int64_t kFaultsMs = 150'000;
 constexpr int64_t kConvergeMs = 120'000;  // after the heal
 constexpr absl::Duration kHealthTimeout = absl::Seconds(10);
 
-node::Member MemberOf(NodeId n) {
-  node::Member m;
-  m.name = absl::StrCat("m", n);
-  m.peer_address = absl::StrCat("10.0.0.", n, ":2380");
-  m.client_url = absl::StrCat("https://10.0.0.", n, ":2379");
-  return m;
-}
-env::Address GossipAddress(NodeId n) { return absl::StrCat("10.0.0.", n, ":7980"); }
 
 class Run;
 
@@ -79,8 +71,7 @@ class MemberProcess final : public sim::Process {
   env::Env& env_;
   NodeId n_;
   kv::KvEngine* engine_;
-  std::unique_ptr<sim::SimEnv> gossip_env_;
-  std::unique_ptr<gossip::GossipNode> gossip_;
+  MachineGossip gossip_;
   std::unique_ptr<node::Bootstrapper> boot_;
   std::unique_ptr<node::Node> node_;
 };
@@ -273,24 +264,13 @@ class Run {
 MemberProcess::MemberProcess(Run& run, sim::Cluster& cluster, env::Env& env, NodeId n,
                              kv::KvEngine* engine)
     : run_(run), env_(env), n_(n), engine_(engine) {
-  gossip_env_ = std::make_unique<sim::SimEnv>(
-      cluster.clock(n), cluster.network(n, GossipAddress(n)), env.fs(),
-      env.random().Fork("gossip"), [&cluster, n](std::string_view line) { cluster.Log(n, line); });
-  gossip::Config gc;
-  gc.name = MemberOf(n).name;
-  gc.addr = GossipAddress(n);
-  gc.session = static_cast<uint64_t>(env.clock().Now().ns);
-  gossip_ = std::make_unique<gossip::GossipNode>(*gossip_env_, gc, gossip::Keyring(run.key()));
-  gossip_->set_check_invariants(true);
-  std::vector<env::Address> seeds;
-  for (int i = 1; i <= kMachines; ++i) seeds.push_back(GossipAddress(i));
-  gossip_->Join(seeds);
+  gossip_ = StartMachineGossip(cluster, env, n, run.key(), kMachines);
   node::BootstrapperConfig bc;
   bc.required_size = kRequired;
   bc.self = MemberOf(n);
   bc.join_running = true;
   boot_ = std::make_unique<node::Bootstrapper>(
-      env, gossip_.get(), bc, [this](absl::StatusOr<node::BootstrapSet> set) {
+      env, gossip_.node.get(), bc, [this](absl::StatusOr<node::BootstrapSet> set) {
         if (!set.ok()) return run_.Fail(absl::StrCat("m", n_, ": ", set.status().ToString()));
         OpenNode(*set);
       });
@@ -313,7 +293,7 @@ void MemberProcess::OpenNode(const node::BootstrapSet& set) {
   absl::StatusOr<std::unique_ptr<node::Node>> node = node::Node::Open(env_, engine_, c);
   if (!node.ok()) return run_.Fail(absl::StrCat("m", n_, ": ", node.status().ToString()));
   node_ = std::move(*node);
-  node_->AttachGossip(gossip_.get());
+  node_->AttachGossip(gossip_.node.get());
   run_.OnOpened(n_, node_->id());
 }
 

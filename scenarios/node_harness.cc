@@ -12,6 +12,34 @@
 
 namespace e2d::scenarios {
 
+node::Member MemberOf(sim::NodeId n) {
+  node::Member m;
+  m.name = absl::StrCat("m", n);
+  m.peer_address = absl::StrCat("10.0.0.", n, ":2380");
+  m.client_url = absl::StrCat("https://10.0.0.", n, ":2379");
+  return m;
+}
+
+env::Address GossipAddress(sim::NodeId n) { return absl::StrCat("10.0.0.", n, ":7980"); }
+
+MachineGossip StartMachineGossip(sim::Cluster& cluster, env::Env& env, sim::NodeId n,
+                                 const gossip::Key& key, int machines) {
+  MachineGossip g;
+  g.env = std::make_unique<sim::SimEnv>(
+      cluster.clock(n), cluster.network(n, GossipAddress(n)), env.fs(), env.random().Fork("gossip"),
+      [&cluster, n](std::string_view line) { cluster.Log(n, line); });
+  gossip::Config gc;
+  gc.name = MemberOf(n).name;
+  gc.addr = GossipAddress(n);
+  gc.session = static_cast<uint64_t>(env.clock().Now().ns);
+  g.node = std::make_unique<gossip::GossipNode>(*g.env, gc, gossip::Keyring(key));
+  g.node->set_check_invariants(true);
+  std::vector<env::Address> seeds;
+  for (int i = 1; i <= machines; ++i) seeds.push_back(GossipAddress(i));
+  g.node->Join(seeds);
+  return g;
+}
+
 kv::KvEngine* MachineDisks::Engine(sim::NodeId n, uint64_t losses) {
   auto& slot = engines_[n];
   if (slot.second == nullptr || slot.first != losses) {

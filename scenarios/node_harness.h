@@ -15,11 +15,28 @@
 
 #include "absl/container/btree_map.h"
 #include "absl/status/statusor.h"
+#include "gossip/crypto.h"
+#include "gossip/gossip_node.h"
 #include "kv/mem_engine.h"
 #include "node/node.h"
 #include "sim/cluster.h"
 
 namespace e2d::scenarios {
+
+// Machine n's member as the whole-node scenarios name it ("mN", peers at 10.0.0.N:2380,
+// clients at https://10.0.0.N:2379), and its gossip address (10.0.0.N:7980).
+node::Member MemberOf(sim::NodeId n);
+env::Address GossipAddress(sim::NodeId n);
+
+// Machine n's gossip as `e2d run --bootstrap-addrs` runs it: its own env on the machine's
+// clock, network (at GossipAddress(n)) and disk, every message sealed with `key`, invariants
+// checked after every step, joined to machines 1..machines.
+struct MachineGossip {
+  std::unique_ptr<sim::SimEnv> env;
+  std::unique_ptr<gossip::GossipNode> node;  // destroyed before `env`
+};
+MachineGossip StartMachineGossip(sim::Cluster& cluster, env::Env& env, sim::NodeId n,
+                                 const gossip::Key& key, int machines);
 
 // One in-memory KV engine per machine: its disk, kept across crashes and replaced by an empty
 // one when the machine's disk is lost (`losses`, the cluster's count for it, moved on).

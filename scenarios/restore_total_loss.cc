@@ -56,13 +56,6 @@ constexpr int64_t kFaultsMs = 30'000;       // before the loss
 constexpr int64_t kBackupWaitMs = 30'000;   // after the heal, for a backup to exist
 constexpr int64_t kAfterRestoreMs = 30'000;  // the new cluster's run
 
-node::Member MemberOf(NodeId n) {
-  node::Member m;
-  m.name = absl::StrCat("m", n);
-  m.peer_address = absl::StrCat("10.0.0.", n, ":2380");
-  m.client_url = absl::StrCat("https://10.0.0.", n, ":2379");
-  return m;
-}
 
 struct Acked {
   std::string value;
