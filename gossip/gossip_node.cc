@@ -37,6 +37,11 @@ void GossipNode::Join(std::vector<env::Address> seeds) {
   Pump();
 }
 
+void GossipNode::UpdateSeeds(std::vector<env::Address> seeds) {
+  ml_.UpdateSeeds(env_.clock().Now(), std::move(seeds));
+  Pump();
+}
+
 absl::Status GossipNode::SetMeta(std::string meta) {
   absl::Status s = ml_.SetMeta(env_.clock().Now(), std::move(meta));
   Pump();

@@ -40,6 +40,8 @@ class GossipNode {
   void set_event_handler(EventHandler handler) { on_event_ = std::move(handler); }
 
   void Join(std::vector<env::Address> seeds);
+  // Memberlist::UpdateSeeds.
+  void UpdateSeeds(std::vector<env::Address> seeds);
   absl::Status SetMeta(std::string meta);
   void Leave();
 

@@ -498,6 +498,14 @@ void Memberlist::Join(Instant now, std::vector<env::Address> seeds) {
   if (!joined_ && !leaving_) JoinRound(now);
 }
 
+void Memberlist::UpdateSeeds(Instant now, std::vector<env::Address> seeds) {
+  CheckTime(now);
+  std::erase(seeds, config_.addr);
+  if (seeds.empty() || leaving_) return;
+  if (!joined_ || live_members() <= 1) return Join(now, std::move(seeds));
+  seeds_ = std::move(seeds);
+}
+
 absl::Status Memberlist::SetMeta(Instant now, std::string meta) {
   CheckTime(now);
   if (meta.size() > config_.meta_size_max) {

@@ -185,6 +185,12 @@ class Memberlist {
   // one. Replaces earlier seeds.
   void Join(env::Instant now, std::vector<env::Address> seeds);
 
+  // New seeds from peer discovery, which may change while the member runs. An empty list
+  // changes nothing (a lookup that found nobody never leaves a member alone). A member that is
+  // still joining, or that knows no other live member, joins through the new seeds at once;
+  // otherwise they only replace the seeds the reconnect round tries.
+  void UpdateSeeds(env::Instant now, std::vector<env::Address> seeds);
+
   // Replaces our metadata and announces it. InvalidArgument beyond meta_size_max.
   absl::Status SetMeta(env::Instant now, std::string meta);
 

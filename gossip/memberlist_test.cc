@@ -141,6 +141,42 @@ TEST(MemberlistTest, SidesThatStartedSplitMergeThroughTheSeeds) {
   for (int i = 1; i <= 4; ++i) EXPECT_EQ(bus.at(i).live_members(), 4u) << i;
 }
 
+// Peer discovery may find nobody at first (DNS records not there yet): the member runs alone,
+// and joins as soon as a later lookup gives it seeds. An empty lookup changes nothing, and a
+// joined member only takes the new seeds for its reconnect round.
+TEST(MemberlistTest, SeedsFoundLaterJoinAMemberThatRanAlone) {
+  Bus bus(3);
+  bus.at(1).Join(bus.now(), {});
+  bus.at(2).Join(bus.now(), {"n1:7980"});
+  bus.at(3).Join(bus.now(), {});
+  bus.RunFor(absl::Seconds(5));
+  ASSERT_EQ(bus.at(1).live_members(), 2u);
+  ASSERT_EQ(bus.at(3).live_members(), 1u);
+  bus.at(3).UpdateSeeds(bus.now(), {});
+  bus.at(3).UpdateSeeds(bus.now(), {"n3:7980"});  // only itself: nothing to join
+  bus.RunFor(absl::Seconds(60));
+  ASSERT_EQ(bus.at(3).live_members(), 1u);
+  bus.at(3).UpdateSeeds(bus.now(), {"n2:7980", "n3:7980"});
+  bus.RunFor(absl::Seconds(5));
+  for (int i = 1; i <= 3; ++i) EXPECT_EQ(bus.at(i).live_members(), 3u) << i;
+}
+
+// A joined member given seeds of members it does not know (another side that started apart)
+// reaches them through its reconnect round.
+TEST(MemberlistTest, NewSeedsOfAJoinedMemberReachTheOtherSide) {
+  Bus bus(4);
+  bus.at(1).Join(bus.now(), {"n2:7980"});
+  bus.at(2).Join(bus.now(), {"n1:7980"});
+  bus.at(3).Join(bus.now(), {"n4:7980"});
+  bus.at(4).Join(bus.now(), {"n3:7980"});
+  bus.RunFor(absl::Seconds(60));
+  ASSERT_EQ(bus.at(1).live_members(), 2u);
+  ASSERT_EQ(bus.at(3).live_members(), 2u);
+  bus.at(1).UpdateSeeds(bus.now(), {"n2:7980", "n3:7980"});
+  bus.RunFor(absl::Seconds(60));
+  for (int i = 1; i <= 4; ++i) EXPECT_EQ(bus.at(i).live_members(), 4u) << i;
+}
+
 TEST(MemberlistTest, Swim42_CrashedMemberIsSuspectedThenDeclaredDead) {
   Bus bus(4);
   JoinAllThrough(bus, 4);
