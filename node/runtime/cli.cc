@@ -46,6 +46,7 @@
 #include "node/runtime/asio_env.h"
 #include "node/runtime/etcd_service.h"
 #include "node/runtime/backup_stores.h"
+#include "node/runtime/discovery.h"
 #include "node/runtime/http_server.h"
 #include "env/status_macros.h"
 
@@ -269,6 +270,13 @@ const std::vector<FlagSpec>& RunFlags() {
        "and no --initial-cluster, the members agree over gossip on the N that start the "
        "cluster (needs the certificates of one CA and its key, --ca-key). Default: the hosts "
        "of --initial-cluster at this member's gossip port"},
+      {"peer-discovery", "", "",
+       "where else to find the other members' gossip addresses, looked up again every "
+       "--peer-discovery-interval: file:PATH (one host[:port] per line), dns:NAME[:PORT] (A "
+       "records) or dns-srv:NAME (SRV records); joined with --bootstrap-addrs"},
+      {"peer-discovery-interval", "", "30s", "how often --peer-discovery looks again"},
+      {"peer-discovery-dns-server", "", "",
+       "host:port of the DNS server dns: and dns-srv: ask (default: /etc/resolv.conf's)"},
       {"initial-cluster", "", "",
        "static membership: name=host:peerport,... (or name=https://host:peerport) including "
        "this member (default: this member alone)"},
@@ -325,6 +333,9 @@ struct RunConfig {
   std::string peer_addr;
   std::string gossip_addr;
   std::vector<std::string> gossip_seeds;  // host:port
+  std::string peer_discovery;             // a --peer-discovery spec, or empty
+  absl::Duration peer_discovery_interval = absl::Seconds(30);
+  std::string peer_discovery_dns_server;
   std::string ca_key;                     // empty: no gossip (its key derives from the CA key)
   std::string plaintext_client_addr;
   std::string metrics_addr;
@@ -371,6 +382,13 @@ uint16_t PortOf(const std::string& addr) {
   return port;
 }
 
+DiscoveryOptions DiscoveryOptionsOf(const RunConfig& c) {
+  DiscoveryOptions o;
+  o.default_port = PortOf(c.gossip_addr);
+  o.dns_server = c.peer_discovery_dns_server;
+  return o;
+}
+
 bool IsLoopback(const std::string& addr) {
   std::string host;
   uint16_t port = 0;
@@ -407,8 +425,8 @@ absl::Status EnsureCertificates(RunConfig& c, FlagValues& f) {
   }
   if (c.gossip_bootstrap && f["ca-key"].empty()) {
     return absl::InvalidArgumentError(
-        "--ca-key is needed with --required-cluster-size > 1 and --bootstrap-addrs: the members "
-        "agree over gossip, which is keyed from the CA key");
+        "--ca-key is needed with --required-cluster-size > 1 and no --initial-cluster: the "
+        "members agree over gossip, which is keyed from the CA key");
   }
   if (given == 0) {
     const std::string dir = c.data_dir + "/pki";
@@ -549,10 +567,11 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
         "--initial-cluster-state existing needs --initial-cluster naming the running members");
   }
   if (f["initial-cluster"].empty()) {
-    if (size > 1 && f["bootstrap-addrs"].empty()) {
+    if (size > 1 && f["bootstrap-addrs"].empty() && f["peer-discovery"].empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--required-cluster-size=", size, " needs --bootstrap-addrs (the gossip addresses of "
-          "the other members, to agree with them on the cluster) or --initial-cluster"));
+          "--required-cluster-size=", size, " needs --bootstrap-addrs or --peer-discovery (how "
+          "to find the gossip addresses of the other members, to agree with them on the "
+          "cluster) or --initial-cluster"));
     }
     c.gossip_bootstrap = size > 1;
     Member self;
@@ -603,7 +622,24 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
     }
     c.gossip_seeds.push_back(seed);
   }
-  if (c.gossip_seeds.empty()) {
+  c.peer_discovery = f["peer-discovery"];
+  c.peer_discovery_dns_server = f["peer-discovery-dns-server"];
+  E2D_ASSIGN_OR_RETURN(c.peer_discovery_interval,
+                       ParseDurationFlag("peer-discovery-interval", f["peer-discovery-interval"]));
+  if (c.peer_discovery_interval < absl::Seconds(1)) {
+    return absl::InvalidArgumentError("--peer-discovery-interval must be at least 1s");
+  }
+  if (!c.peer_discovery.empty()) {
+    // Checked now, so that a bad spec fails at start rather than in the log of every lookup.
+    E2D_RETURN_IF_ERROR(NewPeerDiscovery(c.peer_discovery, DiscoveryOptionsOf(c)).status());
+  }
+  if (!c.peer_discovery_dns_server.empty() &&
+      !SplitHostPort(c.peer_discovery_dns_server, &h, &p).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--peer-discovery-dns-server: \"",
+                                                   c.peer_discovery_dns_server,
+                                                   "\" is not host:port"));
+  }
+  if (c.gossip_seeds.empty() && c.peer_discovery.empty()) {
     for (const Member& m : c.initial_cluster) {
       if (m.name == c.name) continue;
       if (SplitHostPort(m.peer_address, &h, &p).ok()) {
@@ -822,6 +858,84 @@ absl::StatusOr<std::string> SetAside(const std::string& data_dir) {
   return tmp.substr(0, tmp.size() - 4);
 }
 
+// --peer-discovery at work: a lookup on the env's offload worker every interval (one at a
+// time); what it finds, with the static seeds, becomes gossip's seeds. Logs a change of what
+// is found, and a failing lookup once until it works again. Lives on the node's thread.
+class DiscoveryLoop {
+ public:
+  DiscoveryLoop(AsioEnv& env, gossip::GossipNode& gossip, std::unique_ptr<PeerDiscovery> d,
+                std::vector<std::string> static_seeds, absl::Duration interval)
+      : env_(env), state_(std::make_shared<State>()), interval_(interval) {
+    state_->discovery = std::move(d);
+    state_->gossip = &gossip;
+    state_->static_seeds = std::move(static_seeds);
+    Lookup();
+  }
+  ~DiscoveryLoop() {
+    state_->gossip = nullptr;  // a lookup still on the worker finds nobody to tell
+    if (timer_.has_value()) env_.clock().Cancel(*timer_);
+  }
+  DiscoveryLoop(const DiscoveryLoop&) = delete;
+  DiscoveryLoop& operator=(const DiscoveryLoop&) = delete;
+
+ private:
+  struct State {
+    std::shared_ptr<PeerDiscovery> discovery;
+    gossip::GossipNode* gossip = nullptr;  // null once the loop is gone
+    std::vector<std::string> static_seeds;
+    absl::StatusOr<std::vector<std::string>> found = std::vector<std::string>{};
+    std::vector<std::string> last_found;
+    std::string last_error;
+  };
+
+  void Lookup() {
+    timer_.reset();
+    std::shared_ptr<State> state = state_;
+    absl::Status s = env_.Offload(
+        [state, d = state->discovery] { state->found = d->Find(); },
+        [this, state] {
+          if (state->gossip == nullptr) return;
+          Found(*state);
+          timer_ = env_.clock().After(interval_, [this] { Lookup(); });
+        });
+    if (!s.ok()) {  // the worker is full (backups): try again next period
+      env_.Log(absl::StrCat("level=warn msg=\"peer discovery: lookup not started\" why=\"",
+                            s.message(), "\""));
+      timer_ = env_.clock().After(interval_, [this] { Lookup(); });
+    }
+  }
+
+  void Found(State& state) {
+    const std::string& spec = state.discovery->spec();
+    if (!state.found.ok()) {
+      const std::string why(state.found.status().message());
+      if (why != state.last_error) {
+        env_.Log(absl::StrCat("level=warn msg=\"peer discovery failed; trying again every ",
+                              absl::FormatDuration(interval_), "\" spec=\"", spec, "\" why=\"",
+                              why, "\""));
+      }
+      state.last_error = why;
+      return;
+    }
+    state.last_error.clear();
+    if (*state.found != state.last_found) {
+      env_.Log(absl::StrCat("level=info msg=\"peer discovery\" spec=\"", spec, "\" found=\"",
+                            absl::StrJoin(*state.found, ","), "\""));
+      state.last_found = *state.found;
+    }
+    std::vector<std::string> seeds = state.static_seeds;
+    seeds.insert(seeds.end(), state.found->begin(), state.found->end());
+    std::sort(seeds.begin(), seeds.end());
+    seeds.erase(std::unique(seeds.begin(), seeds.end()), seeds.end());
+    state.gossip->UpdateSeeds(std::move(seeds));
+  }
+
+  AsioEnv& env_;
+  const std::shared_ptr<State> state_;
+  const absl::Duration interval_;
+  std::optional<env::TimerId> timer_;
+};
+
 int Serve(RunConfig c, std::optional<RecoveryDecision>* restart) {
   asio::io_context io;
   // Every check that can fail on bad input (certificates, ports) comes before the data
@@ -910,6 +1024,7 @@ int Serve(RunConfig c, std::optional<RecoveryDecision>* restart) {
   env.set_log_level(c.log_level);
   std::unique_ptr<AsioEnv> gossip_env;
   std::unique_ptr<gossip::GossipNode> gossip;
+  std::unique_ptr<DiscoveryLoop> discovery;  // before gossip goes, and its env
   if (gossip_net != nullptr) {
     gossip_env = std::make_unique<AsioEnv>(io, c.data_dir, std::move(gossip_net));
     gossip_env->set_log_level(c.log_level);
@@ -919,6 +1034,13 @@ int Serve(RunConfig c, std::optional<RecoveryDecision>* restart) {
                            " member=", e.member.name, " addr=", e.member.addr));
     });
     gossip->Join(c.gossip_seeds);
+    if (!c.peer_discovery.empty()) {
+      absl::StatusOr<std::unique_ptr<PeerDiscovery>> d =
+          NewPeerDiscovery(c.peer_discovery, DiscoveryOptionsOf(c));
+      if (!d.ok()) return Fail("run", d.status());
+      discovery = std::make_unique<DiscoveryLoop>(*gossip_env, *gossip, *std::move(d),
+                                                  c.gossip_seeds, c.peer_discovery_interval);
+    }
   }
   // A restore is decided before a gossip bootstrap (the backup is part of what the members
   // agree on), unless this member bootstrapped already (its record says which backup).

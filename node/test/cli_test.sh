@@ -39,6 +39,13 @@ expect 2 "is not a loopback address" run --plaintext-client-addr 10.1.2.3:2379
 expect 2 "needs --bootstrap-addrs" run -n 3
 expect 1 "need certificates of one CA" run -n 3 --bootstrap-addrs 10.0.0.1 --data-dir d0
 expect 1 "--ca-key is needed" "${RUN[@]}" -n 3 --bootstrap-addrs 10.0.0.1
+expect 1 "--ca-key is needed" "${RUN[@]}" -n 3 --peer-discovery dns:peers.example.com
+expect 2 "unknown provider \"consul\"" run -n 3 --peer-discovery consul:x
+expect 2 "peer-discovery \"dns:a b\": not NAME or NAME:PORT" run -n 3 --peer-discovery "dns:a b"
+expect 2 "expected file:PATH, dns:NAME\[:PORT\] or dns-srv:NAME" run --peer-discovery file
+expect 2 "peer-discovery-interval must be at least 1s" run --peer-discovery-interval 10ms
+expect 2 "peer-discovery-dns-server: \"8.8.8.8\" is not host:port" run \
+  --peer-discovery dns:x --peer-discovery-dns-server 8.8.8.8
 expect 2 "is not name=host:port" run --initial-cluster a=nowhere
 expect 2 "not in the initial cluster" "${RUN[@]}" --initial-cluster b=127.0.0.1:1
 expect 2 "is neither new nor existing" run --initial-cluster-state old

@@ -1,0 +1,73 @@
+// Copyright e2d authors.
+//
+// Peer discovery: how a member finds the gossip addresses of the others when they are not
+// listed on its command line. One interface, one provider per `--peer-discovery` spec:
+//
+//   file:PATH        one gossip address per line, host or host:port ('#' starts a comment);
+//                    read again at every lookup, so a provisioning tool can fill it in later
+//   dns:NAME[:PORT]  the addresses of NAME's A records, at PORT (the gossip port by default)
+//   dns-srv:NAME     NAME's SRV records (e.g. _e2d-gossip._udp.example.com): each target's
+//                    addresses at the record's port
+//
+// `--bootstrap-addrs` stays the static list; the runtime joins through the union of both, and
+// looks again every `--peer-discovery-interval`, so members that appear later (an autoscaling
+// group filling up, DNS records published after boot) are found. A lookup that finds nobody
+// changes nothing: it never makes a member bootstrap alone (gossip::Memberlist::UpdateSeeds).
+//
+// Lookups block; the runtime makes them from the env's offload worker, never from the node's
+// thread. Each is bounded: DNS by `dns_timeout` for the whole lookup, a peer file by
+// kPeerFileMax bytes, and every result by kDiscoveredMax addresses. Runtime only (the
+// simulator hands seeds to gossip directly).
+
+#ifndef E2D_NODE_RUNTIME_DISCOVERY_H_
+#define E2D_NODE_RUNTIME_DISCOVERY_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace e2d::node {
+
+inline constexpr size_t kDiscoveredMax = 256;
+inline constexpr size_t kPeerFileMax = 1 << 20;
+
+class PeerDiscovery {
+ public:
+  virtual ~PeerDiscovery() = default;
+
+  // The spec it was made from, for logs.
+  virtual const std::string& spec() const = 0;
+
+  // The gossip addresses found now, as host:port, sorted and without duplicates; possibly
+  // none. An error says what failed and where (the file and line, the DNS name and server).
+  // Blocking, bounded as the header comment says.
+  virtual absl::StatusOr<std::vector<std::string>> Find() = 0;
+};
+
+struct DiscoveryOptions {
+  uint16_t default_port = 7980;  // for addresses given without one
+  // host:port of the DNS server to ask; empty: the system's (/etc/resolv.conf).
+  std::string dns_server;
+  absl::Duration dns_timeout = absl::Seconds(5);
+};
+
+// InvalidArgument naming the spec for an unknown provider or a malformed argument. Nothing is
+// looked up here.
+absl::StatusOr<std::unique_ptr<PeerDiscovery>> NewPeerDiscovery(std::string_view spec,
+                                                                const DiscoveryOptions& options);
+
+// A peer file's content (see file: above). Errors name `where` and the line, e.g.
+// "/etc/e2d/peers:3: \"a b\" is not host or host:port".
+absl::StatusOr<std::vector<std::string>> ParsePeerList(std::string_view content,
+                                                       uint16_t default_port,
+                                                       std::string_view where);
+
+}  // namespace e2d::node
+
+#endif  // E2D_NODE_RUNTIME_DISCOVERY_H_

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Multi-process test of peer discovery (node/runtime/discovery.h) with the real e2d and the
+# stock etcdctl over mutual TLS, on loopback:
+#   1. three members start with the same command line, -n 3 and only --peer-discovery
+#      file:PEERS, before the file exists: each logs why discovery fails and meets nobody over
+#      gossip; nobody bootstraps a cluster of one;
+#   2. the file appears with a bad line: the members log the file and line, and still wait;
+#   3. the file is fixed: at their next lookup the members find each other, agree on the
+#      cluster over gossip and serve writes as three voters;
+#   4. a member restarted with the file gone again rejoins from its own data (discovery is only
+#      for finding peers; a restart never needs it).
+# Waits poll a condition with a deadline; nothing relies on a sleep being long enough.
+set -euo pipefail
+
+E2D="$(pwd)/$1"
+source node/test/lib.sh  # (the runfiles root is the working directory)
+export ETCDCTL_API=3
+WORK="${TEST_TMPDIR:-$(mktemp -d)}/discovery"
+rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK"
+fail() { echo "FAIL: $*" >&2; for f in "$WORK"/*.log; do echo "== $f"; tail -30 "$f"; done >&2; exit 1; }
+
+"$E2D" pki init --ca-cert ca.crt --ca-key ca.key >/dev/null
+"$E2D" pki gencerts --ca-cert ca.crt --ca-key ca.key --output-dir . >/dev/null
+TLS=(--cacert ca.crt --cert client.crt --key client.key)
+NAMES=(d1 d2 d3)
+declare -A CPORT PPORT MPORT GPORT PID
+for n in "${NAMES[@]}"; do
+  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
+done
+start() {  # start NAME: the same command line for every member
+  local n="$1"
+  "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 -n 3 \
+    --peer-discovery "file:$WORK/peers" --peer-discovery-interval 1s \
+    --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
+    --metrics-addr "127.0.0.1:${MPORT[$n]}" --gossip-addr "127.0.0.1:${GPORT[$n]}" \
+    --ca-cert ca.crt --ca-key ca.key --server-cert server.crt --server-key server.key \
+    --peer-cert peer.crt --peer-key peer.key --election-timeout 500ms \
+    --health-check-interval 500ms --health-check-timeout 3s >>"$n.log" 2>&1 &
+  PID[$n]=$!
+  PIDS+=($!)
+}
+ep() { echo "https://127.0.0.1:${CPORT[$1]}"; }
+ALL=""
+for n in "${NAMES[@]}"; do ALL="${ALL:+$ALL,}$(ep "$n")"; done
+alive_in_gossip() { http_get "${MPORT[$1]}" /metrics | sed -n 's/^e2d_gossip_members{state="alive"} //p'; }
+alive_is() { [[ "$(alive_in_gossip "$1")" == "$2" ]]; }  # alive_is NAME N
+
+echo "== 1. no peer file yet: every member logs why, and runs alone"
+for n in "${NAMES[@]}"; do start "$n"; done
+for n in "${NAMES[@]}"; do
+  wait_for "$n to log the failed lookup" 30 \
+    grep -q "peer discovery failed.*peer file $WORK/peers cannot be read" "$n.log"
+done
+# Step 3 checks that these log lines do show up once the members find each other.
+for n in "${NAMES[@]}"; do
+  for m in "${NAMES[@]}"; do
+    if grep -q "event=join member=$m " "$n.log"; then fail "$n met $m without discovery"; fi
+  done
+done
+for n in "${NAMES[@]}"; do
+  if grep -q 'msg="serving"' "$n.log"; then fail "$n started a cluster"; fi
+done
+
+echo "== 2. a bad line: named by file and line"
+printf '# the members\n127.0.0.1:%s\nnot an address\n' "${GPORT[d1]}" >peers.tmp
+mv peers.tmp peers
+for n in "${NAMES[@]}"; do
+  wait_for "$n to log the bad line" 30 grep -q "$WORK/peers:3: .*not an address" "$n.log"
+done
+
+echo "== 3. the file is fixed: the members find each other and bootstrap"
+for n in "${NAMES[@]}"; do echo "127.0.0.1:${GPORT[$n]}"; done >peers.tmp
+mv peers.tmp peers
+wait_for "the cluster to accept a write" 60 etcdctl "${TLS[@]}" --endpoints "$ALL" put k v
+for n in "${NAMES[@]}"; do
+  grep -q "msg=\"peer discovery\".*found=\".*127.0.0.1:${GPORT[d3]}" "$n.log" ||
+    fail "$n does not log what it found"
+  for m in "${NAMES[@]}"; do
+    [[ "$m" == "$n" ]] || grep -q "event=join member=$m " "$n.log" || fail "$n never met $m"
+  done
+  wait_for "$n to see three alive in gossip" 30 alive_is "$n" 3
+done
+voters=$(etcdctl "${TLS[@]}" --endpoints "$(ep d1)" member list | grep -c ', started, .*, false$')
+[[ "$voters" == 3 ]] || fail "$voters voters, not 3"
+[[ $(ls -d data-*/ | wc -l) == 3 ]] || fail "data directories"
+CLUSTER=$(etcdctl "${TLS[@]}" --endpoints "$(ep d1)" endpoint status -w fields |
+  awk -F' : ' '/"ClusterID"/ {print $2}')
+for n in d2 d3; do
+  id=$(etcdctl "${TLS[@]}" --endpoints "$(ep "$n")" endpoint status -w fields |
+    awk -F' : ' '/"ClusterID"/ {print $2}')
+  [[ "$id" == "$CLUSTER" ]] || fail "$n is in cluster $id, d1 in $CLUSTER"
+done
+
+echo "== 4. a restart without the peer file rejoins from the member's own data"
+rm peers
+kill -9 "${PID[d3]}"; wait "${PID[d3]}" 2>/dev/null || true
+start d3
+wait_for "d3 to serve again" 60 etcdctl "${TLS[@]}" --endpoints "$(ep d3)" get k
+[[ "$(etcdctl "${TLS[@]}" --endpoints "$(ep d3)" get k --print-value-only)" == v ]] ||
+  fail "d3 lost the write"
+etcdctl "${TLS[@]}" --endpoints "$ALL" put k2 v2 | grep -qx OK || fail "write after restart"
+echo "PASS"
