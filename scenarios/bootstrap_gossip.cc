@@ -7,7 +7,10 @@
 // -n 3, 5 told -n 5, or 4 told -n 3 (one too many: it must stay out); in half the runs every
 // member is given the same backup to restore (--restore-backup), which the set must carry. On
 // top of the swarm, most members start late (up to 20 s) and half the runs start split in two
-// for 5-25 s.
+// for 5-25 s. In half the runs the members are not told the addresses: they find them by peer
+// discovery (node/runtime/discovery.h), modelled as a registry that lists each machine from a
+// random moment in the first 30 s on, and that every member looks up every 1-5 s
+// (GossipNode::UpdateSeeds), starting with nothing found.
 //
 // Each simulated machine runs the real GossipNode and Bootstrapper; once a member bootstraps it
 // publishes the running meta, as the node does. Oracles:
@@ -65,18 +68,33 @@ class Run;
 // One machine: gossip, and the bootstrapper driving it (destroyed first).
 class BootstrapProcess final : public sim::Process {
  public:
+  // `discover` set: `seeds` is ignored, and the member looks up what discover() returns every
+  // `discovery_period` instead.
   BootstrapProcess(env::Env& env, NodeId n, int required, const std::string& restore,
                    std::vector<env::Address> seeds,
+                   std::function<std::vector<env::Address>()> discover,
+                   absl::Duration discovery_period,
                    std::function<void(NodeId, absl::StatusOr<node::BootstrapSet>)> on_done)
-      : gossip_(env, GossipConfig(env, n), ClusterKeyring()),
+      : env_(env),
+        discover_(std::move(discover)),
+        discovery_period_(discovery_period),
+        gossip_(env, GossipConfig(env, n), ClusterKeyring()),
         boot_(env, &gossip_, BootConfig(n, required, restore),
               [this, n, on_done](absl::StatusOr<node::BootstrapSet> s) {
                 if (s.ok()) PublishRunning(n, *s);
                 on_done(n, std::move(s));
               }) {
     gossip_.set_check_invariants(true);
-    gossip_.Join(std::move(seeds));
+    if (discover_) {
+      gossip_.Join({});
+      Discover();
+    } else {
+      gossip_.Join(std::move(seeds));
+    }
     boot_.Start();
+  }
+  ~BootstrapProcess() override {
+    if (discovery_timer_.has_value()) env_.clock().Cancel(*discovery_timer_);
   }
   const std::string& why() const { return boot_.why(); }
 
@@ -107,6 +125,15 @@ class BootstrapProcess final : public sim::Process {
     E2D_CHECK(s.ok(), "%s", s.ToString().c_str());
   }
 
+  void Discover() {
+    gossip_.UpdateSeeds(discover_());
+    discovery_timer_ = env_.clock().After(discovery_period_, [this] { Discover(); });
+  }
+
+  env::Env& env_;
+  const std::function<std::vector<env::Address>()> discover_;
+  const absl::Duration discovery_period_;
+  std::optional<env::TimerId> discovery_timer_;
   gossip::GossipNode gossip_;
   node::Bootstrapper boot_;
 };
@@ -117,8 +144,10 @@ class Run {
       : schedule_(schedule),
         sim_(schedule.seed),
         cluster_(sim_, [this](env::Env& env, NodeId n) -> std::unique_ptr<sim::Process> {
+          std::function<std::vector<env::Address>()> discover;
+          if (discovery_) discover = [this] { return registry_; };
           return std::make_unique<BootstrapProcess>(
-              env, n, required_, restore_, seeds_,
+              env, n, required_, restore_, seeds_, std::move(discover), discovery_period_,
               [this](NodeId at, absl::StatusOr<node::BootstrapSet> s) { OnDone(at, s); });
         }) {
     sim_.set_trace(options.trace);
@@ -127,8 +156,14 @@ class Run {
     if (env::Random(schedule.seed).Fork("bootstrap-restore").Uniform(2) == 1) {
       restore_ = "e2d-00000000000000aa-00000000000000000042.bkp";
     }
-    // Every member is told every address (--bootstrap-addrs lists them all).
+    // Every member is told every address (--bootstrap-addrs lists them all), or finds them.
     for (int i = 1; i <= schedule.nodes; ++i) seeds_.push_back(GossipAddress(i));
+    env::Random discovery = env::Random(schedule.seed).Fork("bootstrap-discovery");
+    discovery_ = discovery.Uniform(2) == 1;
+    discovery_period_ = absl::Milliseconds(discovery.Range(1'000, 5'000));
+    for (int i = 1; i <= schedule.nodes; ++i) {
+      listed_at_ms_.push_back(discovery_ ? discovery.Range(0, 30'000) : 0);
+    }
   }
 
   static int RequiredFor(int nodes) {
@@ -140,6 +175,13 @@ class Run {
   }
 
   sim::ScenarioResult Go() {
+    for (int i = 1; i <= schedule_.nodes; ++i) {
+      const int64_t at_ns = sim_.now_ns() + listed_at_ms_[i - 1] * kMs;
+      sim_.Schedule(at_ns, sim::kNoNode, "discovery-lists", i, [this, i] {
+        registry_.push_back(GossipAddress(i));
+        std::sort(registry_.begin(), registry_.end());
+      });
+    }
     for (int i = 1; i <= schedule_.nodes; ++i) cluster_.AddNode(GossipAddress(i));
     sim::ScheduleFaults(schedule_, cluster_, [this](const std::string& why) { Fail(why); });
     const int64_t heal_ns = schedule_.duration_ms * kMs;
@@ -161,8 +203,9 @@ class Run {
     r.events = sim_.events_run();
     r.end_ns = sim_.now_ns();
     r.summary = absl::StrFormat(
-        "members=%d required=%d restore=%d bootstrapped=%d joined=%d first_ms=%d",
-        schedule_.nodes, required_, restore_.empty() ? 0 : 1, static_cast<int>(committed_.size()),
+        "members=%d required=%d restore=%d discovery=%d bootstrapped=%d joined=%d first_ms=%d",
+        schedule_.nodes, required_, restore_.empty() ? 0 : 1, discovery_ ? 1 : 0,
+        static_cast<int>(committed_.size()),
         static_cast<int>(joined_.size()),
                                 static_cast<int>(first_commit_ms_));
     if (!r.pass) r.log_tail = absl::StrJoin(cluster_.log_tail(), "\n");
@@ -272,6 +315,10 @@ class Run {
   int required_ = 0;
   std::string restore_;  // the backup every member is given, or none
   std::vector<env::Address> seeds_;
+  bool discovery_ = false;  // members find each other through registry_ instead of seeds_
+  absl::Duration discovery_period_;
+  std::vector<int64_t> listed_at_ms_;  // per machine: when the registry starts listing it
+  std::vector<env::Address> registry_;  // sorted
   sim::Cluster cluster_;
   std::string failure_;
   absl::btree_map<NodeId, node::BootstrapSet> committed_;
