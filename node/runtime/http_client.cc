@@ -372,4 +372,66 @@ absl::StatusOr<HttpReply> HttpFetch(const HttpTarget& target, const HttpRequestS
   }
 }
 
+absl::Status ParseAuthority(std::string_view authority_in, bool tls, HttpTarget* t,
+                            std::string_view what_in) {
+  const absl::string_view authority = env::ToAbsl(authority_in);
+  const absl::string_view what = env::ToAbsl(what_in);
+  t->tls = tls;
+  t->port = tls ? 443 : 80;
+  absl::string_view host = authority;
+  absl::string_view port;
+  if (absl::StartsWith(authority, "[")) {
+    const size_t close = authority.find(']');
+    if (close == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": unclosed [ in \"", authority, "\""));
+    }
+    host = authority.substr(1, close - 1);
+    absl::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": bad host \"", authority, "\""));
+      }
+      port = after.substr(1);
+    }
+  } else if (const size_t colon = authority.rfind(':'); colon != absl::string_view::npos) {
+    host = authority.substr(0, colon);
+    port = authority.substr(colon + 1);
+  }
+  if (host.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": no host in \"", authority, "\""));
+  }
+  for (const char c : host) {
+    if (!absl::ascii_isalnum(c) && c != '.' && c != '-' && c != ':' && c != '_') {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": bad host \"", host, "\""));
+    }
+  }
+  t->host = std::string(host);
+  if (!port.empty() || absl::EndsWith(authority, ":")) {
+    if (!absl::SimpleAtoi(port, &t->port) || t->port < 1 || t->port > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": bad port \"", port, "\""));
+    }
+  }
+  return absl::OkStatus();
+}
+
+constexpr char kHexUpper[] = "0123456789ABCDEF";  // percent-encoding
+
+std::string UriEncode(std::string_view s_in, bool encode_slash) {
+  const absl::string_view s = env::ToAbsl(s_in);
+  std::string out;
+  out.reserve(s.size());
+  for (const char ch : s) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' ||
+        (c == '/' && !encode_slash)) {
+      out.push_back(ch);
+    } else {
+      out.push_back('%');
+      out.push_back(kHexUpper[c >> 4]);
+      out.push_back(kHexUpper[c & 15]);
+    }
+  }
+  return out;
+}
+
 }  // namespace e2d::node

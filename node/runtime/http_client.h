@@ -63,6 +63,14 @@ struct HttpFetchOptions {
   std::string ca_file;  // TLS only; empty: the system's trust store
 };
 
+// "host[:port]" or "[v6][:port]" into `t` (port 443 with TLS, else 80, unless given); `what`
+// names the flag or variable in errors.
+absl::Status ParseAuthority(std::string_view authority, bool tls, HttpTarget* t,
+                            std::string_view what);
+
+// Percent-encodes every byte but A-Z a-z 0-9 - . _ ~ (and '/' unless `encode_slash`).
+std::string UriEncode(std::string_view s, bool encode_slash);
+
 absl::StatusOr<HttpReply> HttpFetch(const HttpTarget& target, const HttpRequestSpec& request,
                                     const HttpFetchOptions& options);
 

@@ -22,7 +22,6 @@ namespace e2d::node {
 
 namespace {
 
-constexpr char kHexUpper[] = "0123456789ABCDEF";  // percent-encoding
 
 std::string HmacSha256(absl::string_view key, absl::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
@@ -39,46 +38,6 @@ std::string Getenv(const std::function<const char*(const char*)>& getenv, const 
   return v == nullptr ? "" : v;
 }
 
-// "host[:port]" or "[v6][:port]" into the target; `what` names the flag part for errors.
-absl::Status ParseAuthority(absl::string_view authority, bool tls, HttpTarget* t,
-                            absl::string_view what) {
-  t->tls = tls;
-  t->port = tls ? 443 : 80;
-  absl::string_view host = authority;
-  absl::string_view port;
-  if (absl::StartsWith(authority, "[")) {
-    const size_t close = authority.find(']');
-    if (close == absl::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": unclosed [ in \"", authority, "\""));
-    }
-    host = authority.substr(1, close - 1);
-    absl::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after[0] != ':') {
-        return absl::InvalidArgumentError(absl::StrCat(what, ": bad host \"", authority, "\""));
-      }
-      port = after.substr(1);
-    }
-  } else if (const size_t colon = authority.rfind(':'); colon != absl::string_view::npos) {
-    host = authority.substr(0, colon);
-    port = authority.substr(colon + 1);
-  }
-  if (host.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": no host in \"", authority, "\""));
-  }
-  for (const char c : host) {
-    if (!absl::ascii_isalnum(c) && c != '.' && c != '-' && c != ':' && c != '_') {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": bad host \"", host, "\""));
-    }
-  }
-  t->host = std::string(host);
-  if (!port.empty() || absl::EndsWith(authority, ":")) {
-    if (!absl::SimpleAtoi(port, &t->port) || t->port < 1 || t->port > 65535) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": bad port \"", port, "\""));
-    }
-  }
-  return absl::OkStatus();
-}
 
 // AWS's bucket naming rules: 3-63 of a-z 0-9 . -, starting and ending with a letter or digit.
 absl::Status CheckBucket(absl::string_view b, absl::string_view url) {
@@ -216,7 +175,10 @@ absl::StatusOr<S3Config> ParseS3Url(const std::string& url,
         return absl::InvalidArgumentError(
             absl::StrCat(endpoint_var, " \"", endpoint, "\": a path is not supported"));
       }
-      if (absl::Status s = ParseAuthority(e, tls, &c.endpoint, endpoint_var); !s.ok()) return s;
+      if (absl::Status s = ParseAuthority(env::ToStd(e), tls, &c.endpoint, endpoint_var);
+          !s.ok()) {
+        return s;
+      }
     } else {
       // AWS itself. A dotted bucket name would not match the wildcard certificate of the
       // virtual host, so it goes path-style.
@@ -241,7 +203,7 @@ absl::StatusOr<S3Config> ParseS3Url(const std::string& url,
       return absl::InvalidArgumentError(absl::StrCat(
           "--snapshot-backup-url ", url, ": no bucket (http(s)://HOST[:PORT]/BUCKET[/PREFIX])"));
     }
-    if (absl::Status s = ParseAuthority(rest.substr(0, slash), tls, &c.endpoint,
+    if (absl::Status s = ParseAuthority(env::ToStd(rest.substr(0, slash)), tls, &c.endpoint,
                                         absl::StrCat("--snapshot-backup-url ", url));
         !s.ok()) {
       return s;
@@ -260,23 +222,6 @@ absl::StatusOr<S3Config> ParseS3Url(const std::string& url,
   return c;
 }
 
-std::string UriEncode(std::string_view s_in, bool encode_slash) {
-  const absl::string_view s = env::ToAbsl(s_in);
-  std::string out;
-  out.reserve(s.size());
-  for (const char ch : s) {
-    const unsigned char c = static_cast<unsigned char>(ch);
-    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' ||
-        (c == '/' && !encode_slash)) {
-      out.push_back(ch);
-    } else {
-      out.push_back('%');
-      out.push_back(kHexUpper[c >> 4]);
-      out.push_back(kHexUpper[c & 15]);
-    }
-  }
-  return out;
-}
 
 std::string Sha256Hex(std::string_view data_in) {
   const absl::string_view data = env::ToAbsl(data_in);

@@ -71,8 +71,6 @@ bool IsS3Url(std::string_view url);
 
 // --- AWS Signature Version 4, exposed for tests ---
 
-// Percent-encodes every byte but A-Z a-z 0-9 - . _ ~ (and '/' unless `encode_slash`).
-std::string UriEncode(std::string_view s, bool encode_slash);
 std::string Sha256Hex(std::string_view data);
 
 struct SigV4Request {
