@@ -273,7 +273,11 @@ const std::vector<FlagSpec>& RunFlags() {
       {"peer-discovery", "", "",
        "where else to find the other members' gossip addresses, looked up again every "
        "--peer-discovery-interval: file:PATH (one host[:port] per line), dns:NAME[:PORT] (A "
-       "records) or dns-srv:NAME (SRV records); joined with --bootstrap-addrs"},
+       "records), dns-srv:NAME (SRV records) or etcd:URL (etcd's discovery protocol; each member "
+       "registers its gossip address); joined with --bootstrap-addrs"},
+      {"discovery", "", "",
+       "an etcd discovery URL (https://discovery.etcd.io/TOKEN, or a v2 keys directory of any "
+       "etcd): the same as --peer-discovery etcd:URL"},
       {"peer-discovery-interval", "", "30s", "how often --peer-discovery looks again"},
       {"peer-discovery-dns-server", "", "",
        "host:port of the DNS server dns: and dns-srv: ask (default: /etc/resolv.conf's)"},
@@ -386,6 +390,9 @@ DiscoveryOptions DiscoveryOptionsOf(const RunConfig& c) {
   DiscoveryOptions o;
   o.default_port = PortOf(c.gossip_addr);
   o.dns_server = c.peer_discovery_dns_server;
+  o.self_name = c.name;
+  o.self_address = absl::StrCat(c.host, ":", PortOf(c.gossip_addr));
+  o.required_size = c.required_size;
   return o;
 }
 
@@ -567,11 +574,13 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
         "--initial-cluster-state existing needs --initial-cluster naming the running members");
   }
   if (f["initial-cluster"].empty()) {
-    if (size > 1 && f["bootstrap-addrs"].empty() && f["peer-discovery"].empty()) {
+    if (size > 1 && f["bootstrap-addrs"].empty() && f["peer-discovery"].empty() &&
+        f["discovery"].empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--required-cluster-size=", size, " needs --bootstrap-addrs or --peer-discovery (how "
-          "to find the gossip addresses of the other members, to agree with them on the "
-          "cluster) or --initial-cluster"));
+          "--required-cluster-size=", size,
+          " needs --bootstrap-addrs, --peer-discovery or --discovery (how to find the gossip "
+          "addresses of the other members, to agree with them on the cluster) or "
+          "--initial-cluster"));
     }
     c.gossip_bootstrap = size > 1;
     Member self;
@@ -623,6 +632,14 @@ absl::StatusOr<RunConfig> ParseRunConfig(FlagValues& f) {
     c.gossip_seeds.push_back(seed);
   }
   c.peer_discovery = f["peer-discovery"];
+  if (!f["discovery"].empty()) {
+    if (!c.peer_discovery.empty()) {
+      return absl::InvalidArgumentError(
+          "--discovery and --peer-discovery exclude each other (--discovery URL is "
+          "--peer-discovery etcd:URL)");
+    }
+    c.peer_discovery = absl::StrCat("etcd:", f["discovery"]);
+  }
   c.peer_discovery_dns_server = f["peer-discovery-dns-server"];
   E2D_ASSIGN_OR_RETURN(c.peer_discovery_interval,
                        ParseDurationFlag("peer-discovery-interval", f["peer-discovery-interval"]));

@@ -22,7 +22,11 @@
 #include "absl/strings/strip.h"
 #include "env/check.h"
 #include "env/status_macros.h"
+#include "env/strings.h"
+#include "google/protobuf/util/json_util.h"
 #include "node/runtime/asio_env.h"
+#include "node/runtime/etcd_v2.pb.h"
+#include "node/runtime/http_client.h"
 
 namespace e2d::node {
 namespace {
@@ -309,7 +313,156 @@ class DnsSrvDiscovery : public PeerDiscovery {
   const DiscoveryOptions options_;
 };
 
+absl::StatusOr<etcdv2::Response> ParseEtcdReply(std::string_view json) {
+  etcdv2::Response r;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  const auto s = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(json.data(), json.size()), &r, options);
+  if (!s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "not an etcd v2 reply: ", std::string(s.message().data(), s.message().size())));
+  }
+  return r;
+}
+
+class EtcdDiscovery : public PeerDiscovery {
+ public:
+  EtcdDiscovery(std::string spec, std::string url, HttpTarget target, std::string path,
+                DiscoveryOptions options)
+      : spec_(std::move(spec)),
+        url_(std::move(url)),
+        target_(std::move(target)),
+        path_(std::move(path)),
+        options_(std::move(options)) {}
+
+  const std::string& spec() const override { return spec_; }
+
+  // Checks the size once, registers once, then lists.
+  absl::StatusOr<std::vector<std::string>> Find() override {
+    if (!size_checked_) {
+      E2D_ASSIGN_OR_RETURN(HttpReply reply, Fetch("GET", path_ + "/_config/size", ""));
+      if (reply.status == 404) {
+        return absl::FailedPreconditionError(absl::StrCat("etcd discovery ", url_,
+                                                          " has no size: set ", url_,
+                                                          "/_config/size to the -n of "
+                                                          "the members"));
+      }
+      E2D_RETURN_IF_ERROR(Expect200(reply, "GET", "/_config/size"));
+      absl::StatusOr<int> size = ParseEtcdDiscoverySize(reply.body);
+      if (!size.ok()) return Where(size.status(), "/_config/size");
+      if (options_.required_size != 0 && *size != options_.required_size) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("etcd discovery ", url_, " is for a cluster of ", *size,
+                         " but this member has -n ", options_.required_size));
+      }
+      size_checked_ = true;
+    }
+    if (!registered_ && !options_.self_name.empty()) {
+      const std::string entry = absl::StrCat(options_.self_name, "=", options_.self_address);
+      E2D_ASSIGN_OR_RETURN(
+          HttpReply reply,
+          Fetch("PUT", absl::StrCat(path_, "/", UriEncode(options_.self_name, true)),
+                absl::StrCat("value=", UriEncode(entry, true))));
+      if (reply.status != 201) {
+        E2D_RETURN_IF_ERROR(Expect200(reply, "PUT", "/" + options_.self_name));
+      }
+      registered_ = true;
+    }
+    E2D_ASSIGN_OR_RETURN(HttpReply reply, Fetch("GET", path_, ""));
+    if (reply.status == 404) return std::vector<std::string>{};  // nobody registered yet
+    E2D_RETURN_IF_ERROR(Expect200(reply, "GET", ""));
+    absl::StatusOr<std::vector<std::string>> found =
+        ParseEtcdDiscoveryListing(reply.body, options_.default_port);
+    if (!found.ok()) return Where(found.status(), "");
+    return found;
+  }
+
+ private:
+  absl::StatusOr<HttpReply> Fetch(const char* method, const std::string& path,
+                                  const std::string& form) {
+    HttpRequestSpec request;
+    request.method = method;
+    request.path_and_query = path;
+    if (!form.empty()) {
+      request.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
+      request.body = form;
+    }
+    HttpFetchOptions o;
+    o.timeout = options_.http_timeout;
+    o.total = options_.http_timeout;
+    o.max_body = kEtcdDiscoveryReplyMax;
+    o.ca_file = options_.ca_file;
+    absl::StatusOr<HttpReply> reply = HttpFetch(target_, request, o);
+    if (!reply.ok()) {
+      return absl::UnavailableError(absl::StrCat("etcd discovery ", method, " ", url_,
+                                                 path.substr(path_.size()), ": ",
+                                                 reply.status().message()));
+    }
+    return reply;
+  }
+
+  absl::Status Expect200(const HttpReply& reply, const char* method, const std::string& sub) {
+    if (reply.status == 200) return absl::OkStatus();
+    absl::StatusOr<etcdv2::Response> r = ParseEtcdReply(reply.body);
+    const std::string why = r.ok() && !r->message().empty()
+                                ? absl::StrCat(r->message(), " (etcd error ", r->error_code(), ")")
+                                : reply.body.substr(0, 200);
+    return absl::UnavailableError(absl::StrCat("etcd discovery ", method, " ", url_, sub, ": HTTP ",
+                                               reply.status, ": ", why));
+  }
+
+  absl::Status Where(const absl::Status& s, const std::string& sub) {
+    return absl::Status(s.code(), absl::StrCat("etcd discovery ", url_, sub, ": ", s.message()));
+  }
+
+  const std::string spec_;
+  const std::string url_;
+  const HttpTarget target_;
+  const std::string path_;  // the directory, no trailing slash
+  const DiscoveryOptions options_;
+  bool size_checked_ = false;
+  bool registered_ = false;
+};
+
 }  // namespace
+
+absl::StatusOr<std::vector<std::string>> ParseEtcdDiscoveryListing(std::string_view json,
+                                                                   uint16_t default_port) {
+  E2D_ASSIGN_OR_RETURN(etcdv2::Response r, ParseEtcdReply(json));
+  if (!r.has_node() || !r.node().dir()) {
+    return absl::InvalidArgumentError("the reply is not a directory listing");
+  }
+  if (static_cast<size_t>(r.node().nodes_size()) > kDiscoveredMax) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("more than ", kDiscoveredMax, " entries (", r.node().nodes_size(), ")"));
+  }
+  std::vector<std::string> found;
+  for (const etcdv2::Node& n : r.node().nodes()) {
+    if (n.dir()) continue;  // not an entry of ours
+    const size_t eq = n.value().find('=');
+    absl::StatusOr<std::string> address =
+        eq == std::string::npos
+            ? absl::InvalidArgumentError("no '='")
+            : NormalizeAddress(absl::string_view(n.value()).substr(eq + 1), default_port);
+    if (eq == 0 || !address.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "entry ", n.key(), ": \"", n.value().substr(0, 100), "\" is not NAME=HOST[:PORT]"));
+    }
+    found.push_back(*std::move(address));
+  }
+  return SortedUnique(std::move(found));
+}
+
+absl::StatusOr<int> ParseEtcdDiscoverySize(std::string_view json) {
+  E2D_ASSIGN_OR_RETURN(etcdv2::Response r, ParseEtcdReply(json));
+  int size = 0;
+  if (!absl::SimpleAtoi(r.node().value(), &size) || size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the size \"", r.node().value().substr(0, 20), "\" is not a number from 1"));
+  }
+  return size;
+}
 
 absl::StatusOr<std::vector<std::string>> ParsePeerList(std::string_view content,
                                                        uint16_t default_port,
@@ -346,7 +499,7 @@ absl::StatusOr<std::unique_ptr<PeerDiscovery>> NewPeerDiscovery(std::string_view
   auto bad = [&whole](absl::string_view why) {
     return absl::InvalidArgumentError(
         absl::StrCat("--peer-discovery \"", whole, "\": ", why,
-                     " (expected file:PATH, dns:NAME[:PORT] or dns-srv:NAME)"));
+                     " (expected file:PATH, dns:NAME[:PORT], dns-srv:NAME or etcd:URL)"));
   };
   const size_t colon = text.find(':');
   if (colon == absl::string_view::npos) return bad("no provider");
@@ -368,6 +521,31 @@ absl::StatusOr<std::unique_ptr<PeerDiscovery>> NewPeerDiscovery(std::string_view
   if (provider == "dns-srv") {
     if (!IsHostName(arg) || absl::StrContains(arg, ':')) return bad("not a DNS name");
     return std::make_unique<DnsSrvDiscovery>(whole, std::string(arg), options);
+  }
+  if (provider == "etcd") {
+    absl::string_view rest = arg;
+    bool tls = true;
+    if (!absl::ConsumePrefix(&rest, "https://")) {
+      if (!absl::ConsumePrefix(&rest, "http://")) return bad("not an http:// or https:// URL");
+      tls = false;
+    }
+    while (absl::ConsumeSuffix(&rest, "/")) {
+    }
+    const size_t slash = rest.find('/');
+    if (slash == absl::string_view::npos) return bad("no path (the discovery directory)");
+    HttpTarget target;
+    if (!ParseAuthority(env::ToStd(rest.substr(0, slash)), tls, &target, "host").ok()) {
+      return bad("bad host");
+    }
+    const absl::string_view path = rest.substr(slash);
+    for (const char ch : path) {
+      const unsigned char c = static_cast<unsigned char>(ch);
+      if (c <= ' ' || c == '?' || c == '#' || c >= 127) {
+        return bad("the path has a space, '?', '#' or a control byte");
+      }
+    }
+    return std::make_unique<EtcdDiscovery>(whole, std::string(arg), std::move(target),
+                                           std::string(path), options);
   }
   return bad(absl::StrCat("unknown provider \"", provider, "\""));
 }

@@ -8,6 +8,13 @@
 //   dns:NAME[:PORT]  the addresses of NAME's A records, at PORT (the gossip port by default)
 //   dns-srv:NAME     NAME's SRV records (e.g. _e2d-gossip._udp.example.com): each target's
 //                    addresses at the record's port
+//   etcd:URL         the etcd discovery protocol (etcd's --discovery; e2d's --discovery URL is
+//                    the same): URL is a directory of etcd's v2 keys API, such as
+//                    https://discovery.etcd.io/TOKEN or http://HOST:2379/v2/keys/discovery/TOKEN
+//                    on any etcd serving v2. Its _config/size must equal -n. Each member writes
+//                    URL/NAME = "NAME=HOST:PORT" (its gossip address) once, and reads every entry
+//                    back at each lookup. Bounded: each request by `http_timeout`, a reply by
+//                    kEtcdDiscoveryReplyMax bytes.
 //
 // `--bootstrap-addrs` stays the static list; the runtime joins through the union of both, and
 // looks again every `--peer-discovery-interval`, so members that appear later (an autoscaling
@@ -36,6 +43,7 @@ namespace e2d::node {
 
 inline constexpr size_t kDiscoveredMax = 256;
 inline constexpr size_t kPeerFileMax = 1 << 20;
+inline constexpr size_t kEtcdDiscoveryReplyMax = 1 << 20;
 
 class PeerDiscovery {
  public:
@@ -55,6 +63,12 @@ struct DiscoveryOptions {
   // host:port of the DNS server to ask; empty: the system's (/etc/resolv.conf).
   std::string dns_server;
   absl::Duration dns_timeout = absl::Seconds(5);
+  // etcd: what this member registers, and the size the URL must say (0: not checked).
+  std::string self_name;
+  std::string self_address;  // its gossip address as the others reach it, host:port
+  int required_size = 0;
+  absl::Duration http_timeout = absl::Seconds(10);
+  std::string ca_file;  // https discovery URLs: the CA to trust; empty: the system's
 };
 
 // InvalidArgument naming the spec for an unknown provider or a malformed argument. Nothing is
@@ -67,6 +81,14 @@ absl::StatusOr<std::unique_ptr<PeerDiscovery>> NewPeerDiscovery(std::string_view
 absl::StatusOr<std::vector<std::string>> ParsePeerList(std::string_view content,
                                                        uint16_t default_port,
                                                        std::string_view where);
+
+// The gossip addresses an etcd discovery directory lists: the JSON reply of a GET on it, each
+// entry's value NAME=HOST[:PORT]. Errors name the entry's key.
+absl::StatusOr<std::vector<std::string>> ParseEtcdDiscoveryListing(std::string_view json,
+                                                                   uint16_t default_port);
+
+// The cluster size in the JSON reply of a GET on URL/_config/size.
+absl::StatusOr<int> ParseEtcdDiscoverySize(std::string_view json);
 
 }  // namespace e2d::node
 

@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
@@ -83,6 +84,85 @@ TEST(PeerDiscoveryTest, AFileIsReadAgainAtEveryLookup) {
   EXPECT_THAT(std::string((*d)->Find().status().message()), HasSubstr(path + ":2"));
   std::ofstream(path) << std::string(kPeerFileMax + 1, '#');
   EXPECT_THAT(std::string((*d)->Find().status().message()), HasSubstr("larger than"));
+}
+
+// --- etcd discovery --------------------------------------------------------------------------
+
+// Replies as etcd 3.4's v2 keys API gives them (captured from `etcd --enable-v2`).
+TEST(EtcdDiscoveryTest, AListingGivesEveryEntrysAddress) {
+  absl::StatusOr<std::vector<std::string>> found = ParseEtcdDiscoveryListing(
+      R"({"action":"get","node":{"key":"/discovery/tok1","dir":true,"nodes":[)"
+      R"({"key":"/discovery/tok1/m2","value":"m2=10.0.0.2","modifiedIndex":6,"createdIndex":6},)"
+      R"({"key":"/discovery/tok1/m1","value":"m1=10.0.0.1:7001","modifiedIndex":5,)"
+      R"("createdIndex":5},{"key":"/discovery/tok1/sub","dir":true}],)"
+      R"("modifiedIndex":4,"createdIndex":4}})",
+      7980);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(*found, (std::vector<std::string>{"10.0.0.1:7001", "10.0.0.2:7980"}));
+  found = ParseEtcdDiscoveryListing(
+      R"({"action":"get","node":{"key":"/discovery/tok1","dir":true}})", 7980);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_TRUE(found->empty());
+}
+
+TEST(EtcdDiscoveryTest, BadRepliesAreRefusedNamingTheEntry) {
+  const std::string entry_head = R"({"action":"get","node":{"key":"/d","dir":true,"nodes":[)";
+  for (const std::string& bad : {
+           std::string("not json"),
+           std::string(R"({"action":"get","node":{"key":"/d/x","value":"x"}})"),  // not a dir
+           entry_head + R"({"key":"/d/m1","value":"m1"}]}})",
+           entry_head + R"({"key":"/d/m1","value":"=10.0.0.1"}]}})",
+           entry_head + R"({"key":"/d/m1","value":"m1=https://10.0.0.1:2380"}]}})",
+           entry_head + R"({"key":"/d/m1","value":"m1=a b"}]}})",
+           std::string(R"({"action":"get","node":{"dir":true,"nodes":[{"dir":7}]}})"),
+       }) {
+    absl::StatusOr<std::vector<std::string>> found = ParseEtcdDiscoveryListing(bad, 7980);
+    EXPECT_FALSE(found.ok()) << bad;
+    if (absl::StrContains(absl::string_view(bad), "/d/m1")) {
+      EXPECT_THAT(std::string(found.status().message()), HasSubstr("entry /d/m1")) << bad;
+    }
+  }
+  std::string many = entry_head;
+  for (size_t i = 0; i <= kDiscoveredMax; ++i) {
+    absl::StrAppend(&many, i == 0 ? "" : ",", R"({"key":"/d/m)", i, R"(","value":"m=10.0.0.1"})");
+  }
+  many += "]}}";
+  EXPECT_EQ(ParseEtcdDiscoveryListing(many, 7980).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+TEST(EtcdDiscoveryTest, TheSizeIsANumber) {
+  EXPECT_EQ(
+      *ParseEtcdDiscoverySize(R"({"action":"get","node":{"key":"/d/_config/size","value":"3"}})"),
+      3);
+  for (const char* bad :
+       {R"({"node":{"value":"three"}})", R"({"node":{"value":"0"}})", R"({"node":{}})", "<html>"}) {
+    EXPECT_FALSE(ParseEtcdDiscoverySize(bad).ok()) << bad;
+  }
+}
+
+TEST(EtcdDiscoveryTest, BadUrlsAreRefused) {
+  for (const char* spec :
+       {"etcd:discovery.etcd.io/abc", "etcd:https://discovery.etcd.io", "etcd:https:///abc",
+        "etcd:http://a b/x", "etcd:http://h/x?y=1", "etcd:ftp://h/x"}) {
+    absl::StatusOr<std::unique_ptr<PeerDiscovery>> d = NewPeerDiscovery(spec, {});
+    ASSERT_FALSE(d.ok()) << spec;
+    EXPECT_THAT(std::string(d.status().message()), HasSubstr("etcd:URL")) << spec;
+  }
+  EXPECT_TRUE(NewPeerDiscovery("etcd:https://discovery.etcd.io/abc/", {}).ok());
+  EXPECT_TRUE(NewPeerDiscovery("etcd:http://127.0.0.1:2379/v2/keys/discovery/abc", {}).ok());
+}
+
+// An etcd that is not there: the lookup fails within its bound, naming the URL.
+TEST(EtcdDiscoveryTest, AnUnreachableUrlIsNamed) {
+  DiscoveryOptions o;
+  o.http_timeout = absl::Seconds(2);
+  absl::StatusOr<std::unique_ptr<PeerDiscovery>> d =
+      NewPeerDiscovery("etcd:http://127.0.0.1:1/v2/keys/discovery/abc", o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  absl::Status s = (*d)->Find().status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("http://127.0.0.1:1/v2/keys/discovery/abc"));
 }
 
 // --- DNS -------------------------------------------------------------------------------------

@@ -8,7 +8,10 @@
 #   3. the file is fixed: at their next lookup the members find each other, agree on the
 #      cluster over gossip and serve writes as three voters;
 #   4. a member restarted with the file gone again rejoins from its own data (discovery is only
-#      for finding peers; a restart never needs it).
+#      for finding peers; a restart never needs it);
+#   5. the etcd discovery protocol against a real etcd 3.4 serving its v2 keys API: a member
+#      whose -n differs from the URL's size says so and waits; three members started with
+#      --discovery URL and nothing else register themselves, find each other and bootstrap.
 # Waits poll a condition with a deadline; nothing relies on a sleep being long enough.
 set -euo pipefail
 
@@ -99,4 +102,46 @@ wait_for "d3 to serve again" 60 etcdctl "${TLS[@]}" --endpoints "$(ep d3)" get k
 [[ "$(etcdctl "${TLS[@]}" --endpoints "$(ep d3)" get k --print-value-only)" == v ]] ||
   fail "d3 lost the write"
 etcdctl "${TLS[@]}" --endpoints "$ALL" put k2 v2 | grep -qx OK || fail "write after restart"
+
+echo "== 5. etcd discovery (--discovery URL) with a real etcd serving v2"
+EP=$(free_port); EPP=$(free_port)
+etcd --name disco --data-dir "$WORK/etcd" --enable-v2 \
+  --listen-client-urls "http://127.0.0.1:$EP" --advertise-client-urls "http://127.0.0.1:$EP" \
+  --listen-peer-urls "http://127.0.0.1:$EPP" --initial-advertise-peer-urls "http://127.0.0.1:$EPP" \
+  --initial-cluster "disco=http://127.0.0.1:$EPP" >etcd.log 2>&1 &
+PIDS+=($!)
+V2=(env ETCDCTL_API=2 etcdctl --endpoints "http://127.0.0.1:$EP")
+wait_for "etcd to serve v2" 30 "${V2[@]}" set /discovery/tok3/_config/size 3
+"${V2[@]}" set /discovery/tok5/_config/size 5 >/dev/null
+NAMES=(e1 e2 e3 e0)
+for n in "${NAMES[@]}"; do
+  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
+done
+start_etcd_discovery() {  # start_etcd_discovery NAME TOKEN
+  local n="$1"
+  "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 -n 3 \
+    --discovery "http://127.0.0.1:$EP/v2/keys/discovery/$2" --peer-discovery-interval 1s \
+    --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
+    --metrics-addr "127.0.0.1:${MPORT[$n]}" --gossip-addr "127.0.0.1:${GPORT[$n]}" \
+    --ca-cert ca.crt --ca-key ca.key --server-cert server.crt --server-key server.key \
+    --peer-cert peer.crt --peer-key peer.key --election-timeout 500ms \
+    --health-check-interval 500ms --health-check-timeout 3s >>"$n.log" 2>&1 &
+  PID[$n]=$!
+  PIDS+=($!)
+}
+start_etcd_discovery e0 tok5
+wait_for "e0 to say the sizes differ" 30 \
+  grep -q "discovery/tok5 is for a cluster of 5 but this member has -n 3" e0.log
+kill -9 "${PID[e0]}"; wait "${PID[e0]}" 2>/dev/null || true
+[[ -z "$("${V2[@]}" ls /discovery/tok5 2>/dev/null)" ]] || fail "e0 registered despite the size"
+for n in e1 e2 e3; do start_etcd_discovery "$n" tok3; done
+E=""
+for n in e1 e2 e3; do E="${E:+$E,}$(ep "$n")"; done
+wait_for "the etcd-discovered cluster to accept a write" 60 etcdctl "${TLS[@]}" --endpoints "$E" put k3 v3
+for n in e1 e2 e3; do
+  [[ "$("${V2[@]}" get "/discovery/tok3/$n")" == "$n=127.0.0.1:${GPORT[$n]}" ]] ||
+    fail "$n's registration: $("${V2[@]}" get "/discovery/tok3/$n" 2>&1)"
+done
+voters=$(etcdctl "${TLS[@]}" --endpoints "$(ep e1)" member list | grep -c ', started, .*, false$')
+[[ "$voters" == 3 ]] || fail "$voters voters, not 3"
 echo "PASS"
