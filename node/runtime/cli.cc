@@ -273,8 +273,9 @@ const std::vector<FlagSpec>& RunFlags() {
       {"peer-discovery", "", "",
        "where else to find the other members' gossip addresses, looked up again every "
        "--peer-discovery-interval: file:PATH (one host[:port] per line), dns:NAME[:PORT] (A "
-       "records), dns-srv:NAME (SRV records) or etcd:URL (etcd's discovery protocol; each member "
-       "registers its gossip address); joined with --bootstrap-addrs"},
+       "records), dns-srv:NAME (SRV records), etcd:URL (etcd's discovery protocol; each member "
+       "registers its gossip address) or do-tags:TAG (DigitalOcean droplets with that tag; "
+       "DIGITALOCEAN_ACCESS_TOKEN); joined with --bootstrap-addrs"},
       {"discovery", "", "",
        "an etcd discovery URL (https://discovery.etcd.io/TOKEN, or a v2 keys directory of any "
        "etcd): the same as --peer-discovery etcd:URL"},

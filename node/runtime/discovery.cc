@@ -25,6 +25,7 @@
 #include "env/strings.h"
 #include "google/protobuf/util/json_util.h"
 #include "node/runtime/asio_env.h"
+#include "node/runtime/digitalocean.pb.h"
 #include "node/runtime/etcd_v2.pb.h"
 #include "node/runtime/http_client.h"
 
@@ -313,16 +314,20 @@ class DnsSrvDiscovery : public PeerDiscovery {
   const DiscoveryOptions options_;
 };
 
-absl::StatusOr<etcdv2::Response> ParseEtcdReply(std::string_view json) {
-  etcdv2::Response r;
+absl::Status JsonInto(std::string_view json, google::protobuf::Message* m) {
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;
   const auto s = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(json.data(), json.size()), &r, options);
-  if (!s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "not an etcd v2 reply: ", std::string(s.message().data(), s.message().size())));
-  }
+      google::protobuf::StringPiece(json.data(), json.size()), m, options);
+  if (s.ok()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "not JSON of the expected shape: ", std::string(s.message().data(), s.message().size()),
+      ": \"", std::string(json.substr(0, 80)), "\""));
+}
+
+absl::StatusOr<etcdv2::Response> ParseEtcdReply(std::string_view json) {
+  etcdv2::Response r;
+  E2D_RETURN_IF_ERROR(JsonInto(json, &r));
   return r;
 }
 
@@ -425,7 +430,99 @@ class EtcdDiscovery : public PeerDiscovery {
   bool registered_ = false;
 };
 
+std::string Getenv(const DiscoveryOptions& o, const char* name) {
+  const char* v = o.getenv ? o.getenv(name) : nullptr;
+  return v == nullptr ? "" : v;
+}
+
+// Droplets by tag, through DigitalOcean's API v2 (see the header).
+class DigitalOceanDiscovery : public PeerDiscovery {
+ public:
+  static constexpr int kPerPage = 200;
+  static constexpr int kPagesMax = 2;  // kPerPage * kPagesMax > kDiscoveredMax
+
+  DigitalOceanDiscovery(std::string spec, std::string tag, HttpTarget api, std::string token,
+                        DiscoveryOptions options)
+      : spec_(std::move(spec)),
+        tag_(std::move(tag)),
+        api_(std::move(api)),
+        token_(std::move(token)),
+        options_(std::move(options)) {}
+
+  const std::string& spec() const override { return spec_; }
+
+  absl::StatusOr<std::vector<std::string>> Find() override {
+    std::vector<std::string> found;
+    for (int page = 1; page <= kPagesMax; ++page) {
+      HttpRequestSpec request;
+      request.path_and_query = absl::StrCat("/v2/droplets?tag_name=", UriEncode(tag_, true),
+                                            "&per_page=", kPerPage, "&page=", page);
+      request.headers.emplace_back("Authorization", absl::StrCat("Bearer ", token_));
+      request.headers.emplace_back("Accept", "application/json");
+      HttpFetchOptions o;
+      o.timeout = options_.http_timeout;
+      o.total = options_.http_timeout;
+      o.max_body = kEtcdDiscoveryReplyMax;
+      absl::StatusOr<HttpReply> reply = HttpFetch(api_, request, o);
+      const std::string what =
+          absl::StrCat("DigitalOcean droplets tagged ", tag_, " (", api_.HostHeader(), ")");
+      if (!reply.ok()) {
+        return absl::UnavailableError(absl::StrCat(what, ": ", reply.status().message()));
+      }
+      if (reply->status != 200) {
+        digitalocean::DropletsReply error;
+        const std::string why = JsonInto(reply->body, &error).ok() && !error.message().empty()
+                                    ? absl::StrCat(error.id(), ": ", error.message())
+                                    : reply->body.substr(0, 200);
+        const std::string message = absl::StrCat(what, ": HTTP ", reply->status, ": ", why);
+        if (reply->status == 401 || reply->status == 403) {
+          return absl::PermissionDeniedError(message);
+        }
+        return absl::UnavailableError(message);
+      }
+      absl::StatusOr<bool> more =
+          ParseDigitalOceanDroplets(reply->body, options_.default_port, &found);
+      if (!more.ok()) return absl::DataLossError(absl::StrCat(what, ": ", more.status().message()));
+      if (!*more) return Bounded(std::move(found), spec_);
+    }
+    return absl::ResourceExhaustedError(
+        absl::StrCat(spec_, ": more than ", kPagesMax * kPerPage, " droplets carry the tag"));
+  }
+
+ private:
+  const std::string spec_;
+  const std::string tag_;
+  const HttpTarget api_;
+  const std::string token_;
+  const DiscoveryOptions options_;
+};
+
 }  // namespace
+
+absl::StatusOr<bool> ParseDigitalOceanDroplets(std::string_view json, uint16_t port,
+                                               std::vector<std::string>* found) {
+  digitalocean::DropletsReply reply;
+  E2D_RETURN_IF_ERROR(JsonInto(json, &reply));
+  for (const digitalocean::Droplet& d : reply.droplets()) {
+    if (d.status() == "off" || d.status() == "archive") continue;
+    std::string chosen;
+    for (const digitalocean::Network& n : d.networks().v4()) {
+      if (n.type() == "private" || (chosen.empty() && n.type() == "public")) {
+        chosen = n.ip_address();
+      }
+      if (n.type() == "private") break;
+    }
+    if (chosen.empty()) continue;  // no IPv4 address yet (a droplet still being made)
+    in_addr v4{};
+    if (inet_pton(AF_INET, chosen.c_str(), &v4) != 1) {
+      return absl::InvalidArgumentError(absl::StrCat("droplet ", d.id(), " (", d.name(), "): \"",
+                                                     chosen.substr(0, 60),
+                                                     "\" is not an IPv4 address"));
+    }
+    found->push_back(absl::StrCat(chosen, ":", port));
+  }
+  return !reply.links().pages().next().empty();
+}
 
 absl::StatusOr<std::vector<std::string>> ParseEtcdDiscoveryListing(std::string_view json,
                                                                    uint16_t default_port) {
@@ -497,9 +594,9 @@ absl::StatusOr<std::unique_ptr<PeerDiscovery>> NewPeerDiscovery(std::string_view
   const std::string whole(spec);
   const absl::string_view text(whole);
   auto bad = [&whole](absl::string_view why) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--peer-discovery \"", whole, "\": ", why,
-                     " (expected file:PATH, dns:NAME[:PORT], dns-srv:NAME or etcd:URL)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--peer-discovery \"", whole, "\": ", why,
+        " (expected file:PATH, dns:NAME[:PORT], dns-srv:NAME, etcd:URL or do-tags:TAG)"));
   };
   const size_t colon = text.find(':');
   if (colon == absl::string_view::npos) return bad("no provider");
@@ -546,6 +643,25 @@ absl::StatusOr<std::unique_ptr<PeerDiscovery>> NewPeerDiscovery(std::string_view
     }
     return std::make_unique<EtcdDiscovery>(whole, std::string(arg), std::move(target),
                                            std::string(path), options);
+  }
+  if (provider == "do-tags") {
+    if (!IsHostName(arg) || absl::StrContains(arg, ':')) {
+      return bad("a tag is letters, digits, '-', '_' and '.'");
+    }
+    std::string token = Getenv(options, "DIGITALOCEAN_ACCESS_TOKEN");
+    if (token.empty()) token = Getenv(options, "DIGITALOCEAN_TOKEN");
+    if (token.empty()) return bad("needs DIGITALOCEAN_ACCESS_TOKEN in the environment");
+    std::string api = Getenv(options, "DIGITALOCEAN_API_URL");
+    if (api.empty()) api = "https://api.digitalocean.com";
+    absl::string_view rest = api;
+    const bool tls = absl::ConsumePrefix(&rest, "https://");
+    HttpTarget target;
+    if ((!tls && !absl::ConsumePrefix(&rest, "http://")) || absl::StrContains(rest, "/") ||
+        !ParseAuthority(env::ToStd(rest), tls, &target, "host").ok()) {
+      return bad(absl::StrCat("DIGITALOCEAN_API_URL \"", api, "\" is not http(s)://HOST[:PORT]"));
+    }
+    return std::make_unique<DigitalOceanDiscovery>(whole, std::string(arg), std::move(target),
+                                                   std::move(token), options);
   }
   return bad(absl::StrCat("unknown provider \"", provider, "\""));
 }

@@ -15,6 +15,10 @@
 //                    URL/NAME = "NAME=HOST:PORT" (its gossip address) once, and reads every entry
 //                    back at each lookup. Bounded: each request by `http_timeout`, a reply by
 //                    kEtcdDiscoveryReplyMax bytes.
+//   do-tags:TAG      DigitalOcean droplets tagged TAG (API v2, token from
+//                    DIGITALOCEAN_ACCESS_TOKEN): each one's private IPv4 address, else its public
+//                    one, at the gossip port. DIGITALOCEAN_API_URL replaces
+//                    https://api.digitalocean.com (tests run a fake of the API on loopback).
 //
 // `--bootstrap-addrs` stays the static list; the runtime joins through the union of both, and
 // looks again every `--peer-discovery-interval`, so members that appear later (an autoscaling
@@ -31,6 +35,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -69,6 +75,10 @@ struct DiscoveryOptions {
   int required_size = 0;
   absl::Duration http_timeout = absl::Seconds(10);
   std::string ca_file;  // https discovery URLs: the CA to trust; empty: the system's
+  // Where cloud providers read their credentials and endpoints.
+  std::function<const char*(const char*)> getenv = [](const char* name) {
+    return std::getenv(name);
+  };
 };
 
 // InvalidArgument naming the spec for an unknown provider or a malformed argument. Nothing is
@@ -89,6 +99,11 @@ absl::StatusOr<std::vector<std::string>> ParseEtcdDiscoveryListing(std::string_v
 
 // The cluster size in the JSON reply of a GET on URL/_config/size.
 absl::StatusOr<int> ParseEtcdDiscoverySize(std::string_view json);
+
+// One page of DigitalOcean's droplet list: each droplet's private IPv4 address (else its public
+// one) at `port`, appended to `found`; true if the reply names a next page.
+absl::StatusOr<bool> ParseDigitalOceanDroplets(std::string_view json, uint16_t port,
+                                               std::vector<std::string>* found);
 
 }  // namespace e2d::node
 

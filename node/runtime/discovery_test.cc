@@ -11,7 +11,9 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -163,6 +165,154 @@ TEST(EtcdDiscoveryTest, AnUnreachableUrlIsNamed) {
   absl::Status s = (*d)->Find().status();
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
   EXPECT_THAT(std::string(s.message()), HasSubstr("http://127.0.0.1:1/v2/keys/discovery/abc"));
+}
+
+// --- Cloud providers -------------------------------------------------------------------------
+
+// An HTTP/1.1 server on loopback for one request at a time: `handler` gets the request line and
+// headers (as received) and returns the whole reply. Runs on its own thread until destroyed.
+class FakeHttpApi {
+ public:
+  explicit FakeHttpApi(std::function<std::string(const std::string& head)> handler)
+      : handler_(std::move(handler)) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(listen(fd_, 8), 0);
+    socklen_t len = sizeof addr;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~FakeHttpApi() {
+    stop_ = true;
+    thread_.join();
+    close(fd_);
+  }
+  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_); }
+
+  static std::string Reply(int status, const std::string& body) {
+    return absl::StrCat("HTTP/1.1 ", status, " X\r\nContent-Type: application/json\r\n",
+                        "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
+  }
+
+ private:
+  void Serve() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) continue;  // wakes to see stop_
+      const int conn = accept(fd_, nullptr, nullptr);
+      if (conn < 0) continue;
+      std::string head;
+      char buf[4096];
+      while (head.find("\r\n\r\n") == std::string::npos && head.size() < 65536) {
+        const ssize_t n = recv(conn, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        head.append(buf, static_cast<size_t>(n));
+      }
+      const std::string reply = handler_(head);
+      send(conn, reply.data(), reply.size(), MSG_NOSIGNAL);
+      close(conn);
+    }
+  }
+
+  std::function<std::string(const std::string&)> handler_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+};
+
+std::string Droplet(int id, const std::string& status, const std::string& v4) {
+  return absl::StrCat(R"({"id":)", id, R"(,"name":"d)", id, R"(","status":")", status,
+                      R"(","networks":{"v4":[)", v4, R"(],"v6":[]},"tags":["e2d"]})");
+}
+
+TEST(DigitalOceanDiscoveryTest, TaggedDropletsGiveTheirPrivateAddressesElsePublic) {
+  std::vector<std::string> found;
+  absl::StatusOr<bool> more = ParseDigitalOceanDroplets(
+      absl::StrCat(R"({"droplets":[)",
+                   Droplet(1, "active",
+                           R"({"ip_address":"203.0.113.1","type":"public"},)"
+                           R"({"ip_address":"10.10.0.1","type":"private"})"),
+                   ",", Droplet(2, "active", R"({"ip_address":"203.0.113.2","type":"public"})"),
+                   ",", Droplet(3, "new", ""), ",",
+                   Droplet(4, "off", R"({"ip_address":"10.10.0.4","type":"private"})"),
+                   R"(],"links":{},"meta":{"total":4}})"),
+      7980, &found);
+  ASSERT_TRUE(more.ok()) << more.status();
+  EXPECT_FALSE(*more);
+  EXPECT_EQ(found, (std::vector<std::string>{"10.10.0.1:7980", "203.0.113.2:7980"}));
+  found.clear();
+  EXPECT_FALSE(
+      ParseDigitalOceanDroplets(
+          absl::StrCat(R"({"droplets":[)",
+                       Droplet(1, "active", R"({"ip_address":"x y","type":"private"})"), "]}"),
+          7980, &found)
+          .ok());
+  EXPECT_FALSE(ParseDigitalOceanDroplets(R"({"droplets":7})", 7980, &found).ok());
+}
+
+TEST(DigitalOceanDiscoveryTest, TheApiIsAskedWithTheTokenAndTagAcrossPages) {
+  std::vector<std::string> heads;
+  std::mutex mu;
+  FakeHttpApi api([&](const std::string& head) {
+    std::lock_guard<std::mutex> lock(mu);
+    heads.push_back(head);
+    if (!absl::StrContains(head, "\r\nAuthorization: Bearer tok-123\r\n")) {
+      return FakeHttpApi::Reply(401,
+                                R"({"id":"unauthorized","message":"Unable to authenticate you"})");
+    }
+    if (absl::StartsWith(head, "GET /v2/droplets?tag_name=e2d-prod&per_page=200&page=1 ")) {
+      return FakeHttpApi::Reply(
+          200, absl::StrCat(R"({"droplets":[)",
+                            Droplet(1, "active", R"({"ip_address":"10.0.0.1","type":"private"})"),
+                            R"(],"links":{"pages":{"next":"https://x/v2/droplets?page=2"}},)",
+                            R"("meta":{"total":2}})"));
+    }
+    if (absl::StartsWith(head, "GET /v2/droplets?tag_name=e2d-prod&per_page=200&page=2 ")) {
+      return FakeHttpApi::Reply(
+          200, absl::StrCat(R"({"droplets":[)",
+                            Droplet(2, "active", R"({"ip_address":"10.0.0.2","type":"private"})"),
+                            R"(],"links":{"pages":{}},"meta":{"total":2}})"));
+    }
+    return FakeHttpApi::Reply(404, R"({"id":"not_found","message":"nothing here"})");
+  });
+  std::map<std::string, std::string> environment = {{"DIGITALOCEAN_ACCESS_TOKEN", "tok-123"},
+                                                    {"DIGITALOCEAN_API_URL", api.url()}};
+  DiscoveryOptions o;
+  o.getenv = [&environment](const char* name) -> const char* {
+    auto it = environment.find(name);
+    return it == environment.end() ? nullptr : it->second.c_str();
+  };
+  absl::StatusOr<std::unique_ptr<PeerDiscovery>> d = NewPeerDiscovery("do-tags:e2d-prod", o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  absl::StatusOr<std::vector<std::string>> found = (*d)->Find();
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(*found, (std::vector<std::string>{"10.0.0.1:7980", "10.0.0.2:7980"}));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(heads.size(), 2u);
+  }
+
+  environment["DIGITALOCEAN_ACCESS_TOKEN"] = "wrong";
+  d = NewPeerDiscovery("do-tags:e2d-prod", o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  absl::Status s = (*d)->Find().status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("Unable to authenticate you"));
+
+  environment.erase("DIGITALOCEAN_ACCESS_TOKEN");
+  EXPECT_THAT(std::string(NewPeerDiscovery("do-tags:e2d-prod", o).status().message()),
+              HasSubstr("DIGITALOCEAN_ACCESS_TOKEN"));
+  environment["DIGITALOCEAN_ACCESS_TOKEN"] = "tok-123";
+  environment["DIGITALOCEAN_API_URL"] = "ftp://x";
+  EXPECT_THAT(std::string(NewPeerDiscovery("do-tags:e2d-prod", o).status().message()),
+              HasSubstr("DIGITALOCEAN_API_URL"));
+  environment["DIGITALOCEAN_API_URL"] = api.url();
+  EXPECT_FALSE(NewPeerDiscovery("do-tags:a b", o).ok());
 }
 
 // --- DNS -------------------------------------------------------------------------------------

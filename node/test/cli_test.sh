@@ -42,8 +42,10 @@ expect 1 "--ca-key is needed" "${RUN[@]}" -n 3 --bootstrap-addrs 10.0.0.1
 expect 1 "--ca-key is needed" "${RUN[@]}" -n 3 --peer-discovery dns:peers.example.com
 expect 2 "unknown provider \"consul\"" run -n 3 --peer-discovery consul:x
 expect 2 "peer-discovery \"dns:a b\": not NAME or NAME:PORT" run -n 3 --peer-discovery "dns:a b"
-expect 2 "expected file:PATH, dns:NAME\[:PORT\], dns-srv:NAME or etcd:URL" run --peer-discovery file
+expect 2 "no provider (expected file:PATH, dns:NAME\[:PORT\], dns-srv:NAME, etcd:URL" run --peer-discovery file
 expect 2 "not an http:// or https:// URL" run -n 3 --discovery discovery.etcd.io/abc
+DIGITALOCEAN_ACCESS_TOKEN="" DIGITALOCEAN_TOKEN="" \
+  expect 2 "needs DIGITALOCEAN_ACCESS_TOKEN in the environment" run -n 3 --peer-discovery do-tags:e2d
 expect 2 "--discovery and --peer-discovery exclude each other" run -n 3 \
   --discovery https://discovery.etcd.io/abc --peer-discovery dns:x
 expect 2 "peer-discovery-interval must be at least 1s" run --peer-discovery-interval 10ms
