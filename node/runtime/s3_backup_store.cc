@@ -249,7 +249,7 @@ std::string CanonicalQuery(const std::vector<std::pair<std::string, std::string>
 
 std::string SigV4Authorization(const SigV4Request& r, const std::string& access_key,
                                const std::string& secret_key, const std::string& region,
-                               absl::Time now) {
+                               absl::Time now, const std::string& service) {
   std::vector<std::pair<std::string, std::string>> headers;
   headers.reserve(r.headers.size());
   for (const auto& [k, v] : r.headers) {
@@ -267,12 +267,12 @@ std::string SigV4Authorization(const SigV4Request& r, const std::string& access_
       absl::StrCat(r.method, "\n", r.canonical_uri, "\n", CanonicalQuery(r.query), "\n",
                    canonical_headers, "\n", signed_headers, "\n", r.payload_sha256_hex);
   const std::string date = absl::FormatTime("%Y%m%d", now, absl::UTCTimeZone());
-  const std::string scope = absl::StrCat(date, "/", region, "/s3/aws4_request");
+  const std::string scope = absl::StrCat(date, "/", region, "/", service, "/aws4_request");
   const std::string to_sign =
       absl::StrCat("AWS4-HMAC-SHA256\n", AmzDate(now), "\n", scope, "\n", Sha256Hex(canonical));
   std::string key = HmacSha256(absl::StrCat("AWS4", secret_key), date);
   key = HmacSha256(key, region);
-  key = HmacSha256(key, "s3");
+  key = HmacSha256(key, service);
   key = HmacSha256(key, "aws4_request");
   const std::string sig = HmacSha256(key, to_sign);
   return absl::StrCat("AWS4-HMAC-SHA256 Credential=", access_key, "/", scope,

@@ -85,10 +85,11 @@ struct SigV4Request {
 // The query string both signed and sent: sorted, names and values UriEncode'd.
 std::string CanonicalQuery(const std::vector<std::pair<std::string, std::string>>& query);
 
-// The Authorization header's value for `request` at `now` (which must be the x-amz-date).
+// The Authorization header's value for `request` at `now` (which must be the x-amz-date), for
+// the AWS service named (its signing name: s3, ec2, autoscaling).
 std::string SigV4Authorization(const SigV4Request& request, const std::string& access_key,
                                const std::string& secret_key, const std::string& region,
-                               absl::Time now);
+                               absl::Time now, const std::string& service = "s3");
 
 // x-amz-date's form: 20130524T000000Z.
 std::string AmzDate(absl::Time t);

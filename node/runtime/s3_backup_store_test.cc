@@ -59,6 +59,24 @@ TEST(SigV4Test, AwsPublishedGetObjectExample) {
                                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-east-1", t));
 }
 
+// AWS's documented example for a service other than S3 (IAM ListUsers, "Signature Version 4
+// signing process"), also what botocore's SigV4Auth computes for it.
+TEST(SigV4Test, AwsPublishedIamExample) {
+  SigV4Request r;
+  r.method = "GET";
+  r.canonical_uri = "/";
+  r.query = {{"Version", "2010-05-08"}, {"Action", "ListUsers"}};
+  r.payload_sha256_hex = Sha256Hex("");
+  r.headers = {{"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"},
+               {"Host", "iam.amazonaws.com"},
+               {"X-Amz-Date", "20150830T123600Z"}};
+  EXPECT_EQ(SigV4Authorization(r, "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                               "us-east-1", At(2015, 8, 30, 12, 36, 0), "iam"),
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request,"
+            "SignedHeaders=content-type;host;x-amz-date,"
+            "Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7");
+}
+
 TEST(SigV4Test, EncodingAndCanonicalQuery) {
   EXPECT_EQ(UriEncode("a b/c~d_e.f-g+h", false), "a%20b/c~d_e.f-g%2Bh");
   EXPECT_EQ(UriEncode("a/b", true), "a%2Fb");
