@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -274,8 +276,10 @@ const std::vector<FlagSpec>& RunFlags() {
        "where else to find the other members' gossip addresses, looked up again every "
        "--peer-discovery-interval: file:PATH (one host[:port] per line), dns:NAME[:PORT] (A "
        "records), dns-srv:NAME (SRV records), etcd:URL (etcd's discovery protocol; each member "
-       "registers its gossip address) or do-tags:TAG (DigitalOcean droplets with that tag; "
-       "DIGITALOCEAN_ACCESS_TOKEN); joined with --bootstrap-addrs"},
+       "registers its gossip address), do-tags:TAG (DigitalOcean droplets with that tag; "
+       "DIGITALOCEAN_ACCESS_TOKEN), ec2-tags:KEY=VALUE[,...] (running EC2 instances) or "
+       "aws-autoscaling-group:NAME (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); "
+       "joined with --bootstrap-addrs"},
       {"discovery", "", "",
        "an etcd discovery URL (https://discovery.etcd.io/TOKEN, or a v2 keys directory of any "
        "etcd): the same as --peer-discovery etcd:URL"},
@@ -878,7 +882,8 @@ absl::StatusOr<std::string> SetAside(const std::string& data_dir) {
 
 // --peer-discovery at work: a lookup on the env's offload worker every interval (one at a
 // time); what it finds, with the static seeds, becomes gossip's seeds. Logs a change of what
-// is found, and a failing lookup once until it works again. Lives on the node's thread.
+// is found, and a failure when its reason changes (digits aside: an error may quote a
+// timestamp) or ten minutes after it was last logged. Lives on the node's thread.
 class DiscoveryLoop {
  public:
   DiscoveryLoop(AsioEnv& env, gossip::GossipNode& gossip, std::unique_ptr<PeerDiscovery> d,
@@ -903,7 +908,9 @@ class DiscoveryLoop {
     std::vector<std::string> static_seeds;
     absl::StatusOr<std::vector<std::string>> found = std::vector<std::string>{};
     std::vector<std::string> last_found;
-    std::string last_error;
+    bool failing = false;
+    std::string failure_key;  // the last failure's reason without its digits
+    env::Instant failure_logged;
   };
 
   void Lookup() {
@@ -926,16 +933,23 @@ class DiscoveryLoop {
   void Found(State& state) {
     const std::string& spec = state.discovery->spec();
     if (!state.found.ok()) {
-      const std::string why(state.found.status().message());
-      if (why != state.last_error) {
+      const env::Instant now = env_.clock().Now();
+      std::string key(state.found.status().message());
+      key.erase(std::remove_if(key.begin(), key.end(),
+                               [](char ch) { return absl::ascii_isdigit(ch); }),
+                key.end());
+      if (!state.failing || key != state.failure_key ||
+          now - state.failure_logged >= absl::Minutes(10)) {
         env_.Log(absl::StrCat("level=warn msg=\"peer discovery failed; trying again every ",
                               absl::FormatDuration(interval_), "\" spec=\"", spec, "\" why=\"",
-                              why, "\""));
+                              state.found.status().message(), "\""));
+        state.failure_logged = now;
+        state.failure_key = std::move(key);
       }
-      state.last_error = why;
+      state.failing = true;
       return;
     }
-    state.last_error.clear();
+    state.failing = false;
     if (*state.found != state.last_found) {
       env_.Log(absl::StrCat("level=info msg=\"peer discovery\" spec=\"", spec, "\" found=\"",
                             absl::StrJoin(*state.found, ","), "\""));

@@ -25,6 +25,7 @@
 #include "env/strings.h"
 #include "google/protobuf/util/json_util.h"
 #include "node/runtime/asio_env.h"
+#include "node/runtime/aws_discovery.h"
 #include "node/runtime/digitalocean.pb.h"
 #include "node/runtime/etcd_v2.pb.h"
 #include "node/runtime/http_client.h"
@@ -594,9 +595,10 @@ absl::StatusOr<std::unique_ptr<PeerDiscovery>> NewPeerDiscovery(std::string_view
   const std::string whole(spec);
   const absl::string_view text(whole);
   auto bad = [&whole](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--peer-discovery \"", whole, "\": ", why,
-        " (expected file:PATH, dns:NAME[:PORT], dns-srv:NAME, etcd:URL or do-tags:TAG)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--peer-discovery \"", whole, "\": ", why,
+                     " (expected file:PATH, dns:NAME[:PORT], dns-srv:NAME, etcd:URL, do-tags:TAG, "
+                     "ec2-tags:KEY=VALUE[,...] or aws-autoscaling-group:NAME)"));
   };
   const size_t colon = text.find(':');
   if (colon == absl::string_view::npos) return bad("no provider");
@@ -662,6 +664,9 @@ absl::StatusOr<std::unique_ptr<PeerDiscovery>> NewPeerDiscovery(std::string_view
     }
     return std::make_unique<DigitalOceanDiscovery>(whole, std::string(arg), std::move(target),
                                                    std::move(token), options);
+  }
+  if (provider == "ec2-tags" || provider == "aws-autoscaling-group") {
+    return NewAwsDiscovery(whole, env::ToStd(provider), env::ToStd(arg), options);
   }
   return bad(absl::StrCat("unknown provider \"", provider, "\""));
 }

@@ -44,6 +44,9 @@ expect 2 "unknown provider \"consul\"" run -n 3 --peer-discovery consul:x
 expect 2 "peer-discovery \"dns:a b\": not NAME or NAME:PORT" run -n 3 --peer-discovery "dns:a b"
 expect 2 "no provider (expected file:PATH, dns:NAME\[:PORT\], dns-srv:NAME, etcd:URL" run --peer-discovery file
 expect 2 "not an http:// or https:// URL" run -n 3 --discovery discovery.etcd.io/abc
+AWS_ACCESS_KEY_ID="" AWS_SECRET_ACCESS_KEY="" \
+  expect 2 "needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" run -n 3 --peer-discovery ec2-tags:a=b
+expect 2 "\"cluster\" is not KEY=VALUE" run -n 3 --peer-discovery ec2-tags:cluster
 DIGITALOCEAN_ACCESS_TOKEN="" DIGITALOCEAN_TOKEN="" \
   expect 2 "needs DIGITALOCEAN_ACCESS_TOKEN in the environment" run -n 3 --peer-discovery do-tags:e2d
 expect 2 "--discovery and --peer-discovery exclude each other" run -n 3 \

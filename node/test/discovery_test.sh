@@ -11,11 +11,16 @@
 #      for finding peers; a restart never needs it);
 #   5. the etcd discovery protocol against a real etcd 3.4 serving its v2 keys API: a member
 #      whose -n differs from the URL's size says so and waits; three members started with
-#      --discovery URL and nothing else register themselves, find each other and bootstrap.
+#      --discovery URL and nothing else register themselves, find each other and bootstrap;
+#   6. AWS, against a fake of EC2 and Auto Scaling (node/test/fake_aws.py) that checks every
+#      request's Signature Version 4 with botocore: ec2-tags finds the running instances with
+#      the tag, and one that appears later; aws-autoscaling-group finds its InService ones; a
+#      wrong secret key is refused, and the member logs AWS's error.
 # Waits poll a condition with a deadline; nothing relies on a sleep being long enough.
 set -euo pipefail
 
 E2D="$(pwd)/$1"
+RUNFILES="$(pwd)"
 source node/test/lib.sh  # (the runfiles root is the working directory)
 export ETCDCTL_API=3
 WORK="${TEST_TMPDIR:-$(mktemp -d)}/discovery"
@@ -144,4 +149,51 @@ for n in e1 e2 e3; do
 done
 voters=$(etcdctl "${TLS[@]}" --endpoints "$(ep e1)" member list | grep -c ', started, .*, false$')
 [[ "$voters" == 3 ]] || fail "$voters voters, not 3"
+
+echo "== 6. AWS: EC2 tags and an autoscaling group, from a fake that checks signatures"
+cat >aws.json <<'JSON'
+{"instances": [
+  {"id": "i-1", "ip": "10.9.0.1", "state": "running", "tags": {"cluster": "prod"}},
+  {"id": "i-2", "ip": "10.9.0.2", "state": "running", "tags": {"cluster": "prod"}},
+  {"id": "i-3", "ip": "10.9.0.3", "state": "stopped", "tags": {"cluster": "prod"}},
+  {"id": "i-4", "ip": "10.9.0.4", "state": "running", "tags": {"cluster": "test"}}],
+ "groups": {"e2d-asg": [["i-1", "InService"], ["i-4", "InService"], ["i-2", "Pending"]]}}
+JSON
+AP=$(free_port)
+python3 "$RUNFILES/node/test/fake_aws.py" "$AP" AKIDTEST secret-1 eu-west-1 "$WORK/aws.json" \
+  2>fake_aws.log &
+PIDS+=($!)
+for n in a1 a2 a3; do
+  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
+done
+start_aws() {  # start_aws NAME SECRET SPEC
+  local n="$1"
+  AWS_ACCESS_KEY_ID=AKIDTEST AWS_SECRET_ACCESS_KEY="$2" AWS_REGION=eu-west-1 \
+  AWS_ENDPOINT_URL="http://127.0.0.1:$AP" \
+  "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 -n 3 \
+    --peer-discovery "$3" --peer-discovery-interval 1s \
+    --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
+    --metrics-addr "127.0.0.1:${MPORT[$n]}" --gossip-addr "127.0.0.1:${GPORT[$n]}" \
+    --ca-cert ca.crt --ca-key ca.key --server-cert server.crt --server-key server.key \
+    --peer-cert peer.crt --peer-key peer.key >>"$n.log" 2>&1 &
+  PIDS+=($!)
+}
+wait_for "the fake AWS to listen" 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$AP"
+start_aws a1 secret-1 ec2-tags:cluster=prod
+start_aws a2 secret-1 aws-autoscaling-group:e2d-asg
+start_aws a3 wrong-secret ec2-tags:cluster=prod
+G1=${GPORT[a1]}
+wait_for "a1 to find the tagged running instances" 30 \
+  grep -q "found=\"10.9.0.1:$G1,10.9.0.2:$G1\"" a1.log
+wait_for "a2 to find the group's InService instances" 30 \
+  grep -q "found=\"10.9.0.1:${GPORT[a2]},10.9.0.4:${GPORT[a2]}\"" a2.log
+wait_for "a3 to log AWS's refusal" 30 \
+  grep -q "peer discovery failed.*DescribeInstances.*HTTP 403: AuthFailure: signature mismatch" a3.log
+sed -i 's/"i-3", "ip": "10.9.0.3", "state": "stopped"/"i-3", "ip": "10.9.0.3", "state": "running"/' \
+  aws.json
+wait_for "a1 to find the instance started later" 30 \
+  grep -q "found=\"10.9.0.1:$G1,10.9.0.2:$G1,10.9.0.3:$G1\"" a1.log
+# Only a3's requests are refused (a1's and a2's all pass botocore's check).
+others=$(grep "refused" fake_aws.log | grep -v "signature mismatch" || true)
+[[ -z "$others" ]] || fail "the fake refused requests for another reason: $others"
 echo "PASS"
