@@ -80,7 +80,18 @@ MembershipAction DecideMembership(const MembershipView& v) {
                             " voters left would be up: not removed while quorum is at risk"));
   }
 
-  // 3. Add a learner while members are missing, one at a time.
+  // 3. A learner is only for a missing voter: once the cluster has its voters again (-n lowered
+  //    while it caught up), nothing would promote it; remove it.
+  if (voters >= v.required_size) {
+    for (const auto& m : members) {
+      if (!m.learner) continue;
+      return Act(Kind::kRemove, m.id,
+                 absl::StrCat("the cluster has ", voters, " voters and requires ",
+                              v.required_size, ": learner ", Hex(m.id), " is not needed"));
+    }
+  }
+
+  // 4. Add a learner while members are missing, one at a time.
   if (voters + learners < v.required_size) {
     if (learners > 0) return Act(Kind::kNone, 0, held.empty() ? "a learner is catching up" : held);
     std::vector<MembershipView::Candidate> candidates = v.candidates;
@@ -103,7 +114,7 @@ MembershipAction DecideMembership(const MembershipView& v) {
                             " members and no node waits to join"));
   }
 
-  // 4. Scale down: a voter beyond the required size, only while all are up.
+  // 5. Scale down: a voter beyond the required size, only while all are up.
   if (voters > v.required_size && learners == 0 && voters_up == voters) {
     for (auto it = members.rbegin(); it != members.rend(); ++it) {
       if (it->learner || it->id == v.self) continue;

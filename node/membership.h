@@ -10,11 +10,14 @@
 //     not heard from lately (both: a member only partitioned from gossip, or not running
 //     gossip, but answering Raft is never removed; a short partition never lasts the timeout).
 //     A voter is removed only if the voters left still have a live majority without it;
-//  3. add, as a learner, a live member that gossip sees and the cluster does not hold (a new
+//  3. remove a learner once there are as many voters as the required size (it was added for a
+//     voter that is no longer missing, e.g. -n lowered while it caught up: nothing would
+//     promote it);
+//  4. add, as a learner, a live member that gossip sees and the cluster does not hold (a new
 //     node started with the cluster's command line, waiting to join) while voters and learners
 //     are fewer than the required size; one learner at a time, the smallest member id first,
 //     so that joins never race (learners do not count for quorum until promoted);
-//  4. remove a voter beyond the required size (scale down), only while every voter is alive
+//  5. remove a voter beyond the required size (scale down), only while every voter is alive
 //     and no learner is catching up: never the leader, the largest member id first.
 // A node that joins is started by its owner with the running members (as if by etcdctl member
 // add); see node/bootstrap.h for how it decides to.

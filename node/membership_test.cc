@@ -129,6 +129,24 @@ TEST(DecideMembershipTest, ADeadLearnerIsRemovedAndADeadVoterGoesBeforeAnyAdd) {
   EXPECT_EQ(a.id, 3u);
 }
 
+// A learner added while voters were missing is not needed once the cluster has its voters
+// again (-n lowered while it caught up, found by manage_replace seed 269): it is removed, so
+// that the cluster does not stay with a learner that nothing will promote.
+TEST(DecideMembershipTest, ALearnerNoLongerNeededIsRemoved) {
+  MembershipAction a = DecideMembership(View(3, {Voter(1), Voter(2), Voter(3), Learner(4, 100)}));
+  ASSERT_EQ(a.kind, Kind::kRemove) << a.why;
+  EXPECT_EQ(a.id, 4u);
+  EXPECT_TRUE(absl::StrContains(a.why, "not needed")) << a.why;
+  // With five voters and -n 3, the learner goes first, then the scale-down.
+  a = DecideMembership(
+      View(3, {Voter(1), Voter(2), Voter(3), Voter(5), Voter(6), Learner(4, 10)}));
+  ASSERT_EQ(a.kind, Kind::kRemove) << a.why;
+  EXPECT_EQ(a.id, 4u);
+  // Still needed while a voter is missing: promoted once in sync.
+  a = DecideMembership(View(3, {Voter(1), Voter(2), Learner(4, 100)}));
+  EXPECT_EQ(a.kind, Kind::kPromote) << a.why;
+}
+
 TEST(DecideMembershipTest, ScalesDownOnlyWhileEveryVoterIsUpNeverTheLeader) {
   MembershipAction a =
       DecideMembership(View(3, {Voter(1), Voter(2), Voter(3), Voter(4), Voter(5)}));
