@@ -7,15 +7,20 @@
 // an id of its own) and then the Node, with its leader managing the membership. A machine whose
 // disk is lost comes back empty: it must join again as a new member, never as the one it was,
 // and the leader replaces the lost member with a waiting node through a learner. A client
-// writes unique keys through whoever leads.
+// writes unique keys through whoever leads. In a third of the runs the operator scales the
+// cluster to 5 (every machine restarted with -n 5, one every 4 s, as a rolling restart), and in
+// another third to 5 and then back to 3, in the middle of the faults. A member removed while
+// cut off is told so by the leader and, as `e2d run` does, sets its data aside and joins again
+// as a new node. Recovery after a majority loss (majority_loss's subject) is not acted on
+// here: a member that decides to force a new cluster is counted, and goes on as it was.
 //
 // Oracles:
 //  - identity: no two running nodes ever have the same member id, and a machine that lost its
 //    disk never again runs under an id it had before;
 //  - linearizable writes: no two acknowledged writes share a revision;
 //  - durability: after the heal, every acknowledged write is read back with its value;
-//  - convergence: within 120 s of the heal, the leader's cluster is three voters and no
-//    learner, each a running node that applied the same membership.
+//  - convergence: within 120 s of the heal, the leader's cluster is as many voters as the last
+//    -n and no learner, each a running node that applied the same membership.
 
 #include <algorithm>
 #include <memory>
@@ -24,6 +29,7 @@
 
 #include "absl/container/btree_map.h"
 #include "absl/container/btree_set.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -94,6 +100,24 @@ class Run {
   }
 
   const gossip::Key& key() const { return key_; }
+  int required() const { return required_; }  // -n, as machines start now
+
+  // Machine n was removed from the cluster: as the runtime does, its data goes aside (a lost
+  // disk, to the oracles) and it starts again as a new node.
+  void OnRemoved(NodeId n) {
+    cluster_.Log(n, absl::StrCat("scenario: m", n, " was removed; it sets its data aside"));
+    ++removed_;
+    sim_.Schedule(sim_.now_ns(), sim::kNoNode, "step-aside", n, [this, n] {
+      if (!cluster_.up(n)) return;  // crashed meanwhile: it comes back and is told again
+      owned_.erase(n);
+      cluster_.Lose(n);
+      cluster_.Restart(n);
+    });
+  }
+  void OnRecoveryIgnored(NodeId n, const std::string& why) {
+    cluster_.Log(n, absl::StrCat("scenario: m", n, " would recover (not acted on): ", why));
+    ++recoveries_ignored_;
+  }
   void Fail(std::string what) {
     if (failure_.empty()) failure_ = absl::StrFormat("t=%.3fs %s", sim_.now_ns() / 1e9, what);
   }
@@ -109,13 +133,30 @@ class Run {
     }
     ids_before_loss_[n].insert(id);
     losses_at_id_.try_emplace({n, id}, cluster_.losses(n));
+    owned_[n] = id;
     CheckIdentities();
   }
 
   sim::ScenarioResult Go() {
     for (int i = 1; i <= kMachines; ++i) cluster_.AddNode(MemberOf(i).peer_address);
-    sim::ScheduleFaults(schedule_, cluster_, [this](const std::string& why) { Fail(why); });
+    // The schedule's disk losses are applied here, each only if it is not a majority loss.
+    faults_ = schedule_;
+    std::vector<sim::FaultAction> losses;
+    std::erase_if(faults_.actions, [&losses](const sim::FaultAction& a) {
+      if (a.verb != "lose") return false;
+      losses.push_back(a);
+      return true;
+    });
+    sim::ScheduleFaults(faults_, cluster_, [this](const std::string& why) { Fail(why); });
+    for (const sim::FaultAction& a : losses) {
+      uint32_t n = 0;
+      E2D_CHECK(a.args.size() == 1 && absl::SimpleAtoi(a.args[0], &n) && n >= 1 &&
+                    n <= static_cast<uint32_t>(kMachines),
+                "a loss names one machine");
+      sim_.Schedule(a.at_ms * kMs, sim::kNoNode, "lose", n, [this, n] { MaybeLose(n); });
+    }
     ScheduleClient();
+    ScheduleScaling();
     const int64_t heal_ns = schedule_.duration_ms * kMs;
     sim_.RunUntilTrue([&] { return !failure_.empty(); }, heal_ns);
     if (failure_.empty()) {
@@ -124,7 +165,7 @@ class Run {
       const bool ok = sim_.RunUntilTrue([&] { return !failure_.empty() || Converged(); },
                                         heal_ns + kConvergeMs * kMs);
       if (!ok && failure_.empty()) {
-        Fail(absl::StrCat("convergence: not three voters and no learner ", kConvergeMs,
+        Fail(absl::StrCat("convergence: not ", required_, " voters and no learner ", kConvergeMs,
                           " ms after the heal: ", Describe()));
       }
     }
@@ -135,9 +176,11 @@ class Run {
     r.digest = sim_.digest();
     r.events = sim_.events_run();
     r.end_ns = sim_.now_ns();
-    r.summary = absl::StrFormat("acked=%d losses=%d replaced=%d",
-                                static_cast<int>(acked_.size()), Losses(),
-                                static_cast<int>(Replaced()));
+    r.summary = absl::StrFormat(
+        "acked=%d losses=%d skipped_losses=%d replaced=%d scaling=%s removed=%d "
+        "recoveries_ignored=%d",
+        static_cast<int>(acked_.size()), Losses(), skipped_losses_,
+        static_cast<int>(Replaced()), scaling_, removed_, recoveries_ignored_);
     if (!r.pass) r.log_tail = absl::StrJoin(cluster_.log_tail(), "\n");
     return r;
   }
@@ -211,8 +254,71 @@ class Run {
     });
   }
 
+  // Loses machine n's disk, unless that would leave some node's voters without a majority on
+  // machines that still hold their ids: losses are spaced for the leader to replace one member
+  // before the next, but a scaling in between can keep a lost voter in place for longer, and a
+  // majority loss is majority_loss's subject. Skipped losses are counted.
+  void MaybeLose(NodeId n) {
+    absl::btree_set<uint64_t> held;  // the ids that machines still hold (up or down)
+    for (NodeId m : cluster_.nodes()) {
+      auto it = owned_.find(m);
+      if (it != owned_.end()) held.insert(it->second);
+    }
+    const auto it = owned_.find(n);
+    for (NodeId m : cluster_.nodes()) {
+      node::Node* node = NodeAt(m);
+      if (node == nullptr) continue;
+      int voters = 0, kept = 0;
+      for (const node::Member& member : node->Members()) {
+        if (member.learner) continue;
+        ++voters;
+        const bool losing = it != owned_.end() && it->second == member.id;
+        if (held.contains(member.id) && !losing) ++kept;
+      }
+      if (voters > 0 && kept < voters / 2 + 1) {
+        ++skipped_losses_;
+        cluster_.Log(n, absl::StrCat("scenario: m", n, " keeps its disk: ", kept, " of m", m,
+                                     "'s ", voters, " voters would be left"));
+        return;
+      }
+    }
+    cluster_.Log(n, absl::StrCat("lose (", n, ")"));
+    owned_.erase(n);
+    cluster_.Lose(n);
+  }
+
   bool Converged() {
-    return ClusterConverged(cluster_, [this](NodeId n) { return NodeAt(n); }, kRequired);
+    return ClusterConverged(cluster_, [this](NodeId n) { return NodeAt(n); }, required_);
+  }
+
+  // Per seed: -n 3 throughout, 3 -> 5, or 3 -> 5 -> 3. A change restarts every machine that
+  // runs (not paused) with the new -n, one every 4 s; a machine that is down takes it when it
+  // comes back.
+  void ScheduleScaling() {
+    env::Random random = env::Random(schedule_.seed).Fork("manage-scale");
+    const uint64_t mode = random.Uniform(3);
+    if (mode == 0) return;
+    const int64_t up_ms = random.Range(20'000, 60'000);
+    scaling_ = mode == 1 ? "3-5" : "3-5-3";
+    ScheduleRequired(up_ms, 5);
+    if (mode == 2) ScheduleRequired(up_ms + random.Range(30'000, 60'000), kRequired);
+  }
+
+  void ScheduleRequired(int64_t at_ms, int required) {
+    sim_.Schedule(sim_.now_ns() + at_ms * kMs, sim::kNoNode, "operator-n", required,
+                  [this, required] {
+                    cluster_.Log(sim::kNoNode, absl::StrCat("operator: -n ", required,
+                                                            ", restarting every machine"));
+                    required_ = required;
+                  });
+    for (NodeId n = 1; n <= kMachines; ++n) {
+      sim_.Schedule(sim_.now_ns() + (at_ms + 4'000 * n) * kMs, sim::kNoNode, "operator-restart",
+                    n, [this, n] {
+                      if (!cluster_.up(n) || cluster_.paused(n)) return;
+                      cluster_.Crash(n);
+                      cluster_.Restart(n);
+                    });
+    }
   }
 
   void CheckDurability() {
@@ -259,6 +365,13 @@ class Run {
   uint64_t next_key_ = 0;
   absl::btree_map<int64_t, std::string> revisions_;
   absl::btree_map<std::string, std::string> acked_;
+  int required_ = kRequired;
+  std::string scaling_ = "none";
+  int removed_ = 0;
+  int recoveries_ignored_ = 0;
+  int skipped_losses_ = 0;
+  sim::FaultSchedule faults_;  // the schedule without its losses (ScheduleFaults keeps a view)
+  absl::btree_map<NodeId, uint64_t> owned_;  // the member id each machine's disk holds
 };
 
 MemberProcess::MemberProcess(Run& run, sim::Cluster& cluster, env::Env& env, NodeId n,
@@ -266,7 +379,7 @@ MemberProcess::MemberProcess(Run& run, sim::Cluster& cluster, env::Env& env, Nod
     : run_(run), env_(env), n_(n), engine_(engine) {
   gossip_ = StartMachineGossip(cluster, env, n, run.key(), kMachines);
   node::BootstrapperConfig bc;
-  bc.required_size = kRequired;
+  bc.required_size = run.required();
   bc.self = MemberOf(n);
   bc.join_running = true;
   boot_ = std::make_unique<node::Bootstrapper>(
@@ -287,9 +400,15 @@ void MemberProcess::OpenNode(const node::BootstrapSet& set) {
     c.initial_cluster.push_back(MemberOf(n_));
   }
   c.manage.enabled = true;
-  c.manage.required_size = kRequired;
+  c.manage.required_size = run_.required();
   c.manage.interval = absl::Milliseconds(500);
   c.manage.health_timeout = kHealthTimeout;
+  c.manage.on_recovery = [this](const node::RecoveryDecision& d) {
+    if (d.kind == node::RecoveryDecision::Kind::kStepAside && d.best == 0) {
+      return run_.OnRemoved(n_);
+    }
+    run_.OnRecoveryIgnored(n_, d.why);
+  };
   absl::StatusOr<std::unique_ptr<node::Node>> node = node::Node::Open(env_, engine_, c);
   if (!node.ok()) return run_.Fail(absl::StrCat("m", n_, ": ", node.status().ToString()));
   node_ = std::move(*node);
