@@ -897,6 +897,12 @@ void Node::Manage() {
     if (id != id_ && !alive[id]) down_since_.try_emplace(id, now);
   }
   Recover(alive, same_cluster, fresh, recovered_by);
+  // A node that gossip shows running in this cluster under an id the membership no longer
+  // holds was removed without hearing of it; a learner never speaks first, so nothing it sends
+  // draws the leader's answer. Tell it (RaftNode::TellNotMember acts on a current leader only).
+  for (const auto& [id, meta] : same_cluster) {
+    if (!r.membership().IsMember(id)) kv_->raft_node().TellNotMember(id);
+  }
   if (r.role() != raft::Role::kLeader || manage_running_ || !recovery_recorded_) return;
   MembershipView v;
   v.required_size = config_.manage.required_size;

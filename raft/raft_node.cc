@@ -282,21 +282,23 @@ void RaftNode::CompleteReady(Ready ready, absl::Status persisted) {
 // A leader that is current (it has committed an entry of its term and applied everything it
 // knows committed, so its membership holds every change committed before its term and in it)
 // tells a node outside that membership that it is not a member, at most once a second each.
-void RaftNode::MaybeTellNotMember(const raftpb::Message& m) {
+void RaftNode::MaybeTellNotMember(const raftpb::Message& m) { TellNotMember(m.from()); }
+
+void RaftNode::TellNotMember(uint64_t id) {
   const Raft& r = *raft_;
-  if (r.role() != Role::kLeader || r.membership().IsMember(m.from()) ||
+  if (id == kNone || id == r.id() || r.role() != Role::kLeader || r.membership().IsMember(id) ||
       r.log().TermOr0(r.log().committed()) != r.term() || r.log().applied() < r.log().committed()) {
     return;
   }
   const env::Instant now = env_.clock().Now();
-  auto [it, fresh] = told_not_member_.try_emplace(m.from(), now);
+  auto [it, fresh] = told_not_member_.try_emplace(id, now);
   if (!fresh && now - it->second < absl::Seconds(1)) return;
   it->second = now;
   if (told_not_member_.size() > kMembersMax * 2) told_not_member_.erase(told_not_member_.begin());
   raftpb::Message out;
   out.set_type(raftpb::MSG_NOT_MEMBER);
   out.set_from(r.id());
-  out.set_to(m.from());
+  out.set_to(id);
   out.set_term(r.term());
   if (!Deliver(out)) ++messages_dropped_;
 }

@@ -143,6 +143,10 @@ class RaftNode {
   // gossip, for a joining node whose config named only some members: the log's addresses and
   // the config's win). At most kMembersMax * 2 entries. Returns whether it was added.
   bool LearnAddress(uint64_t id, const env::Address& address);
+  // Tells node `id` that it is not a member (MSG_NOT_MEMBER), if this node is a current leader
+  // whose membership does not hold it, at most once a second per node. For a removed node that
+  // never speaks first (a learner), found by its owner some other way (gossip).
+  void TellNotMember(uint64_t id);
   // This node's cluster id (0 while a joining node has not heard from its cluster yet).
   uint64_t cluster_id() const { return cluster_id_; }
   // Messages dropped because they came from another cluster.

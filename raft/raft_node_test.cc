@@ -233,6 +233,44 @@ TEST_F(RaftNodeTest, ANodeRemovedWhileCutOffIsToldByTheLeader) {
   EXPECT_FALSE(node(other)->removed());
 }
 
+// A removed node that never speaks first (a learner; here a voter whose own messages are all
+// lost) draws no answer; TellNotMember, which its owner calls on seeing it in gossip, reaches
+// it. Only a current leader tells, and never a member.
+TEST_F(RaftNodeTest, TellNotMemberReachesARemovedNodeThatDoesNotSpeak) {
+  Start(3);
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return Leader() != sim::kNoNode; }, 10'000'000'000));
+  const sim::NodeId leader = Leader();
+  const sim::NodeId victim = leader == 3 ? 2 : 3;
+  const sim::NodeId other = 6 - leader - victim;
+  cluster_->network().Isolate(victim);
+  raftpb::ConfChange cc;
+  raftpb::ConfChangeSingle* c = cc.add_changes();
+  c->set_type(raftpb::CONF_CHANGE_REMOVE_NODE);
+  c->set_node_id(victim);
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return node(leader)->ProposeConfChange(cc).ok(); },
+                                sim_.now_ns() + 10'000'000'000));
+  ASSERT_TRUE(node(leader)->Propose("after removal").ok());
+  ASSERT_TRUE(sim_.RunUntilTrue([&] { return AppliedEverywhere("after removal", {leader, other}); },
+                                sim_.now_ns() + 5'000'000'000));
+  cluster_->network().Heal();
+  // What it sends is held for 20 s: nothing it says draws an answer meanwhile.
+  const int64_t held_until = sim_.now_ns() + 20'000'000'000;
+  cluster_->network().Clog(victim, leader, held_until);
+  cluster_->network().Clog(victim, other, held_until);
+  sim_.RunUntil(sim_.now_ns() + 5'000'000'000);
+  ASSERT_FALSE(node(victim)->removed());
+  node(other)->TellNotMember(victim);  // not the leader: nothing
+  node(leader)->TellNotMember(other);  // a member: nothing
+  sim_.RunUntil(sim_.now_ns() + 1'000'000'000);
+  ASSERT_FALSE(node(victim)->removed());
+  EXPECT_FALSE(node(other)->removed());
+  node(leader)->TellNotMember(victim);
+  EXPECT_TRUE(sim_.RunUntilTrue([&] { return node(victim)->removed(); },
+                                sim_.now_ns() + 5'000'000'000));
+  EXPECT_LT(sim_.now_ns(), held_until);
+  EXPECT_EQ(proc(victim)->removed_reports, 1);
+}
+
 // A leader whose disk stalls cannot persist a Ready, so it stops heartbeating: the others elect
 // a new leader and keep committing while the stall lasts (no cluster-wide hang).
 TEST_F(RaftNodeTest, StalledLeaderDiskDoesNotStallTheCluster) {
