@@ -758,16 +758,18 @@ void Raft::MaybeAutoLeave() {
   BroadcastAppend();
 }
 
-// A removed leader steps down once every voter of the new membership has reported a commit
-// index that covers its removal: they then apply it and can elect a leader among themselves.
-// The most up-to-date one is asked to campaign at once.
+// A removed leader steps down once a quorum of the new membership has reported a commit index
+// that covers its removal: they apply it and can elect a leader among themselves. (Waiting for
+// every voter kept it leading forever when one was down for good: it refuses proposals, so it
+// could not even remove that one.) The most up-to-date of them is asked to campaign at once.
 void Raft::MaybeStepDownAfterRemoval() {
   if (role_ != Role::kLeader || removal_index_ == kNone) return;
+  auto knows = [this](uint64_t v) { return progress_.at(v).commit >= removal_index_; };
+  if (!membership_.QuorumHolds(knows)) return;
   uint64_t best = kNone, best_match = 0;
   for (uint64_t v : membership_.Voters()) {
     const Progress& pr = progress_.at(v);
-    if (pr.commit < removal_index_) return;
-    if (best == kNone || pr.match > best_match) {
+    if (knows(v) && (best == kNone || pr.match > best_match)) {
       best = v;
       best_match = pr.match;
     }

@@ -47,8 +47,9 @@
 // most up-to-date remaining voter, where the change is retried (removing the leader of a
 // two-node cluster would otherwise strand the survivor, which needs the removed node's vote
 // while that node may hold entries it lacks). A leader that applies its own removal anyway (an
-// earlier leader proposed it) keeps leading, not counting itself, until every voter of the new
-// membership reports a commit index covering the change; then it hands over and steps down.
+// earlier leader proposed it) keeps leading, not counting itself, until a quorum of the new
+// membership reports a commit index covering the change (not every voter: one may be down for
+// good); then it hands over and steps down.
 //
 // Persistence contract: the driver persists Ready.hard_state and Ready.entries (entries may
 // overwrite a suffix of what it persisted before), may send Ready.messages at once, and sends

@@ -896,6 +896,55 @@ TEST(RaftMembershipTest, RemovingTheLeaderOfATwoNodeClusterMovesLeadershipFirst)
   EXPECT_EQ(h.applied(2).back().data(), "alone");
 }
 
+// A removal proposed by one leader can be applied by the next, which is the removed node: it
+// steps down once a quorum of the new voters holds the commit, even while one of them is down
+// for good (waiting for every voter kept it leading, refusing every proposal, forever:
+// manage_replace seed 1986).
+TEST(RaftMembershipTest, ALeaderThatAppliesItsOwnRemovalStepsDownWhileAVoterIsDown) {
+  Harness h(5, [](Config& c) { c.pre_vote = false; });
+  h.node(1).Campaign();
+  h.Deliver();
+  ASSERT_EQ(h.node(1).role(), Role::kLeader);
+  h.Isolate(5);  // down for good
+  // Node 1 proposes removing node 2; the others store it, but node 1 never hears back, and
+  // then goes down for a while.
+  h.DropIf([](const Message& m) { return m.to() == 1 && m.type() == raftpb::MSG_APP_RESP; });
+  ASSERT_TRUE(h.node(1).ProposeConfChange(Change(raftpb::CONF_CHANGE_REMOVE_NODE, 2)).ok());
+  h.Deliver();
+  h.DropIf(nullptr);
+  h.Isolate(1);
+  ASSERT_EQ(h.node(2).log().last_index(), h.node(1).log().last_index());
+  ASSERT_TRUE(h.node(2).membership().IsVoter(2));  // not committed, so not applied
+  // Node 2 is elected by 2, 3 and 4 (node 1's last order: campaign now), and commits (and
+  // applies) the removal of itself.
+  Message timeout_now;
+  timeout_now.set_type(raftpb::MSG_TIMEOUT_NOW);
+  timeout_now.set_from(1);
+  timeout_now.set_to(2);
+  timeout_now.set_term(h.node(1).term());
+  ASSERT_TRUE(h.node(2).Step(timeout_now).ok());
+  h.Deliver();
+  // Its first entry commits the removal, which it applies while leading.
+  ASSERT_EQ(h.node(2).role(), Role::kLeader);
+  ASSERT_FALSE(h.node(2).membership().IsVoter(2));
+  EXPECT_FALSE(h.node(2).Propose("x").ok());
+  // Node 1 is back: with 1, 3 and 4, a quorum of the new voters (1, 3, 4, 5) holds the commit,
+  // so node 2 steps down although node 5 never answers.
+  h.HealAll();
+  h.Isolate(5);
+  h.TickAll(5);
+  EXPECT_NE(h.node(2).role(), Role::kLeader);
+  h.TickAll(30);
+  uint64_t l = 0;
+  for (uint64_t id : {1, 3, 4}) {
+    if (h.node(id).role() == Role::kLeader) l = id;
+  }
+  ASSERT_NE(l, 0u) << "no leader of the new membership";
+  EXPECT_TRUE(h.node(l).Propose("after").ok());
+  h.Deliver();
+  EXPECT_EQ(h.applied(l).back().data(), "after");
+}
+
 // ---- §6.4 Linearizable reads (thesis) ----------------------------------------------------------
 
 TEST(RaftReadTest, Sec6_4_ReadIndexWaitsForAQuorumToConfirmLeadership) {
