@@ -70,6 +70,32 @@ class RaftNodeTest : public ::testing::Test {
     }
     return sim::kNoNode;
   }
+  // Three nodes; the leader removes a follower it cannot reach (the victim), and the leader and
+  // the other follower apply the removal and an entry after it. The victim stays cut off.
+  void RemoveACutOffNode(sim::NodeId* leader_out, sim::NodeId* victim_out,
+                         sim::NodeId* other_out) {
+    Start(3);
+    ASSERT_TRUE(sim_.RunUntilTrue([&] { return Leader() != sim::kNoNode; }, 10'000'000'000));
+    const sim::NodeId leader = Leader();
+    const sim::NodeId victim = leader == 3 ? 2 : 3;
+    const sim::NodeId other = 6 - leader - victim;
+    cluster_->network().Isolate(victim);
+    raftpb::ConfChange cc;
+    raftpb::ConfChangeSingle* c = cc.add_changes();
+    c->set_type(raftpb::CONF_CHANGE_REMOVE_NODE);
+    c->set_node_id(victim);
+    // Proposed once the leader no longer counts the victim as recently active.
+    ASSERT_TRUE(sim_.RunUntilTrue([&] { return node(leader)->ProposeConfChange(cc).ok(); },
+                                  sim_.now_ns() + 10'000'000'000));
+    ASSERT_TRUE(node(leader)->Propose("after removal").ok());
+    ASSERT_TRUE(sim_.RunUntilTrue(
+        [&] { return AppliedEverywhere("after removal", {leader, other}); },
+        sim_.now_ns() + 5'000'000'000));
+    *leader_out = leader;
+    *victim_out = victim;
+    *other_out = other;
+  }
+
   bool AppliedEverywhere(const std::string& data, std::vector<sim::NodeId> ids) {
     for (sim::NodeId id : ids) {
       const auto& a = proc(id)->applied;
@@ -201,22 +227,8 @@ TEST_F(RaftNodeTest, AJoiningNodeAdoptsTheClusterIdOfItsLeader) {
 // non-members); once it can talk again, the leader answers it that it is not a member, and it
 // goes passive and reports it, as if it had applied its removal.
 TEST_F(RaftNodeTest, ANodeRemovedWhileCutOffIsToldByTheLeader) {
-  Start(3);
-  ASSERT_TRUE(sim_.RunUntilTrue([&] { return Leader() != sim::kNoNode; }, 10'000'000'000));
-  const sim::NodeId leader = Leader();
-  const sim::NodeId victim = leader == 3 ? 2 : 3;
-  const sim::NodeId other = 6 - leader - victim;
-  cluster_->network().Isolate(victim);
-  raftpb::ConfChange cc;
-  raftpb::ConfChangeSingle* c = cc.add_changes();
-  c->set_type(raftpb::CONF_CHANGE_REMOVE_NODE);
-  c->set_node_id(victim);
-  // Proposed once the leader no longer counts the victim as recently active.
-  ASSERT_TRUE(sim_.RunUntilTrue([&] { return node(leader)->ProposeConfChange(cc).ok(); },
-                                sim_.now_ns() + 10'000'000'000));
-  ASSERT_TRUE(node(leader)->Propose("after removal").ok());
-  ASSERT_TRUE(sim_.RunUntilTrue([&] { return AppliedEverywhere("after removal", {leader, other}); },
-                                sim_.now_ns() + 5'000'000'000));
+  sim::NodeId leader = sim::kNoNode, victim = sim::kNoNode, other = sim::kNoNode;
+  ASSERT_NO_FATAL_FAILURE(RemoveACutOffNode(&leader, &victim, &other));
   ASSERT_FALSE(node(leader)->raft().membership().IsMember(victim));
   EXPECT_FALSE(node(victim)->removed());
   cluster_->network().Heal();
@@ -237,21 +249,8 @@ TEST_F(RaftNodeTest, ANodeRemovedWhileCutOffIsToldByTheLeader) {
 // lost) draws no answer; TellNotMember, which its owner calls on seeing it in gossip, reaches
 // it. Only a current leader tells, and never a member.
 TEST_F(RaftNodeTest, TellNotMemberReachesARemovedNodeThatDoesNotSpeak) {
-  Start(3);
-  ASSERT_TRUE(sim_.RunUntilTrue([&] { return Leader() != sim::kNoNode; }, 10'000'000'000));
-  const sim::NodeId leader = Leader();
-  const sim::NodeId victim = leader == 3 ? 2 : 3;
-  const sim::NodeId other = 6 - leader - victim;
-  cluster_->network().Isolate(victim);
-  raftpb::ConfChange cc;
-  raftpb::ConfChangeSingle* c = cc.add_changes();
-  c->set_type(raftpb::CONF_CHANGE_REMOVE_NODE);
-  c->set_node_id(victim);
-  ASSERT_TRUE(sim_.RunUntilTrue([&] { return node(leader)->ProposeConfChange(cc).ok(); },
-                                sim_.now_ns() + 10'000'000'000));
-  ASSERT_TRUE(node(leader)->Propose("after removal").ok());
-  ASSERT_TRUE(sim_.RunUntilTrue([&] { return AppliedEverywhere("after removal", {leader, other}); },
-                                sim_.now_ns() + 5'000'000'000));
+  sim::NodeId leader = sim::kNoNode, victim = sim::kNoNode, other = sim::kNoNode;
+  ASSERT_NO_FATAL_FAILURE(RemoveACutOffNode(&leader, &victim, &other));
   cluster_->network().Heal();
   // What it sends is held for 20 s: nothing it says draws an answer meanwhile.
   const int64_t held_until = sim_.now_ns() + 20'000'000'000;
