@@ -35,10 +35,12 @@ declare -A CPORT PPORT MPORT GPORT PID
 for n in "${NAMES[@]}"; do
   CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
 done
-start() {  # start NAME: the same command line for every member
-  local n="$1"
+# start NAME DISCOVERY-FLAG...: a member told -n 3, its discovery and nothing else about the
+# others, looking again every second; the environment passes on (AWS credentials, say).
+start() {
+  local n="$1"; shift
   "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 -n 3 \
-    --peer-discovery "file:$WORK/peers" --peer-discovery-interval 1s \
+    "$@" --peer-discovery-interval 1s \
     --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
     --metrics-addr "127.0.0.1:${MPORT[$n]}" --gossip-addr "127.0.0.1:${GPORT[$n]}" \
     --ca-cert ca.crt --ca-key ca.key --server-cert server.crt --server-key server.key \
@@ -47,6 +49,7 @@ start() {  # start NAME: the same command line for every member
   PID[$n]=$!
   PIDS+=($!)
 }
+FROM_FILE=(--peer-discovery "file:$WORK/peers")
 ep() { echo "https://127.0.0.1:${CPORT[$1]}"; }
 ALL=""
 for n in "${NAMES[@]}"; do ALL="${ALL:+$ALL,}$(ep "$n")"; done
@@ -54,7 +57,7 @@ alive_in_gossip() { http_get "${MPORT[$1]}" /metrics | sed -n 's/^e2d_gossip_mem
 alive_is() { [[ "$(alive_in_gossip "$1")" == "$2" ]]; }  # alive_is NAME N
 
 echo "== 1. no peer file yet: every member logs why, and runs alone"
-for n in "${NAMES[@]}"; do start "$n"; done
+for n in "${NAMES[@]}"; do start "$n" "${FROM_FILE[@]}"; done
 for n in "${NAMES[@]}"; do
   wait_for "$n to log the failed lookup" 30 \
     grep -q "peer discovery failed.*peer file $WORK/peers cannot be read" "$n.log"
@@ -102,7 +105,7 @@ done
 echo "== 4. a restart without the peer file rejoins from the member's own data"
 rm peers
 kill -9 "${PID[d3]}"; wait "${PID[d3]}" 2>/dev/null || true
-start d3
+start d3 "${FROM_FILE[@]}"
 wait_for "d3 to serve again" 60 etcdctl "${TLS[@]}" --endpoints "$(ep d3)" get k
 [[ "$(etcdctl "${TLS[@]}" --endpoints "$(ep d3)" get k --print-value-only)" == v ]] ||
   fail "d3 lost the write"
@@ -122,18 +125,7 @@ NAMES=(e1 e2 e3 e0)
 for n in "${NAMES[@]}"; do
   CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
 done
-start_etcd_discovery() {  # start_etcd_discovery NAME TOKEN
-  local n="$1"
-  "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 -n 3 \
-    --discovery "http://127.0.0.1:$EP/v2/keys/discovery/$2" --peer-discovery-interval 1s \
-    --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
-    --metrics-addr "127.0.0.1:${MPORT[$n]}" --gossip-addr "127.0.0.1:${GPORT[$n]}" \
-    --ca-cert ca.crt --ca-key ca.key --server-cert server.crt --server-key server.key \
-    --peer-cert peer.crt --peer-key peer.key --election-timeout 500ms \
-    --health-check-interval 500ms --health-check-timeout 3s >>"$n.log" 2>&1 &
-  PID[$n]=$!
-  PIDS+=($!)
-}
+start_etcd_discovery() { start "$1" --discovery "http://127.0.0.1:$EP/v2/keys/discovery/$2"; }
 start_etcd_discovery e0 tok5
 wait_for "e0 to say the sizes differ" 30 \
   grep -q "discovery/tok5 is for a cluster of 5 but this member has -n 3" e0.log
@@ -167,16 +159,8 @@ for n in a1 a2 a3; do
   CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
 done
 start_aws() {  # start_aws NAME SECRET SPEC
-  local n="$1"
   AWS_ACCESS_KEY_ID=AKIDTEST AWS_SECRET_ACCESS_KEY="$2" AWS_REGION=eu-west-1 \
-  AWS_ENDPOINT_URL="http://127.0.0.1:$AP" \
-  "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 -n 3 \
-    --peer-discovery "$3" --peer-discovery-interval 1s \
-    --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
-    --metrics-addr "127.0.0.1:${MPORT[$n]}" --gossip-addr "127.0.0.1:${GPORT[$n]}" \
-    --ca-cert ca.crt --ca-key ca.key --server-cert server.crt --server-key server.key \
-    --peer-cert peer.crt --peer-key peer.key >>"$n.log" 2>&1 &
-  PIDS+=($!)
+    AWS_ENDPOINT_URL="http://127.0.0.1:$AP" start "$1" --peer-discovery "$3"
 }
 wait_for "the fake AWS to listen" 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$AP"
 start_aws a1 secret-1 ec2-tags:cluster=prod
