@@ -49,11 +49,6 @@ std::string DecodeEntities(absl::string_view s) {
   return out;
 }
 
-std::string Getenv(const DiscoveryOptions& o, const char* name) {
-  const char* v = o.getenv ? o.getenv(name) : nullptr;
-  return v == nullptr ? "" : v;
-}
-
 struct AwsAccess {
   std::string access_key, secret_key, session_token, region;
 };
@@ -137,13 +132,7 @@ absl::StatusOr<std::vector<std::string>> DescribeInstances(
     if (token.empty()) {
       std::vector<std::string> found;
       for (const std::string& ip : ips) found.push_back(absl::StrCat(ip, ":", port));
-      std::sort(found.begin(), found.end());
-      found.erase(std::unique(found.begin(), found.end()), found.end());
-      if (found.size() > kDiscoveredMax) {
-        return absl::ResourceExhaustedError(
-            absl::StrCat("more than ", kDiscoveredMax, " instances match"));
-      }
-      return found;
+      return BoundedAddresses(std::move(found), "AWS DescribeInstances");
     }
   }
   return absl::ResourceExhaustedError(
@@ -223,10 +212,10 @@ class AutoScalingDiscovery : public PeerDiscovery {
 // The endpoint of one service: its own variable, AWS_ENDPOINT_URL, or AWS's regional host.
 absl::StatusOr<HttpTarget> Endpoint(const DiscoveryOptions& o, const char* variable,
                                     const std::string& host_prefix, const std::string& region) {
-  std::string url = Getenv(o, variable);
+  std::string url = DiscoveryEnv(o, variable);
   const char* from = variable;
   if (url.empty()) {
-    url = Getenv(o, "AWS_ENDPOINT_URL");
+    url = DiscoveryEnv(o, "AWS_ENDPOINT_URL");
     from = "AWS_ENDPOINT_URL";
   }
   HttpTarget target;
@@ -454,11 +443,11 @@ absl::StatusOr<std::unique_ptr<PeerDiscovery>> NewAwsDiscovery(std::string_view 
     return bad("not an autoscaling group name");
   }
   AwsAccess access;
-  access.access_key = Getenv(options, "AWS_ACCESS_KEY_ID");
-  access.secret_key = Getenv(options, "AWS_SECRET_ACCESS_KEY");
-  access.session_token = Getenv(options, "AWS_SESSION_TOKEN");
-  access.region = Getenv(options, "AWS_REGION");
-  if (access.region.empty()) access.region = Getenv(options, "AWS_DEFAULT_REGION");
+  access.access_key = DiscoveryEnv(options, "AWS_ACCESS_KEY_ID");
+  access.secret_key = DiscoveryEnv(options, "AWS_SECRET_ACCESS_KEY");
+  access.session_token = DiscoveryEnv(options, "AWS_SESSION_TOKEN");
+  access.region = DiscoveryEnv(options, "AWS_REGION");
+  if (access.region.empty()) access.region = DiscoveryEnv(options, "AWS_DEFAULT_REGION");
   if (access.region.empty()) access.region = "us-east-1";
   for (const char ch : access.region) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(ch)) && ch != '-') {

@@ -250,16 +250,6 @@ class AresLookup {
   bool open_ = false;
 };
 
-absl::StatusOr<std::vector<std::string>> Bounded(std::vector<std::string> found,
-                                                 const std::string& what) {
-  found = SortedUnique(std::move(found));
-  if (found.size() > kDiscoveredMax) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(what, " gave more than ", kDiscoveredMax, " addresses"));
-  }
-  return found;
-}
-
 class DnsDiscovery : public PeerDiscovery {
  public:
   DnsDiscovery(std::string spec, std::string name, uint16_t port, DiscoveryOptions options)
@@ -272,7 +262,7 @@ class DnsDiscovery : public PeerDiscovery {
     E2D_ASSIGN_OR_RETURN(std::vector<std::string> ips, lookup->Addresses(name_));
     std::vector<std::string> found;
     for (const std::string& ip : ips) found.push_back(absl::StrCat(ip, ":", port_));
-    return Bounded(std::move(found), spec_);
+    return BoundedAddresses(std::move(found), spec_);
   }
 
  private:
@@ -306,7 +296,7 @@ class DnsSrvDiscovery : public PeerDiscovery {
       for (const std::string& ip : *ips) found.push_back(absl::StrCat(ip, ":", srv.port));
     }
     if (found.empty() && !first_failure.ok()) return first_failure;
-    return Bounded(std::move(found), spec_);
+    return BoundedAddresses(std::move(found), spec_);
   }
 
  private:
@@ -431,11 +421,6 @@ class EtcdDiscovery : public PeerDiscovery {
   bool registered_ = false;
 };
 
-std::string Getenv(const DiscoveryOptions& o, const char* name) {
-  const char* v = o.getenv ? o.getenv(name) : nullptr;
-  return v == nullptr ? "" : v;
-}
-
 // Droplets by tag, through DigitalOcean's API v2 (see the header).
 class DigitalOceanDiscovery : public PeerDiscovery {
  public:
@@ -484,7 +469,7 @@ class DigitalOceanDiscovery : public PeerDiscovery {
       absl::StatusOr<bool> more =
           ParseDigitalOceanDroplets(reply->body, options_.default_port, &found);
       if (!more.ok()) return absl::DataLossError(absl::StrCat(what, ": ", more.status().message()));
-      if (!*more) return Bounded(std::move(found), spec_);
+      if (!*more) return BoundedAddresses(std::move(found), spec_);
     }
     return absl::ResourceExhaustedError(
         absl::StrCat(spec_, ": more than ", kPagesMax * kPerPage, " droplets carry the tag"));
@@ -499,6 +484,21 @@ class DigitalOceanDiscovery : public PeerDiscovery {
 };
 
 }  // namespace
+
+absl::StatusOr<std::vector<std::string>> BoundedAddresses(std::vector<std::string> found,
+                                                          std::string_view what) {
+  found = SortedUnique(std::move(found));
+  if (found.size() > kDiscoveredMax) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(std::string(what), " gave more than ", kDiscoveredMax, " addresses"));
+  }
+  return found;
+}
+
+std::string DiscoveryEnv(const DiscoveryOptions& o, const char* name) {
+  const char* v = o.getenv ? o.getenv(name) : nullptr;
+  return v == nullptr ? "" : v;
+}
 
 absl::StatusOr<bool> ParseDigitalOceanDroplets(std::string_view json, uint16_t port,
                                                std::vector<std::string>* found) {
@@ -650,10 +650,10 @@ absl::StatusOr<std::unique_ptr<PeerDiscovery>> NewPeerDiscovery(std::string_view
     if (!IsHostName(arg) || absl::StrContains(arg, ':')) {
       return bad("a tag is letters, digits, '-', '_' and '.'");
     }
-    std::string token = Getenv(options, "DIGITALOCEAN_ACCESS_TOKEN");
-    if (token.empty()) token = Getenv(options, "DIGITALOCEAN_TOKEN");
+    std::string token = DiscoveryEnv(options, "DIGITALOCEAN_ACCESS_TOKEN");
+    if (token.empty()) token = DiscoveryEnv(options, "DIGITALOCEAN_TOKEN");
     if (token.empty()) return bad("needs DIGITALOCEAN_ACCESS_TOKEN in the environment");
-    std::string api = Getenv(options, "DIGITALOCEAN_API_URL");
+    std::string api = DiscoveryEnv(options, "DIGITALOCEAN_API_URL");
     if (api.empty()) api = "https://api.digitalocean.com";
     absl::string_view rest = api;
     const bool tls = absl::ConsumePrefix(&rest, "https://");

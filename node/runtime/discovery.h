@@ -92,6 +92,14 @@ absl::StatusOr<std::vector<std::string>> ParsePeerList(std::string_view content,
                                                        uint16_t default_port,
                                                        std::string_view where);
 
+// For providers: `found` sorted and without duplicates, or ResourceExhausted naming `what` if
+// more than kDiscoveredMax remain.
+absl::StatusOr<std::vector<std::string>> BoundedAddresses(std::vector<std::string> found,
+                                                          std::string_view what);
+
+// For providers: the environment variable `name` through DiscoveryOptions::getenv, or "".
+std::string DiscoveryEnv(const DiscoveryOptions& options, const char* name);
+
 // The gossip addresses an etcd discovery directory lists: the JSON reply of a GET on it, each
 // entry's value NAME=HOST[:PORT]. Errors name the entry's key.
 absl::StatusOr<std::vector<std::string>> ParseEtcdDiscoveryListing(std::string_view json,
