@@ -258,6 +258,14 @@ void Node::AddCurrentMember(const env::Address& peer_address, bool learner,
                             absl::Duration timeout,
                             std::function<void(absl::StatusOr<Member>)> done, uint64_t id) {
   if (id == 0) id = MemberIdFor(peer_address);
+  if (!restored_from_.empty() && kv_->raft_node().raft().log().snapshot_index() == 0) {
+    // Its log does not hold the restored store: a new member would replay the log alone.
+    return Later([done = std::move(done)] {
+      done(absl::UnavailableError(
+          "etcdserver: this member was restored from a backup and has not taken the snapshot "
+          "that new members start from yet: try again shortly"));
+    });
+  }
   for (const Member& m : Members()) {
     if (m.id == id || m.peer_address == peer_address) {
       return Later([done = std::move(done)] {
@@ -767,6 +775,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* en
   }
   rc.tick = config.tick;
   rc.snapshot_entries = config.snapshot_entries;
+  // A restored store is not in the log: members added later need it in a snapshot.
+  rc.seeded = !identity.restored_from.empty();
   kv::KvServerHooks hooks;
   hooks.raft.on_fatal = [&env](const absl::Status& why) {
     env.Log(absl::StrCat("level=error msg=\"fail-stop\" why=\"", why.ToString(), "\""));

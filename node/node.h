@@ -92,7 +92,10 @@ struct NodeConfig {
   // from it on its first start, and the new log goes on from the backup's revision. The
   // backup's name goes into the cluster id (members of the cluster the backup came from cannot
   // talk to the restored one) and into the recorded identity. Ignored, with a warning, by a
-  // member that already has an identity: local data is never overwritten.
+  // member that already has an identity: local data is never overwritten. The store is not in
+  // the new log, so a restored member takes a Raft snapshot as soon as it applied an entry
+  // (raft::RaftNodeConfig::seeded), and refuses to add members until then: members added later
+  // start from that snapshot.
   struct Restore {
     std::string name;   // the backup's, for the logs and the cluster id
     std::string store;  // its payload (kv::KvServer::Seed's format)

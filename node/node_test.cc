@@ -140,6 +140,17 @@ class NodeTest : public ::testing::Test {
     return *got;
   }
 
+  // Member d, for machine 4 (not added yet): it joins the running cluster once started.
+  Member FourthMachine() {
+    Member d;
+    d.name = "d";
+    d.peer_address = "10.0.0.4:2380";
+    members_.push_back(d);
+    engines_.push_back(std::make_unique<kv::MemEngine>());
+    joining_.insert(4);
+    return d;
+  }
+
   sim::Simulator sim_{7};
   std::vector<Member> members_;
   std::vector<std::unique_ptr<kv::MemEngine>> engines_;
@@ -367,12 +378,7 @@ TEST_F(NodeTest, MetricsReportTheLeaderAndTheDiskHistograms) {
 // as a learner, starts with --initial-cluster-state existing, learns the cluster id and the
 // data, is promoted (through a follower, which forwards), and the leader itself is removed.
 TEST_F(NodeTest, AMemberJoinsAsALearnerIsPromotedAndTheLeaderIsRemoved) {
-  Member d;
-  d.name = "d";
-  d.peer_address = "10.0.0.4:2380";
-  members_.push_back(d);
-  engines_.push_back(std::make_unique<kv::MemEngine>());
-  joining_.insert(4);
+  const Member d = FourthMachine();
   const sim::NodeId l = Leader();
   const sim::NodeId f = l % 3 + 1;
   const uint64_t d_id = MemberIdFor(d.peer_address);
@@ -542,6 +548,26 @@ TEST_F(NodeTest, AfterTotalLossANewClusterStartsFromTheBackupAndKeepsItsRevision
                           [](const std::string& line) {
                             return line.find("the backup is not restored") != std::string::npos;
                           }));
+
+  // A member added later has the backup's data too: the restored store is not in the log, so
+  // it starts from the snapshot the restored members took.
+  const Member d = FourthMachine();
+  const sim::NodeId l2 = Leader();
+  EXPECT_GT(node(l2)->kv().raft_node().raft().log().snapshot_index(), 0u);
+  absl::StatusOr<Member> added = Add(l2, d.peer_address, /*learner=*/true);
+  ASSERT_TRUE(added.ok()) << added.status();
+  cluster_->AddNode(d.peer_address);
+  ASSERT_NE(node(4), nullptr) << static_cast<Proc*>(cluster_->process(4))->open_status;
+  ASSERT_TRUE(sim_.RunUntilTrue(
+      [&] {
+        return node(4)->cluster_id() == restored &&
+               node(4)->Status().raft_applied_index >= node(l2)->Status().raft_applied_index;
+      },
+      sim_.now_ns() + 20'000'000'000));
+  ASSERT_TRUE(Promote(l2, added->id).ok());
+  EXPECT_EQ(node(4)->Header().revision(), node(l2)->Header().revision());
+  EXPECT_EQ(Get(4, "k9"), "old");
+  EXPECT_EQ(Get(4, "new"), "1");
 }
 
 TEST(GossipMetaTest, RoundTripsAndRefusesWhatIsNotOne) {

@@ -478,7 +478,9 @@ void RaftNode::OnMessage(const std::string& bytes) {
 // ---- Snapshots ---------------------------------------------------------------------------------
 
 void RaftNode::MaybeSaveSnapshot() {
-  if (config_.snapshot_entries == 0 || snapshot_saving_ || failed_ ||
+  const bool seeded_first = config_.seeded && raft_->snapshot().index() == 0;
+  const uint64_t every = seeded_first ? 1 : config_.snapshot_entries;
+  if (every == 0 || snapshot_saving_ || failed_ ||
       (!hooks_.snapshot_data && !hooks_.snapshot_job)) {
     return;
   }
@@ -486,7 +488,7 @@ void RaftNode::MaybeSaveSnapshot() {
   // is still persisting), or the data would not match the metadata.
   if (!installing_.empty() || sm_applied_ != raft_->log().applied()) return;
   const uint64_t from = std::max(raft_->snapshot().index(), snapshot_retry_from_);
-  if (raft_->log().applied() < from + config_.snapshot_entries) return;
+  if (raft_->log().applied() < from + every) return;
   const raftpb::SnapshotMetadata meta = raft_->SnapshotMetadataNow();
   snapshot_saving_ = true;
   auto data = std::make_shared<std::string>();

@@ -72,6 +72,11 @@ struct RaftNodeConfig {
   absl::Duration read_timeout = absl::Seconds(2);  // a read not answered by then fails
   size_t reads_pending_max = 1024;
   uint64_t snapshot_entries = 0;  // take a snapshot every this many applied entries (0: never)
+  // The state machine holds state that no entry of the log produces (it was restored from a
+  // backup, and the log starts after it): the node takes its first snapshot as soon as it
+  // applied an entry, whatever snapshot_entries says, so that a member added later receives
+  // that state in a snapshot instead of replaying a log that lacks it.
+  bool seeded = false;
   std::string snapshot_dir = "snap";
   uint64_t snapshot_bytes_max = 256ull << 20;
   size_t snapshot_chunk_bytes = 64 << 10;
