@@ -133,7 +133,6 @@ start() {  # start NAME [peer cert and CA key prefix]
   PIDS+=($!)
 }
 TLS=(--cacert ca.crt --cert client.crt --key client.key)
-ep() { echo "https://127.0.0.1:${CPORT[$1]}"; }
 ALL="$(ep a),$(ep b),$(ep c)"
 for n in "${NAMES[@]}"; do start "$n"; done
 wait_for "the cluster to accept a write" 30 etcdctl "${TLS[@]}" --endpoints "$ALL" put boot 1
@@ -267,7 +266,6 @@ wait_for "d to catch up" 60 bash -c "etcdctl ${TLS[*]} --endpoints $(ep d) get a
   --consistency=s --print-value-only | grep -qx 1"
 check_acked "$(ep d)" --consistency=s || fail "d lacks acknowledged writes"
 # ... reports the cluster's id, and is promoted once in sync.
-cluster_of() { etcdctl "${TLS[@]}" --endpoints "$1" endpoint status -w fields | awk -F' : ' '/"ClusterID"/ {print $2}'; }
 [[ "$(cluster_of "$(ep d)")" == "$(cluster_of "$(ep a)")" ]] || fail "d reports another cluster id"
 wait_for "d to be promoted" 30 etcdctl "${TLS[@]}" --endpoints "$AB" member promote "$DID"
 d_voter() { etcdctl "${TLS[@]}" --endpoints "$1" member list | grep -q "^$DID, .*, false$"; }
@@ -379,9 +377,6 @@ etcdctl "${TLS[@]}" --endpoints "$(ep g4)" put via-g4 1 | grep -qx OK || fail "a
 GALL="$(ep g1),$(ep g2),$(ep g4)"
 
 echo "== 8. total loss: three new members bootstrap through gossip from the newest backup that checks out"
-revision_of_put() {  # revision_of_put ENDPOINTS KEY VALUE: the revision the put got
-  etcdctl "${TLS[@]}" --endpoints "$1" put "$2" "$3" -w json | sed -n 's/.*"revision":\([0-9]*\).*/\1/p'
-}
 R=$(revision_of_put "$GALL" gfinal 1)
 [[ -n "$R" ]] || fail "no revision for the last write"
 GHEX=$(printf '%016x' "$GCID")

@@ -50,7 +50,6 @@ start() {
   PIDS+=($!)
 }
 FROM_FILE=(--peer-discovery "file:$WORK/peers")
-ep() { echo "https://127.0.0.1:${CPORT[$1]}"; }
 ALL=""
 for n in "${NAMES[@]}"; do ALL="${ALL:+$ALL,}$(ep "$n")"; done
 alive_in_gossip() { http_get "${MPORT[$1]}" /metrics | sed -n 's/^e2d_gossip_members{state="alive"} //p'; }

@@ -33,3 +33,17 @@ http_get() {
   cat <&3
   exec 3<&-
 }
+
+# etcdctl helpers; they use the test's TLS array (the client certificate flags) and its CPORT
+# map (each member's client port, by name).
+ep() { echo "https://127.0.0.1:${CPORT[$1]}"; }  # ep NAME: its client URL
+eps() { local out="" n; for n in "$@"; do out="${out:+$out,}$(ep "$n")"; done; echo "$out"; }
+cluster_of() {  # cluster_of ENDPOINTS: the cluster id (decimal) the first one reports
+  etcdctl "${TLS[@]}" --endpoints "$1" endpoint status -w fields | awk -F' : ' '/"ClusterID"/ {print $2}'
+}
+voters() {  # voters ENDPOINTS: the started voters the member list shows
+  etcdctl "${TLS[@]}" --endpoints "$1" member list | grep -c ', started, .*, false$'
+}
+revision_of_put() {  # revision_of_put ENDPOINTS KEY VALUE: the revision the put got
+  etcdctl "${TLS[@]}" --endpoints "$1" put "$2" "$3" -w json | sed -n 's/.*"revision":\([0-9]*\).*/\1/p'
+}

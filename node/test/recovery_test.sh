@@ -46,15 +46,6 @@ start() {  # start NAME: the same command line for every member
   PID[$n]=$!
   PIDS+=($!)
 }
-ep() { echo "https://127.0.0.1:${CPORT[$1]}"; }
-eps() { local out="" n; for n in "$@"; do out="${out:+$out,}$(ep "$n")"; done; echo "$out"; }
-cluster_of() { etcdctl "${TLS[@]}" --endpoints "$1" endpoint status -w fields | awk -F' : ' '/"ClusterID"/ {print $2}'; }
-voters() {  # voters ENDPOINT: the started voters its member list shows
-  etcdctl "${TLS[@]}" --endpoints "$1" member list | grep -c ', started, .*, false$'
-}
-revision_of_put() {  # revision_of_put ENDPOINTS KEY VALUE: the revision the put got
-  etcdctl "${TLS[@]}" --endpoints "$1" put "$2" "$3" -w json | sed -n 's/.*"revision":\([0-9]*\).*/\1/p'
-}
 
 echo "== 1. five members bootstrap through gossip and take writes"
 for n in "${NAMES[@]}"; do start "$n"; done

@@ -69,11 +69,7 @@ start() {
   PID[$n]=$!
   PIDS+=($!)
 }
-ep() { echo "https://127.0.0.1:${CPORT[$1]}"; }
 stop() { kill "${PID[$1]}" 2>/dev/null || true; wait "${PID[$1]}" 2>/dev/null || true; }
-revision_of_put() {  # revision_of_put ENDPOINT KEY VALUE: the revision the put got
-  etcdctl "${TLS[@]}" --endpoints "$1" put "$2" "$3" -w json | sed -n 's/.*"revision":\([0-9]*\).*/\1/p'
-}
 cluster_hex() {
   printf '%016x' "$(etcdctl "${TLS[@]}" --endpoints "$1" endpoint status -w fields |
     awk -F' : ' '/"ClusterID"/ {print $2}')"
