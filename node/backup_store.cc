@@ -3,6 +3,7 @@
 #include "node/backup_store.h"
 
 #include <algorithm>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -70,6 +71,12 @@ absl::StatusOr<LoadedBackup> DecodeBackup(const std::string& name, const std::st
 absl::StatusOr<LoadedBackup> NewestBackup(
     BackupStore& store, const std::optional<BackupKeys>& keys,
     const std::function<void(const std::string& name, const absl::Status& why)>& refused) {
+  return NewestBackupOf(store, keys, std::nullopt, refused);
+}
+
+absl::StatusOr<LoadedBackup> NewestBackupOf(
+    BackupStore& store, const std::optional<BackupKeys>& keys, std::optional<uint64_t> cluster_id,
+    const std::function<void(const std::string& name, const absl::Status& why)>& refused) {
   absl::StatusOr<std::vector<std::string>> names = store.List();
   if (!names.ok()) {
     // A store that cannot be listed (no such bucket or directory among others) is never taken
@@ -77,13 +84,16 @@ absl::StatusOr<LoadedBackup> NewestBackup(
     if (names.status().code() != absl::StatusCode::kNotFound) return names.status();
     return absl::FailedPreconditionError(names.status().message());
   }
-  std::vector<std::pair<uint64_t, std::string>> backups;  // (revision, name)
+  std::vector<std::tuple<uint64_t, std::string, uint64_t>> backups;  // (revision, name, cluster)
   for (std::string& n : *names) {
     uint64_t cluster = 0, revision = 0;
-    if (ParseBackupName(n, &cluster, &revision)) backups.emplace_back(revision, std::move(n));
+    if (ParseBackupName(n, &cluster, &revision) &&
+        (!cluster_id.has_value() || cluster == *cluster_id)) {
+      backups.emplace_back(revision, std::move(n), cluster);
+    }
   }
   std::sort(backups.rbegin(), backups.rend());
-  for (const auto& [revision, name] : backups) {
+  for (const auto& [revision, name, cluster] : backups) {
     absl::StatusOr<std::string> bytes = store.Get(name);
     // A backup that cannot be read now (the store is down, access denied) is not known to be
     // bad: restoring an older one instead would quietly lose writes. Only a backup gone since
@@ -97,12 +107,22 @@ absl::StatusOr<LoadedBackup> NewestBackup(
       loaded =
           absl::DataLossError(absl::StrCat("backup ", name, " holds revision ",
                                            loaded->meta.revision, ", not the one it is named by"));
+    } else if (loaded.ok() && loaded->meta.cluster_id != cluster) {
+      loaded = absl::DataLossError(absl::StrCat(
+          "backup ", name, " holds cluster ", absl::Hex(loaded->meta.cluster_id, absl::kZeroPad16),
+          ", not the one it is named by"));
     }
     if (loaded.ok()) return loaded;
     refused(name, loaded.status());
   }
-  if (backups.empty())
-    return absl::NotFoundError(absl::StrCat("no backup under ", store.Describe()));
+  if (backups.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("no backup",
+                     cluster_id.has_value()
+                         ? absl::StrCat(" of cluster ", absl::Hex(*cluster_id, absl::kZeroPad16))
+                         : "",
+                     " under ", store.Describe()));
+  }
   return absl::DataLossError(absl::StrCat("no backup under ", store.Describe(), " checks out"));
 }
 

@@ -96,6 +96,12 @@ absl::StatusOr<LoadedBackup> NewestBackup(
     BackupStore& store, const std::optional<BackupKeys>& keys,
     const std::function<void(const std::string& name, const absl::Status& why)>& refused);
 
+// The same among the backups of cluster `cluster_id` only (all clusters': nullopt). A backup
+// whose content names another cluster than its name does is refused like a damaged one.
+absl::StatusOr<LoadedBackup> NewestBackupOf(
+    BackupStore& store, const std::optional<BackupKeys>& keys, std::optional<uint64_t> cluster_id,
+    const std::function<void(const std::string& name, const absl::Status& why)>& refused);
+
 class MemBackupStore final : public BackupStore {
  public:
   // `now_unix_seconds` stamps each Put (none: 0, the simulator's default).

@@ -91,6 +91,34 @@ TEST(NewestBackupTest, TakesTheHighestRevisionOfAnyClusterThatChecksOut) {
   EXPECT_EQ(got.status().message(), "no backup under mem://");
 }
 
+TEST(NewestBackupTest, OfOneClusterWeighsOnlyItsBackupsAndRefusesOneOfAnotherUnderItsName) {
+  const BackupKeys keys = *DeriveBackupKeys("the CA key");
+  MemBackupStore store;
+  ASSERT_TRUE(store.Put(BackupName(1, 10), Encode(1, 10, "one, older", keys)).ok());
+  ASSERT_TRUE(store.Put(BackupName(1, 20), Encode(1, 20, "one, newest", keys)).ok());
+  ASSERT_TRUE(store.Put(BackupName(2, 50), Encode(2, 50, "another cluster", keys)).ok());
+  // Cluster 2's content under cluster 1's name.
+  ASSERT_TRUE(store.Put(BackupName(1, 30), Encode(2, 30, "mislabelled", keys)).ok());
+  std::vector<std::string> refused;
+  auto note = [&refused](const std::string& name, const absl::Status& why) {
+    refused.push_back(name);
+    EXPECT_TRUE(absl::StrContains(why.message(), "holds cluster")) << why;
+  };
+  absl::StatusOr<LoadedBackup> got = NewestBackupOf(store, keys, 1, note);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->name, BackupName(1, 20));
+  EXPECT_EQ(got->store, "one, newest");
+  EXPECT_EQ(refused, std::vector<std::string>{BackupName(1, 30)});
+  refused.clear();
+  got = NewestBackupOf(store, keys, 2, note);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->name, BackupName(2, 50));
+  EXPECT_TRUE(refused.empty());
+  got = NewestBackupOf(store, keys, 3, note);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(got.status().message(), "no backup of cluster 0000000000000003 under mem://");
+}
+
 TEST(DecodeBackupTest, PlainBackupsNeedNoKeyAndErrorsNameTheBackup) {
   const std::string file = Encode(7, 3, "payload", std::nullopt);
   absl::StatusOr<LoadedBackup> got = DecodeBackup("b.bkp", file, std::nullopt);

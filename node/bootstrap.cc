@@ -557,22 +557,29 @@ void Bootstrapper::Poll() {
 }
 
 void Bootstrapper::Write(const Record& record, std::function<void()> then) {
-  env::FileSystem& fs = env_.fs();
+  WriteRecord(env_, record, [this, alive = alive_, then = std::move(then)](absl::Status s) {
+    if (!*alive) return;
+    if (!s.ok()) return Finish(s);
+    then();
+  });
+}
+
+void Bootstrapper::WriteRecord(env::Env& env, const Record& record,
+                               std::function<void(absl::Status)> done) {
+  env::FileSystem& fs = env.fs();
   absl::StatusOr<std::unique_ptr<env::File>> f =
       fs.Open(kRecordTemp, {.create = true, .truncate = true});
   absl::Status s = f.status();
   if (s.ok()) s = (*f)->Append(RecordText(record));
-  if (!s.ok()) return Finish(s);
+  if (!s.ok()) {
+    env.clock().After(absl::ZeroDuration(), [done = std::move(done), s] { done(s); });
+    return;
+  }
   std::shared_ptr<env::File> file(std::move(*f));
-  file->Sync([this, alive = alive_, file, then = std::move(then)](absl::Status s) mutable {
-    if (!*alive) return;
-    if (s.ok()) s = env_.fs().Rename(kRecordTemp, kRecordFile);
-    if (!s.ok()) return Finish(s);
-    env_.fs().SyncDir("", [this, alive, then = std::move(then)](absl::Status s) {
-      if (!*alive) return;
-      if (!s.ok()) return Finish(s);
-      then();
-    });
+  file->Sync([&env, file, done = std::move(done)](absl::Status s) mutable {
+    if (s.ok()) s = env.fs().Rename(kRecordTemp, kRecordFile);
+    if (!s.ok()) return done(s);
+    env.fs().SyncDir("", std::move(done));
   });
 }
 

@@ -140,11 +140,16 @@ class Bootstrapper {
     BootstrapAck ack;
   };
   static absl::StatusOr<std::optional<Record>> Read(env::FileSystem& fs);
+  // Writes `record` durably (temp file, sync, rename, directory sync); `done` gets the outcome
+  // on the env's thread, never inside the call. For a member that starts a cluster without
+  // agreeing on it (a recovery's restore, alone): later starts find it committed and restart.
+  static void WriteRecord(env::Env& env, const Record& record,
+                          std::function<void(absl::Status)> done);
 
  private:
   void Poll();
   void Publish();
-  // Writes the record durably (temp file, sync, rename, directory sync), then runs `then`.
+  // WriteRecord, then `then` (a failure finishes the bootstrap with it).
   void Write(const Record& record, std::function<void()> then);
   void Finish(absl::StatusOr<BootstrapSet> result);
 

@@ -580,8 +580,9 @@ struct Identity {
   std::string name;
   bool joined = false;
   std::string restored_from;  // bootstrapped from this backup (see NodeConfig::restore)
-  // Started again alone from its own data after its cluster `recovered_from` lost a majority
-  // (node/recovery.h); `forcing`: that start has not completed yet (the next start forces).
+  // Started again alone after its cluster `recovered_from` lost a majority (node/recovery.h):
+  // from its own data, `forcing` while that start has not completed yet (the next start
+  // forces); or from the backup `restored_from`.
   uint64_t recovered_from = 0;
   bool forcing = false;
 };
@@ -593,7 +594,9 @@ std::string IdentityText(const Identity& id) {
                       "\norigin=",
                       id.recovered_from != 0
                           ? absl::StrCat("recover ", Hex(id.recovered_from),
-                                         id.forcing ? " forcing" : "")
+                                         id.forcing ? " forcing" : "",
+                                         id.restored_from.empty() ? "" : " restore ",
+                                         id.restored_from)
                       : id.joined                ? std::string("join")
                       : id.restored_from.empty() ? std::string("bootstrap")
                                                  : absl::StrCat("restore ", id.restored_from),
@@ -629,11 +632,13 @@ absl::StatusOr<Identity> ParseIdentity(const std::string& text) {
     id.restored_from = origin.substr(kRestore.size());
   } else if (absl::StartsWith(origin, kRecover)) {
     std::vector<std::string> f = absl::StrSplit(origin.substr(kRecover.size()), ' ');
-    if (f.size() > 2 || !absl::SimpleHexAtoi(f[0], &id.recovered_from) ||
-        id.recovered_from == 0 || (f.size() == 2 && f[1] != "forcing")) {
-      return bad("origin is not recover <cluster id> [forcing]");
+    if (f.size() > 3 || !absl::SimpleHexAtoi(f[0], &id.recovered_from) ||
+        id.recovered_from == 0 || (f.size() == 2 && f[1] != "forcing") ||
+        (f.size() == 3 && (f[1] != "restore" || f[2].empty()))) {
+      return bad("origin is not recover <cluster id> [forcing | restore <backup>]");
     }
     id.forcing = f.size() == 2;
+    if (f.size() == 3) id.restored_from = f[2];
   } else if (origin != "join" && origin != "bootstrap") {
     return bad("origin is neither join, bootstrap, restore <backup> nor recover <cluster id>");
   }
@@ -645,7 +650,10 @@ absl::StatusOr<Identity> ParseIdentity(const std::string& text) {
 Identity Configured(const NodeConfig& config) {
   Identity id;
   id.joined = config.join;
-  if (config.restore.has_value()) id.restored_from = config.restore->name;
+  if (config.restore.has_value()) {
+    id.restored_from = config.restore->name;
+    id.recovered_from = config.restore->recovers;
+  }
   id.cluster_id = config.join ? 0 : ClusterIdFor(config.initial_cluster, id.restored_from);
   id.member_id = Self(config).id;
   id.name = config.name;
@@ -742,7 +750,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Open(env::Env& env, kv::KvEngine* en
                            kv::KvServer::Seed(engine, config.restore->store));
       env.Log(absl::StrCat("level=info msg=\"restored the store from a backup\" backup=",
                            config.restore->name, " revision=", revision,
-                           " cluster_id=", Hex(identity.cluster_id)));
+                           " cluster_id=", Hex(identity.cluster_id),
+                           identity.recovered_from != 0 ? " recovers_cluster=" : "",
+                           identity.recovered_from != 0 ? Hex(identity.recovered_from) : ""));
     }
   }
   if (!resolved.second) {
@@ -1000,6 +1010,14 @@ void Node::Recover(const absl::btree_map<uint64_t, bool>& alive,
   v.commit = r.log().committed();
   v.fresh = fresh;
   v.recovered_by = recovered_by;
+  // What was read of the store holds for one leaderless spell: a leader may write more.
+  if (!leaderless_since_.has_value() && backup_check_ == BackupCheck::kDone) {
+    backup_check_ = BackupCheck::kNone;
+  }
+  v.backups = config_.backup.store != nullptr;
+  v.backup_checked = backup_check_ == BackupCheck::kDone;
+  v.backup_error = backup_check_error_;
+  v.newest_backup = newest_backup_;
   for (uint64_t id : r.membership().Voters()) {
     if (id == id_) continue;
     RecoveryView::Voter o;
@@ -1021,11 +1039,11 @@ void Node::Recover(const absl::btree_map<uint64_t, bool>& alive,
   const RecoveryDecision d = DecideRecovery(v);
   const bool acting = static_cast<bool>(config_.manage.on_recovery);
   const bool lost = LostQuorum(v) && v.voter;
-  const uint64_t vote =
-      acting && (d.kind == RecoveryDecision::Kind::kVote ||
-                 d.kind == RecoveryDecision::Kind::kForce)
-          ? d.best
-          : 0;
+  const uint64_t vote = acting && (d.kind == RecoveryDecision::Kind::kVote ||
+                                   d.kind == RecoveryDecision::Kind::kForce ||
+                                   d.kind == RecoveryDecision::Kind::kRestore)
+                            ? d.best
+                            : 0;
   if (lost != lost_quorum_ || vote != recovery_vote_) {
     lost_quorum_ = lost;
     recovery_vote_ = vote;
@@ -1036,17 +1054,29 @@ void Node::Recover(const absl::btree_map<uint64_t, bool>& alive,
     if (!d.why.empty()) {
       env_.Log(absl::StrCat("level=", d.kind == RecoveryDecision::Kind::kNone ? "info" : "warn",
                             " msg=\"recovery: ",
-                            d.kind == RecoveryDecision::Kind::kNone    ? "waiting"
-                            : d.kind == RecoveryDecision::Kind::kVote  ? "votes"
-                            : d.kind == RecoveryDecision::Kind::kForce ? "forces a new cluster"
-                                                                       : "steps aside",
+                            d.kind == RecoveryDecision::Kind::kNone      ? "waiting"
+                            : d.kind == RecoveryDecision::Kind::kVote    ? "votes"
+                            : d.kind == RecoveryDecision::Kind::kForce   ? "forces a new cluster"
+                            : d.kind == RecoveryDecision::Kind::kRestore ? "restores a backup"
+                                                                         : "steps aside",
                             "\" best=", Hex(d.best), " why=\"", d.why, "\""));
     }
   }
   if (!acting || recovery_requested_) return;
-  if (d.kind == RecoveryDecision::Kind::kForce || d.kind == RecoveryDecision::Kind::kStepAside) {
+  // A failed read of the store is tried again after a while (the store may be back).
+  constexpr absl::Duration kBackupCheckRetry = absl::Seconds(10);
+  if (d.needs_backup &&
+      (backup_check_ == BackupCheck::kNone ||
+       (backup_check_ == BackupCheck::kDone && !backup_check_error_.empty() &&
+        v.now - backup_checked_at_ >= kBackupCheckRetry))) {
+    CheckNewestBackup();
+  }
+  if (d.kind == RecoveryDecision::Kind::kForce || d.kind == RecoveryDecision::Kind::kRestore ||
+      d.kind == RecoveryDecision::Kind::kStepAside) {
     recovery_requested_ = true;
-    Later([this, d] { config_.manage.on_recovery(d); });
+    RecoveryDecision act = d;
+    act.cluster = cluster_id_;
+    Later([this, act] { config_.manage.on_recovery(act); });
   }
 }
 
@@ -1149,6 +1179,52 @@ void Node::MaybeBackup(bool forced) {
     return;
   }
   backup_running_ = true;
+}
+
+void Node::CheckNewestBackup() {
+  struct Result {
+    absl::Status status;
+    std::optional<RecoveryView::Backup> newest;
+    std::vector<std::string> refused;  // "name: why", to log on the env's thread
+  };
+  auto result = std::make_shared<Result>();
+  BackupStore* store = config_.backup.store;
+  auto work = [store, keys = config_.backup.keys, cluster = cluster_id_, result] {
+    absl::StatusOr<LoadedBackup> b = NewestBackupOf(
+        *store, keys, cluster, [&result](const std::string& name, const absl::Status& why) {
+          result->refused.push_back(absl::StrCat(name, ": ", why.message()));
+        });
+    if (b.ok()) {
+      result->newest = RecoveryView::Backup{b->name, b->meta.raft_index, b->meta.revision};
+    } else if (b.status().code() != absl::StatusCode::kNotFound &&
+               b.status().code() != absl::StatusCode::kDataLoss) {
+      result->status = b.status();  // NotFound: none; DataLoss: none checks out
+    }
+  };
+  auto done = [this, alive = alive_, result, store] {
+    if (!*alive) return;
+    backup_check_ = BackupCheck::kDone;
+    backup_checked_at_ = env_.clock().Now();
+    backup_check_error_ = result->status.ok() ? "" : std::string(result->status.message());
+    newest_backup_ = result->newest;
+    for (const std::string& r : result->refused) {
+      env_.Log(absl::StrCat("level=warn msg=\"recovery: backup refused\" why=\"", r, "\""));
+    }
+    env_.Log(absl::StrCat(
+        "level=info msg=\"recovery: read the newest backup of the cluster\" store=",
+        store->Describe(), " cluster=", Hex(cluster_id_),
+        !result->status.ok() ? absl::StrCat(" error=\"", backup_check_error_, "\"")
+        : newest_backup_.has_value()
+            ? absl::StrCat(" backup=", newest_backup_->name, " raft_index=",
+                           newest_backup_->raft_index, " revision=", newest_backup_->revision)
+            : std::string(" backup=none")));
+  };
+  backup_check_ = BackupCheck::kRunning;
+  if (absl::Status s = env_.Offload(std::move(work), std::move(done)); !s.ok()) {
+    backup_check_ = BackupCheck::kDone;
+    backup_checked_at_ = env_.clock().Now();
+    backup_check_error_ = std::string(s.message());
+  }
 }
 
 void Node::OnClusterId(uint64_t cluster) {

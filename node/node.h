@@ -99,6 +99,10 @@ struct NodeConfig {
   struct Restore {
     std::string name;   // the backup's, for the logs and the cluster id
     std::string store;  // its payload (kv::KvServer::Seed's format)
+    // Recovery (RecoveryDecision::kRestore): the cluster, lost with its majority, that this
+    // restore starts again (0: none, an operator's restore). Recorded in the identity and
+    // published, so that the lost cluster's survivors step aside and join the restored one.
+    uint64_t recovers = 0;
   };
   std::optional<Restore> restore;
   // Self-management (node/membership.h): the leader keeps the cluster at `required_size`
@@ -112,8 +116,11 @@ struct NodeConfig {
     absl::Duration health_timeout = absl::Minutes(5);
     // Recovery from the loss of a majority (node/recovery.h): every member decides every
     // interval; the owner gets kForce (call PrepareRecovery, then open the node again on the
-    // same data) or kStepAside (move the data directory aside, then start as a new node that
-    // joins the running cluster), once, on the env's thread. A member that was removed (it
+    // same data), kRestore (move the data directory aside, then open a new node alone, its
+    // initial cluster only itself, restoring the backup named with Restore::recovers set to
+    // this cluster's id) or kStepAside (move the data directory aside, then start as a new
+    // node that joins the running cluster), once, on the env's thread. With backups on
+    // (BackupConfig::store) the chosen survivor reads the newest backup of its cluster first. A member that was removed (it
     // applied its removal, or a leader told it, see raft/raft_node.h) gets kStepAside too, with
     // best 0: it joins again as a new node. Unset: the member decides and logs, but never
     // acts (and never votes); a removed member stays passive.
@@ -254,6 +261,8 @@ class Node {
   void Recover(const absl::btree_map<uint64_t, bool>& alive,
                const absl::btree_map<uint64_t, GossipMeta>& same_cluster, int fresh,
                uint64_t recovered_by);
+  // Reads the newest backup of this cluster off the env's thread (see RecoveryView).
+  void CheckNewestBackup();
   void OnClusterId(uint64_t cluster);
   // Backups: the timer, and one backup if this member leads and the revision moved (or
   // `forced`, on demand).
@@ -322,6 +331,13 @@ class Node {
   uint64_t recovery_vote_ = 0;
   bool recovery_requested_ = false;
   std::string recovery_last_why_;
+  // Recovery's read of the newest backup of this cluster (see RecoveryView): not started,
+  // running off the env's thread, or done (when, and with what).
+  enum class BackupCheck { kNone, kRunning, kDone };
+  BackupCheck backup_check_ = BackupCheck::kNone;
+  env::Instant backup_checked_at_;
+  std::string backup_check_error_;
+  std::optional<RecoveryView::Backup> newest_backup_;
   std::unique_ptr<kv::KvServer> kv_;
   gossip::GossipNode* gossip_ = nullptr;
 };

@@ -86,7 +86,37 @@ RecoveryDecision DecideRecovery(const RecoveryView& v) {
                     absl::StrCat(lost_why, "; waiting for survivor ", Hex(o.id), " to agree"));
     }
   }
-  return Decide(Kind::kForce, best, absl::StrCat(lost_why, "; every survivor agrees"));
+  const std::string agreed = absl::StrCat(lost_why, "; every survivor agrees");
+  if (v.backups) {
+    if (!v.backup_checked || !v.backup_error.empty()) {
+      RecoveryDecision d = Decide(
+          Kind::kVote, best,
+          v.backup_checked
+              ? absl::StrCat(agreed, ", but the backup store could not be read (",
+                             v.backup_error, "): waiting, since its newest backup may hold "
+                             "writes no survivor has")
+              : absl::StrCat(agreed, "; reading the newest backup of the cluster first"));
+      d.needs_backup = true;
+      return d;
+    }
+    if (v.newest_backup.has_value() && v.newest_backup->raft_index > best_commit) {
+      RecoveryDecision d = Decide(
+          Kind::kRestore, best,
+          absl::StrCat(agreed, "; the newest backup ", v.newest_backup->name,
+                       " holds more (Raft index ", v.newest_backup->raft_index, ", revision ",
+                       v.newest_backup->revision, "): it is restored instead"));
+      d.backup = v.newest_backup->name;
+      return d;
+    }
+    return Decide(Kind::kForce, best,
+                  absl::StrCat(agreed, "; ",
+                               v.newest_backup.has_value()
+                                   ? absl::StrCat("the newest backup ", v.newest_backup->name,
+                                                  " holds no more (Raft index ",
+                                                  v.newest_backup->raft_index, ")")
+                                   : std::string("no backup of the cluster checks out")));
+  }
+  return Decide(Kind::kForce, best, agreed);
 }
 
 }  // namespace e2d::node

@@ -29,8 +29,24 @@
 // A member without a leader for the health timeout that sees another running a cluster
 // recovered from its own steps aside (one whose old cluster runs again keeps it).
 //
-// DecideRecovery is pure (tested alone); the Node runs it every management interval and hands
-// kForce and kStepAside to its owner, which restarts it accordingly.
+// The newest backup. With backups on, the chosen survivor reads the newest backup of its
+// cluster that checks out (NewestBackupOf) before it acts. A backup is taken by a leader from
+// what it applied, so everything up to its Raft index was committed; within one cluster the
+// committed prefixes are one history, so a backup taken at a Raft index above the chosen
+// survivor's commit index holds everything every survivor holds, and more. Then the survivor
+// restores it (kRestore) instead of forcing: it sets its own data aside and starts the cluster
+// again alone from the backup (under a new cluster id that records both the backup and the
+// lost cluster), and the others step aside and join it as they would after a force. Otherwise
+// (no backup, none that checks out, or none above the commit index) it forces. A store that
+// cannot be read keeps it waiting, and it says why: the newest backup might hold writes that
+// every survivor lacks. Only backups of the survivors' own cluster are weighed: an older
+// cluster's backups predate the recovery that started this one, which already weighed them.
+// Only the chosen survivor reads the store: either way the others do the same (step aside and
+// join), so they need not know which it picked.
+//
+// DecideRecovery is pure (tested alone); the Node runs it every management interval, reads the
+// backup store off its thread when asked, and hands kForce, kRestore and kStepAside to its
+// owner, which restarts it accordingly.
 
 #ifndef E2D_NODE_RECOVERY_H_
 #define E2D_NODE_RECOVERY_H_
@@ -66,6 +82,18 @@ struct RecoveryView {
   int fresh = 0;  // live nodes waiting to join a cluster (pending, or running with none)
   // A member seen running a cluster forced from this member's cluster (0: none).
   uint64_t recovered_by = 0;
+  // Backups (see above): whether a store is configured, whether this member has read its
+  // newest backup of this cluster (`backup_error`: the store could not be read), and what it
+  // found (nullopt: no backup of this cluster checks out).
+  bool backups = false;
+  bool backup_checked = false;
+  std::string backup_error;
+  struct Backup {
+    std::string name;
+    uint64_t raft_index = 0;
+    uint64_t revision = 0;
+  };
+  std::optional<Backup> newest_backup;
 };
 
 struct RecoveryDecision {
@@ -73,10 +101,16 @@ struct RecoveryDecision {
     kNone,       // nothing to do (why says what holds it back, if anything)
     kVote,       // quorum is lost for good: publish a vote for `best`
     kForce,      // this member is `best` and every survivor votes for it: force a new cluster
+    kRestore,    // the same, but the newest backup holds more: start again alone from `backup`
     kStepAside,  // `best` recovered the cluster: move this member's data aside and join it
   };
   Kind kind = Kind::kNone;
   uint64_t best = 0;
+  std::string backup;    // kRestore: the backup's name
+  uint64_t cluster = 0;  // kRestore: the lost cluster it starts again (set by the Node)
+  // kVote by the best survivor only: it needs the newest backup of its cluster (backups on,
+  // not read yet, or the last read failed) before it can act.
+  bool needs_backup = false;
   // For the log: stable while the situation is (no durations), so that it is logged once. Empty
   // while the member knows a leader or has not been without one for the health timeout.
   std::string why;

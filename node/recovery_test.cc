@@ -123,5 +123,49 @@ TEST(RecoveryTest, ALearnerNeverForcesAndEveryoneElseStepsAsideForTheRecoveredCl
   EXPECT_EQ(DecideRecovery(v).kind, Kind::kNone);
 }
 
+TEST(RecoveryTest, WithBackupsTheChosenSurvivorReadsTheNewestFirstAndRestoresItIfItHoldsMore) {
+  // Member 1 is chosen (commit 10, member 2 agrees); backups are on.
+  RecoveryView v = View(5, 10, {Survivor(2, 9, 1), Lost(3), Lost(4), Lost(5)}, 1);
+  v.backups = true;
+  // Not read yet: it keeps its vote and asks for the read; it never acts before.
+  RecoveryDecision d = DecideRecovery(v);
+  EXPECT_EQ(d.kind, Kind::kVote) << d.why;
+  EXPECT_EQ(d.best, 1u);
+  EXPECT_TRUE(d.needs_backup);
+  // The store could not be read: it waits and says why (and asks again).
+  v.backup_checked = true;
+  v.backup_error = "connection refused";
+  d = DecideRecovery(v);
+  EXPECT_EQ(d.kind, Kind::kVote);
+  EXPECT_TRUE(d.needs_backup);
+  EXPECT_TRUE(absl::StrContains(d.why, "connection refused")) << d.why;
+  // No backup of the cluster checks out: it forces from its own data.
+  v.backup_error.clear();
+  d = DecideRecovery(v);
+  EXPECT_EQ(d.kind, Kind::kForce) << d.why;
+  EXPECT_FALSE(d.needs_backup);
+  // A backup taken at the commit index holds no more: force.
+  v.newest_backup = RecoveryView::Backup{"e2d-b", 10, 7};
+  d = DecideRecovery(v);
+  EXPECT_EQ(d.kind, Kind::kForce) << d.why;
+  EXPECT_TRUE(absl::StrContains(d.why, "holds no more")) << d.why;
+  // One taken past it (the lost majority went on): restore it.
+  v.newest_backup = RecoveryView::Backup{"e2d-b", 11, 8};
+  d = DecideRecovery(v);
+  EXPECT_EQ(d.kind, Kind::kRestore) << d.why;
+  EXPECT_EQ(d.best, 1u);
+  EXPECT_EQ(d.backup, "e2d-b");
+  // A survivor that is not chosen never reads the store: it votes for the chosen one.
+  d = DecideRecovery(View(5, 10, {Survivor(2, 12), Lost(3), Lost(4), Lost(5)}, 1));
+  EXPECT_EQ(d.kind, Kind::kVote);
+  EXPECT_FALSE(d.needs_backup);
+  // Nor does the chosen one before every survivor agrees.
+  v.others[0].vote = 0;
+  v.backup_checked = false;
+  d = DecideRecovery(v);
+  EXPECT_EQ(d.kind, Kind::kVote);
+  EXPECT_FALSE(d.needs_backup);
+}
+
 }  // namespace
 }  // namespace e2d::node

@@ -12,11 +12,18 @@
 // again once it is back. In half the runs of five, one survivor is cut off just before the
 // loss, so that it holds less than the other. In half the runs a survivor crashes and restarts
 // during the recovery (maybe mid-force).
+// In half the runs the leader writes a backup every second to a store that outlives the
+// machines (plain, gzip or encrypted); in half of those every survivor is cut off for 3 to 6 s
+// just before the loss, so that the newest backup holds more than any survivor. The chosen
+// survivor then restores that backup instead of forcing: it sets its data aside and starts the
+// cluster again alone from the backup (node::RecoveryDecision::kRestore); the rest is as above.
 // A client writes unique keys through whoever leads, before and after.
 //
 // Oracles:
-//  - one recovery: exactly one survivor forces, once; no other cluster id is ever forced;
-//  - the best survivor: the revision R it recovers at is at least every other survivor's;
+//  - one recovery: exactly one survivor forces or restores, once; no other cluster id is ever
+//    forced; a restore opens at its backup's revision;
+//  - the most data: the revision R the cluster recovers at is at least every other survivor's,
+//    and at least the newest backup's of the lost cluster;
 //  - exactly the writes after R are missing: every write acknowledged by the lost cluster at a
 //    revision up to R reads back with its value, none acknowledged after R does;
 //  - revisions never go backwards: the first write after the recovery is at R + 1, and every
@@ -38,6 +45,8 @@
 #include "env/check.h"
 #include "gossip/crypto.h"
 #include "gossip/gossip_node.h"
+#include "node/backup.h"
+#include "node/backup_store.h"
 #include "node/bootstrap.h"
 #include "node/node.h"
 #include "scenarios/node_harness.h"
@@ -80,7 +89,8 @@ class MemberProcess final : public sim::Process {
   std::string why() const { return boot_ ? boot_->why() : ""; }
 
  private:
-  void OpenNode();
+  // `restore`: the backup a recovery restores (the node starts its cluster alone from it).
+  void OpenNode(std::optional<node::NodeConfig::Restore> restore = std::nullopt);
   void OnRecovery(const node::RecoveryDecision& d);
 
   Run& run_;
@@ -110,10 +120,64 @@ class Run {
     E2D_CHECK(key.ok(), "%s", key.status().ToString().c_str());
     key_ = *key;
     size_ = SizeFor(schedule.seed);
+    env::Random random = env::Random(schedule.seed).Fork("majority-backups");
+    backups_ = random.Uniform(2) == 0;
+    backup_mode_ = static_cast<int>(random.Uniform(3));
+    behind_ = backups_ && random.Uniform(2) == 0;
+    if (backup_mode_ == 2) backup_keys_ = *node::DeriveBackupKeys("simulated cluster CA key");
   }
 
   const gossip::Key& key() const { return key_; }
   int size() const { return size_; }
+  // The backups the members write, as NodeConfig wants them (off: no store).
+  node::BackupConfig BackupsFor(env::Env& env) {
+    node::BackupConfig b;
+    if (!backups_) return b;
+    b.store = &store_;
+    b.interval = absl::Seconds(1);
+    b.keep = 3;
+    b.gzip = backup_mode_ == 1;
+    b.keys = backup_keys_;
+    b.iv = [&env] {
+      std::array<uint8_t, node::kBackupIvSize> iv;
+      for (uint8_t& byte : iv) byte = static_cast<uint8_t>(env.random().Next());
+      return iv;
+    };
+    b.unix_seconds = [&env] {
+      return static_cast<uint64_t>(env.clock().Now().ns / 1'000'000'000);
+    };
+    return b;
+  }
+  // A restore machine n was asked for and has not opened yet. It outlives the machine's crashes
+  // and its disk (the runtime keeps it in a file beside the member's data, not set aside).
+  struct PendingRestore {
+    std::string backup;
+    uint64_t recovers = 0;
+  };
+  std::optional<PendingRestore> pending_restore(NodeId n) const {
+    auto it = pending_restores_.find(n);
+    if (it == pending_restores_.end()) return std::nullopt;
+    return it->second;
+  }
+  // Reads the backup a pending restore names, as the runtime does when it starts.
+  absl::StatusOr<node::NodeConfig::Restore> LoadRestore(const PendingRestore& p) {
+    absl::StatusOr<std::string> bytes = store_.Get(p.backup);
+    if (!bytes.ok()) return bytes.status();
+    absl::StatusOr<node::LoadedBackup> b = node::DecodeBackup(p.backup, *bytes, backup_keys_);
+    if (!b.ok()) return b.status();
+    return node::NodeConfig::Restore{b->name, std::move(b->store), p.recovers};
+  }
+  // Machine n opened the restore: it is no longer pending; it must be at the backup's revision.
+  void OnRestored(NodeId n, node::Node* node) {
+    pending_restores_.erase(n);
+    if (!forced_.has_value() || forced_->first != n) {
+      return Fail(absl::StrCat("one recovery: m", n, " restored a backup it was not asked to"));
+    }
+    if (node->kv().store().revision() != forced_->second) {
+      Fail(absl::StrCat("one recovery: m", n, " restored at revision ",
+                        node->kv().store().revision(), ", not its backup's ", forced_->second));
+    }
+  }
   void Fail(std::string what) {
     if (failure_.empty()) failure_ = absl::StrFormat("t=%.3fs %s", sim_.now_ns() / 1e9, what);
   }
@@ -131,6 +195,31 @@ class Run {
       Fail(absl::StrCat("one recovery: m", n, " forces from cluster ", absl::Hex(from_cluster),
                         ", not the lost one ", absl::Hex(first_cluster_)));
     }
+  }
+  // Machine n's survivor restores `backup` instead, after its own data at `revision`: its data
+  // is set aside (its disk replaced) and it opens the backup alone once it starts again.
+  void OnRestore(NodeId n, uint64_t from_cluster, int64_t revision, const std::string& backup) {
+    uint64_t backup_cluster = 0, backup_revision = 0;
+    if (!node::ParseBackupName(backup, &backup_cluster, &backup_revision)) {
+      return Fail(absl::StrCat("m", n, " restores ", backup, ", not a backup's name"));
+    }
+    cluster_.Log(n, absl::StrCat("scenario: m", n, " restores ", backup, " (its data at revision ",
+                                 revision, ")"));
+    ++restores_;
+    aside_revisions_[n] = std::max(aside_revisions_[n], revision);
+    if (backup_cluster != from_cluster) {
+      Fail(absl::StrCat("one recovery: m", n, " restores ", backup, " of another cluster than ",
+                        absl::Hex(from_cluster)));
+    }
+    OnForce(n, from_cluster, static_cast<int64_t>(backup_revision));
+    pending_restores_[n] = PendingRestore{backup, from_cluster};
+    sim_.Schedule(sim_.now_ns(), sim::kNoNode, "restore-set-aside", 0, [this, n] {
+      // Down meanwhile: the runtime sets the data aside when it starts again; here the disk is
+      // replaced now, and the machine's pending restart brings it back.
+      const bool up = cluster_.up(n);
+      cluster_.Lose(n);
+      if (up) cluster_.Restart(n);
+    });
   }
   // Machine n steps aside: a survivor, its data at `revision`, or a member removed (-1).
   void OnStepAside(NodeId n, int64_t revision) {
@@ -193,11 +282,14 @@ class Run {
     r.end_ns = sim_.now_ns();
     r.summary = absl::StrFormat(
         "size=%d survivors=%d recovered_revision=%d acked_before=%d acked_after=%d "
-        "lagging=%d survivor_crash=%d removed=%d",
+        "lagging=%d survivor_crash=%d removed=%d backups=%s behind=%d restored=%d "
+        "newest_backup_revision=%d",
         size_, size_ - static_cast<int>(lost_.size()),
         forced_.has_value() ? static_cast<int>(forced_->second) : -1, Acked(first_cluster_),
         static_cast<int>(acked_.size()) - Acked(first_cluster_), lagging_ == sim::kNoNode ? 0 : 1,
-        survivor_crash_ ? 1 : 0, removed_);
+        survivor_crash_ ? 1 : 0, removed_,
+        !backups_ ? "off" : backup_mode_ == 0 ? "plain" : backup_mode_ == 1 ? "gzip" : "encrypted",
+        behind_ ? 1 : 0, restores_, static_cast<int>(newest_backup_revision_));
     if (!r.pass) r.log_tail = absl::StrJoin(cluster_.log_tail(), "\n");
     return r;
   }
@@ -235,7 +327,16 @@ class Run {
     }
     const int lose = size_ / 2 + 1;
     const std::vector<NodeId> survivors(machines.begin() + lose, machines.end());
-    if (survivors.size() > 1 && random.Uniform(2) == 0) {
+    if (behind_) {
+      // The majority goes on writing (and backing up) without any survivor.
+      for (NodeId n : survivors) {
+        cluster_.Log(sim::kNoNode, absl::StrCat("cutting m", n, " off before the loss"));
+        cluster_.network().Isolate(n);
+      }
+      sim_.RunUntilTrue([&] { return !failure_.empty(); },
+                        sim_.now_ns() + random.Range(3'000, 6'000) * kMs);
+      cluster_.network().Heal();
+    } else if (survivors.size() > 1 && random.Uniform(2) == 0) {
       lagging_ = survivors.front();
       cluster_.Log(sim::kNoNode, absl::StrCat("cutting m", lagging_, " off before the loss"));
       cluster_.network().Isolate(lagging_);
@@ -310,9 +411,27 @@ class Run {
     const int64_t recovered = forced_->second;
     for (const auto& [n, revision] : aside_revisions_) {
       if (revision > recovered) {
-        return Fail(absl::StrCat("best survivor: m", n, " stepped aside at revision ", revision,
+        return Fail(absl::StrCat("the most data: m", n, " stepped aside at revision ", revision,
                                  ", above the recovered revision ", recovered, " of m",
                                  forced_->first));
+      }
+    }
+    if (backups_) {
+      absl::StatusOr<node::LoadedBackup> newest = node::NewestBackupOf(
+          store_, backup_keys_, first_cluster_,
+          [this](const std::string& name, const absl::Status& why) {
+            Fail(absl::StrCat("backup ", name, " does not check out: ", why.ToString()));
+          });
+      if (newest.ok()) {
+        newest_backup_revision_ = newest->meta.revision;
+        if (static_cast<int64_t>(newest->meta.revision) > recovered) {
+          return Fail(absl::StrCat("the most data: the newest backup of the lost cluster, ",
+                                   newest->name, ", holds revision ", newest->meta.revision,
+                                   ", above the recovered revision ", recovered, " of m",
+                                   forced_->first));
+        }
+      } else if (newest.status().code() != absl::StatusCode::kNotFound) {
+        return Fail(absl::StrCat("reading the backups: ", newest.status().ToString()));
       }
     }
     etcdserverpb::RangeRequest range;
@@ -372,12 +491,20 @@ class Run {
   gossip::Key key_;
   int size_ = 3;
   MachineDisks disks_;  // before cluster_: the machines' processes use them until it goes
+  node::MemBackupStore store_;  // the same
+  std::optional<node::BackupKeys> backup_keys_;
   sim::Cluster cluster_;
   std::string failure_;
   uint64_t first_cluster_ = 0;
   absl::btree_set<NodeId> lost_;
   bool survivor_crash_ = false;
   int removed_ = 0;  // members that stepped aside because they were removed
+  bool backups_ = false;
+  int backup_mode_ = 0;  // plain, gzip, encrypted
+  bool behind_ = false;  // every survivor cut off before the loss: the backups hold more
+  absl::btree_map<NodeId, PendingRestore> pending_restores_;
+  int restores_ = 0;
+  uint64_t newest_backup_revision_ = 0;
   NodeId lagging_ = sim::kNoNode;
   std::optional<std::pair<NodeId, int64_t>> forced_;  // machine, recovered revision
   absl::btree_map<NodeId, int64_t> aside_revisions_;
@@ -393,6 +520,27 @@ MemberProcess::MemberProcess(Run& run, sim::Cluster& cluster, env::Env& env, Nod
                              kv::KvEngine* engine)
     : run_(run), env_(env), n_(n), engine_(engine) {
   gossip_ = StartMachineGossip(cluster, env, n, run.key(), run.size());
+  if (std::optional<Run::PendingRestore> p = run.pending_restore(n); p.has_value()) {
+    // A recovery's restore: the cluster starts alone from the backup, recorded as bootstrapped
+    // (later starts restart in it), then opened restoring it.
+    absl::StatusOr<node::NodeConfig::Restore> restore = run.LoadRestore(*p);
+    if (!restore.ok()) {
+      run.Fail(absl::StrCat("m", n, ": ", restore.status().ToString()));
+      return;
+    }
+    node::Bootstrapper::Record record;
+    record.committed = true;
+    record.ack.epoch = 1;
+    record.ack.set = node::MakeBootstrapSet({MemberOf(n)}, p->backup);
+    set_ = record.ack.set;
+    node::Bootstrapper::WriteRecord(
+        env, record, [this, alive = alive_, restore = *std::move(restore)](absl::Status s) {
+          if (!*alive) return;
+          if (!s.ok()) return run_.Fail(absl::StrCat("m", n_, ": ", s.ToString()));
+          OpenNode(restore);
+        });
+    return;
+  }
   node::BootstrapperConfig bc;
   bc.required_size = run.size();
   bc.self = MemberOf(n);
@@ -406,9 +554,11 @@ MemberProcess::MemberProcess(Run& run, sim::Cluster& cluster, env::Env& env, Nod
   boot_->Start();
 }
 
-void MemberProcess::OpenNode() {
+void MemberProcess::OpenNode(std::optional<node::NodeConfig::Restore> restore) {
   node::NodeConfig c;
   c.name = MemberOf(n_).name;
+  c.restore = std::move(restore);
+  c.backup = run_.BackupsFor(env_);
   c.initial_cluster = set_->members;
   if (set_->join) {
     c.join = true;
@@ -425,15 +575,20 @@ void MemberProcess::OpenNode() {
   node_ = std::move(*node);
   node_->AttachGossip(gossip_.node.get());
   run_.OnOpened(n_, node_.get());
+  if (c.restore.has_value()) run_.OnRestored(n_, node_.get());
 }
 
 // As the runtime does: a force closes the node, records the forced start, and opens it again
 // on the same data; a step aside hands the machine to a fresh disk (the runtime moves the data
-// directory aside) and starts it again as a new node.
+// directory aside) and starts it again as a new node; a restore does the same, and the new
+// node opens the backup.
 void MemberProcess::OnRecovery(const node::RecoveryDecision& d) {
   const int64_t revision = node_->kv().store().revision();
   if (d.kind == node::RecoveryDecision::Kind::kStepAside) {
     return run_.OnStepAside(n_, d.best != 0 ? revision : -1);  // -1: removed, not a survivor
+  }
+  if (d.kind == node::RecoveryDecision::Kind::kRestore) {
+    return run_.OnRestore(n_, node_->cluster_id(), revision, d.backup);
   }
   run_.OnForce(n_, node_->cluster_id(), revision);
   node_.reset();

@@ -880,6 +880,114 @@ absl::StatusOr<std::string> SetAside(const std::string& data_dir) {
   return tmp.substr(0, tmp.size() - 4);
 }
 
+// Recovery by restore (RecoveryDecision::kRestore) spans a restart: it is recorded in the file
+// "recovery-restore" in the data directory, outside the member's data (a set-aside leaves it),
+// before the data is set aside. The next start opens the backup alone, and removes the record
+// once the member it creates is recorded; a crash anywhere in between finishes the restore at
+// the next start (and the set-aside, if the crash came before it).
+constexpr char kPendingRestoreFile[] = "recovery-restore";
+
+struct PendingRestore {
+  std::string backup;     // the backup's name in the backup store
+  uint64_t recovers = 0;  // the lost cluster it starts again
+};
+
+absl::Status WritePendingRestore(const std::string& data_dir, const PendingRestore& p) {
+  const std::string path = absl::StrCat(data_dir, "/", kPendingRestoreFile);
+  const std::string tmp = path + ".tmp";
+  const std::string text = absl::StrCat("e2d-recovery-restore v1\nbackup=", p.backup,
+                                        "\nrecovers=", absl::Hex(p.recovers, absl::kZeroPad16),
+                                        "\n");
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::InternalError(absl::StrCat("open ", tmp, ": ", strerror(errno)));
+  const bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                  fsync(fd) == 0;
+  const int err = errno;
+  close(fd);
+  if (!ok) return absl::InternalError(absl::StrCat("write ", tmp, ": ", strerror(err)));
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("rename ", tmp, ": ", strerror(errno)));
+  }
+  return SyncDirectory(data_dir);
+}
+
+// nullopt if no restore is pending. DataLoss, naming the file, if it is damaged.
+absl::StatusOr<std::optional<PendingRestore>> ReadPendingRestore(const std::string& data_dir) {
+  const std::string path = absl::StrCat(data_dir, "/", kPendingRestoreFile);
+  if (access(path.c_str(), F_OK) != 0) return std::optional<PendingRestore>();
+  E2D_ASSIGN_OR_RETURN(const std::string text, ReadFile(path, "pending restore"));
+  const std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
+  PendingRestore p;
+  if (lines.size() != 3 || lines[0] != "e2d-recovery-restore v1" ||
+      !absl::StartsWith(lines[1], "backup=") || !absl::StartsWith(lines[2], "recovers=") ||
+      !IsStoreObjectName(lines[1].substr(7)) ||
+      !absl::SimpleHexAtoi(lines[2].substr(9), &p.recovers) || p.recovers == 0) {
+    return absl::DataLossError(absl::StrCat(
+        path, " is damaged: expected \"e2d-recovery-restore v1\", backup=<name> and "
+        "recovers=<cluster id>, one per line (remove it to start without the restore)"));
+  }
+  p.backup = lines[1].substr(7);
+  return std::optional<PendingRestore>(p);
+}
+
+absl::Status RemovePendingRestore(const std::string& data_dir) {
+  const std::string path = absl::StrCat(data_dir, "/", kPendingRestoreFile);
+  if (unlink(path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("remove ", path, ": ", strerror(errno)));
+  }
+  return SyncDirectory(data_dir);
+}
+
+// The restore `p` asks for, at a start: nullopt if an earlier start completed it (the record
+// can go); otherwise the backup, read and checked whole, with this member's cluster (itself
+// alone) recorded as bootstrapped from it and c.initial_cluster set to it. Member data of the
+// lost cluster still here (a crash came before the set-aside) is set aside first.
+absl::StatusOr<std::optional<NodeConfig::Restore>> StartPendingRestore(
+    asio::io_context& io, AsioEnv& env, RunConfig& c, const PendingRestore& p,
+    BackupStore* store, const std::optional<BackupKeys>& keys) {
+  E2D_ASSIGN_OR_RETURN(std::optional<Bootstrapper::Record> record, Bootstrapper::Read(env.fs()));
+  E2D_ASSIGN_OR_RETURN(const bool has_identity, Node::HasIdentity(env.fs()));
+  const bool ours =
+      record.has_value() && record->committed && record->ack.set.restored_from == p.backup;
+  if (ours && has_identity) return std::optional<NodeConfig::Restore>();
+  if (!ours && (record.has_value() || has_identity)) {
+    E2D_ASSIGN_OR_RETURN(const std::string aside, SetAside(c.data_dir));
+    env.Log(absl::StrCat("level=warn msg=\"recovery: completing an interrupted restore: the "
+                         "lost cluster's data was set aside\" moved_to=", aside));
+  }
+  if (store == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "recovery: this member is to restore the backup ", p.backup, " (", c.data_dir, "/",
+        kPendingRestoreFile, "), but no --snapshot-backup-url says where backups are"));
+  }
+  absl::StatusOr<std::string> bytes = store->Get(p.backup);
+  absl::StatusOr<LoadedBackup> loaded =
+      bytes.ok() ? DecodeBackup(p.backup, *bytes, keys) : bytes.status();
+  if (!loaded.ok()) {
+    return absl::Status(loaded.status().code(),
+                        absl::StrCat("recovery: reading the backup to restore, ", p.backup,
+                                     ", from ", store->Describe(), ": ",
+                                     loaded.status().message()));
+  }
+  Bootstrapper::Record r;
+  r.committed = true;
+  r.ack.epoch = 1;
+  r.ack.set = MakeBootstrapSet({c.initial_cluster.front()}, p.backup);
+  std::optional<absl::Status> written;
+  Bootstrapper::WriteRecord(env, r, [&written](absl::Status s) { written = s; });
+  while (!written.has_value() && !io.stopped()) io.run_one();
+  if (!written.has_value()) return absl::AbortedError("recovery: stopped during the restore");
+  E2D_RETURN_IF_ERROR(*written);
+  c.initial_cluster = r.ack.set.members;
+  env.Log(absl::StrCat("level=warn msg=\"recovery: starting the cluster again alone from a "
+                       "backup\" backup=", p.backup, " revision=", loaded->meta.revision,
+                       " raft_index=", loaded->meta.raft_index, " from_cluster=",
+                       absl::Hex(p.recovers, absl::kZeroPad16), " cluster=",
+                       absl::Hex(r.ack.set.cluster_id, absl::kZeroPad16)));
+  return std::optional<NodeConfig::Restore>(
+      NodeConfig::Restore{loaded->name, std::move(loaded->store), p.recovers});
+}
+
 // --peer-discovery at work: a lookup on the env's offload worker every interval (one at a
 // time); what it finds, with the static seeds, becomes gossip's seeds. Logs a change of what
 // is found, and a failure when its reason changes (digits aside: an error may quote a
@@ -1074,10 +1182,23 @@ int Serve(RunConfig c, std::optional<RecoveryDecision>* restart) {
                                                   c.gossip_seeds, c.peer_discovery_interval);
     }
   }
+  // A recovery's restore (see PendingRestore): the member starts its cluster alone from the
+  // backup, recorded as bootstrapped so that later starts restart in it.
+  std::optional<NodeConfig::Restore> restore;
+  absl::StatusOr<std::optional<PendingRestore>> pending = ReadPendingRestore(c.data_dir);
+  if (!pending.ok()) return Fail("run", pending.status());
+  if (pending->has_value()) {
+    absl::StatusOr<std::optional<NodeConfig::Restore>> r =
+        StartPendingRestore(io, env, c, **pending, backup_store.get(), backup_keys);
+    if (!r.ok()) return Fail("run", r.status());
+    restore = *std::move(r);
+    if (!restore.has_value()) pending->reset();  // done by an earlier start
+  }
   // A restore is decided before a gossip bootstrap (the backup is part of what the members
   // agree on), unless this member bootstrapped already (its record says which backup).
-  std::optional<NodeConfig::Restore> restore;
-  if (!c.restore_backup.empty()) {
+  if (pending->has_value()) {
+    // (decided above)
+  } else if (!c.restore_backup.empty()) {
     absl::StatusOr<std::optional<Bootstrapper::Record>> record = Bootstrapper::Read(env.fs());
     if (!record.ok()) return Fail("run", record.status());
     if (!c.gossip_bootstrap || !record->has_value() || !(*record)->committed) {
@@ -1087,7 +1208,7 @@ int Serve(RunConfig c, std::optional<RecoveryDecision>* restart) {
       restore = *std::move(r);
     }
   }
-  if (c.gossip_bootstrap) {
+  if (c.gossip_bootstrap && !pending->has_value()) {
     absl::StatusOr<std::optional<BootstrapSet>> agreed =
         AgreeOnCluster(io, env, gossip.get(), c, restore.has_value() ? restore->name : "");
     if (!agreed.ok()) return Fail("run", agreed.status());
@@ -1164,8 +1285,9 @@ int Serve(RunConfig c, std::optional<RecoveryDecision>* restart) {
       auto stop = [&, d] {
         recovery = d;
         env.Log(absl::StrCat("level=warn msg=\"recovery: restarting this member\" action=",
-                             d.kind == RecoveryDecision::Kind::kForce ? "force-new-cluster"
-                                                                      : "step-aside"));
+                             d.kind == RecoveryDecision::Kind::kForce     ? "force-new-cluster"
+                             : d.kind == RecoveryDecision::Kind::kRestore ? "restore-backup"
+                                                                          : "step-aside"));
         if (stop_serving) stop_serving();
       };
       if (d.kind != RecoveryDecision::Kind::kForce) return stop();
@@ -1191,6 +1313,10 @@ int Serve(RunConfig c, std::optional<RecoveryDecision>* restart) {
   } drain{env};
   absl::StatusOr<std::unique_ptr<Node>> node = Node::Open(env, engine->get(), nc);
   if (!node.ok()) return Fail("run", node.status());
+  if (pending->has_value()) {
+    // The member is recorded, restored: later starts restart it from its own data.
+    if (absl::Status s = RemovePendingRestore(c.data_dir); !s.ok()) return Fail("run", s);
+  }
   serving = node->get();
   if (gossip != nullptr) (*node)->AttachGossip(gossip.get());
 
@@ -1299,12 +1425,25 @@ int RunMain(const std::vector<std::string>& args) {
       return Fail("run", absl::AbortedError(absl::StrCat("recovery restarted this member ",
                                                          kRestartsMax, " times: giving up")));
     }
-    if (restart->kind == RecoveryDecision::Kind::kStepAside) {
+    if (restart->kind == RecoveryDecision::Kind::kRestore) {
+      // Recorded before anything moves: the next start (this one or, after a crash, the
+      // process's next) finishes what is left.
+      if (absl::Status s =
+              WritePendingRestore(c->data_dir, PendingRestore{restart->backup, restart->cluster});
+          !s.ok()) {
+        return Fail("run", s);
+      }
+    }
+    if (restart->kind == RecoveryDecision::Kind::kStepAside ||
+        restart->kind == RecoveryDecision::Kind::kRestore) {
       absl::StatusOr<std::string> aside = SetAside(c->data_dir);
       if (!aside.ok()) return Fail("run", aside.status());
       std::fprintf(stderr,
-                   "level=warn msg=\"recovery: this member's data was set aside; it starts again "
-                   "empty and joins the running cluster\" moved_to=%s\n",
+                   "level=warn msg=\"recovery: this member's data was set aside; %s\" "
+                   "moved_to=%s\n",
+                   restart->kind == RecoveryDecision::Kind::kRestore
+                       ? "it starts the cluster again alone from the backup"
+                       : "it starts again empty and joins the running cluster",
                    aside->c_str());
     }
   }
