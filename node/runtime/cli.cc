@@ -1077,6 +1077,11 @@ class DiscoveryLoop {
 };
 
 int Serve(RunConfig c, std::optional<RecoveryDecision>* restart) {
+  // SIGUSR1 asks the leader for a backup (handled below once the member serves). Until then,
+  // and again after an earlier Serve's handler is gone (asio restores the default action, which
+  // ends the process), it is ignored: `systemctl kill -s USR1` must never stop a member that
+  // is still bootstrapping or restarting.
+  signal(SIGUSR1, SIG_IGN);
   asio::io_context io;
   // Every check that can fail on bad input (certificates, ports) comes before the data
   // directory is opened, so a refused start leaves it as it was.

@@ -70,6 +70,9 @@ done
 for n in "${NAMES[@]}"; do
   if grep -q 'msg="serving"' "$n.log"; then fail "$n started a cluster"; fi
 done
+# A backup asked of a member still waiting to bootstrap (systemctl kill -s USR1) is ignored:
+# it must not end the process (checked once d1 logged step 2's line, after the signal).
+kill -USR1 "${PID[d1]}"
 
 echo "== 2. a bad line: named by file and line"
 printf '# the members\n127.0.0.1:%s\nnot an address\n' "${GPORT[d1]}" >peers.tmp
@@ -77,6 +80,7 @@ mv peers.tmp peers
 for n in "${NAMES[@]}"; do
   wait_for "$n to log the bad line" 30 grep -q "$WORK/peers:3: .*not an address" "$n.log"
 done
+kill -0 "${PID[d1]}" 2>/dev/null || fail "SIGUSR1 ended d1 while it waited to bootstrap"
 
 echo "== 3. the file is fixed: the members find each other and bootstrap"
 for n in "${NAMES[@]}"; do echo "127.0.0.1:${GPORT[$n]}"; done >peers.tmp
