@@ -114,9 +114,7 @@ echo "== 3. three members, kill -9 of the leader under a write load"
 declare -A CPORT PPORT PID
 NAMES=(a b c)
 declare -A MPORT GPORT
-for n in "${NAMES[@]}"; do
-  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
-done
+alloc_ports "${NAMES[@]}"
 IC="a=127.0.0.1:${PPORT[a]},b=127.0.0.1:${PPORT[b]},c=127.0.0.1:${PPORT[c]}"
 SEEDS="127.0.0.1:${GPORT[a]},127.0.0.1:${GPORT[b]},127.0.0.1:${GPORT[c]}"
 # gossip_alive NAME N: NAME's gossip holds exactly N members alive.
@@ -294,9 +292,7 @@ echo "== 7. three members bootstrap through gossip alone (-n 3 --bootstrap-addrs
 for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 G=(g1 g2 g3)
-for n in "${G[@]}" g4; do
-  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
-done
+alloc_ports "${G[@]}" g4
 GSEEDS="127.0.0.1:${GPORT[g1]},127.0.0.1:${GPORT[g2]},127.0.0.1:${GPORT[g3]}"
 gstart() {  # gstart NAME: the same command line for every member, no --initial-cluster
   local n="$1"
@@ -390,9 +386,7 @@ TAMPERED="$WORK/backups/e2d-$GHEX-$(printf '%020d' $((R + 1000))).bkp"
 cp "$LAST" "$TAMPERED"
 printf '\xff' | dd of="$TAMPERED" bs=1 seek=200 conv=notrunc status=none
 H=(h1 h2 h3)
-for n in "${H[@]}"; do
-  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
-done
+alloc_ports "${H[@]}"
 HSEEDS="127.0.0.1:${GPORT[h1]},127.0.0.1:${GPORT[h2]},127.0.0.1:${GPORT[h3]}"
 # The members' command line, the same for all (as in a unit file): gossip bootstrap, and
 # --restore-backup latest, which only matters to a cluster that starts with no member's data.

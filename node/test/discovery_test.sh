@@ -32,22 +32,12 @@ fail() { echo "FAIL: $*" >&2; for f in "$WORK"/*.log; do echo "== $f"; tail -30 
 TLS=(--cacert ca.crt --cert client.crt --key client.key)
 NAMES=(d1 d2 d3)
 declare -A CPORT PPORT MPORT GPORT PID
-for n in "${NAMES[@]}"; do
-  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
-done
+alloc_ports "${NAMES[@]}"
 # start NAME DISCOVERY-FLAG...: a member told -n 3, its discovery and nothing else about the
 # others, looking again every second; the environment passes on (AWS credentials, say).
 start() {
   local n="$1"; shift
-  "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 -n 3 \
-    "$@" --peer-discovery-interval 1s \
-    --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
-    --metrics-addr "127.0.0.1:${MPORT[$n]}" --gossip-addr "127.0.0.1:${GPORT[$n]}" \
-    --ca-cert ca.crt --ca-key ca.key --server-cert server.crt --server-key server.key \
-    --peer-cert peer.crt --peer-key peer.key --election-timeout 500ms \
-    --health-check-interval 500ms --health-check-timeout 3s >>"$n.log" 2>&1 &
-  PID[$n]=$!
-  PIDS+=($!)
+  run_member "$n" -n 3 "$@" --peer-discovery-interval 1s --health-check-timeout 3s
 }
 FROM_FILE=(--peer-discovery "file:$WORK/peers")
 ALL=""
@@ -125,9 +115,7 @@ V2=(env ETCDCTL_API=2 etcdctl --endpoints "http://127.0.0.1:$EP")
 wait_for "etcd to serve v2" 30 "${V2[@]}" set /discovery/tok3/_config/size 3
 "${V2[@]}" set /discovery/tok5/_config/size 5 >/dev/null
 NAMES=(e1 e2 e3 e0)
-for n in "${NAMES[@]}"; do
-  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
-done
+alloc_ports "${NAMES[@]}"
 start_etcd_discovery() { start "$1" --discovery "http://127.0.0.1:$EP/v2/keys/discovery/$2"; }
 start_etcd_discovery e0 tok5
 wait_for "e0 to say the sizes differ" 30 \
@@ -158,9 +146,7 @@ AP=$(free_port)
 python3 "$RUNFILES/node/test/fake_aws.py" "$AP" AKIDTEST secret-1 eu-west-1 "$WORK/aws.json" \
   2>fake_aws.log &
 PIDS+=($!)
-for n in a1 a2 a3; do
-  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
-done
+alloc_ports a1 a2 a3
 start_aws() {  # start_aws NAME SECRET SPEC
   AWS_ACCESS_KEY_ID=AKIDTEST AWS_SECRET_ACCESS_KEY="$2" AWS_REGION=eu-west-1 \
     AWS_ENDPOINT_URL="http://127.0.0.1:$AP" start "$1" --peer-discovery "$3"

@@ -47,3 +47,26 @@ voters() {  # voters ENDPOINTS: the started voters the member list shows
 revision_of_put() {  # revision_of_put ENDPOINTS KEY VALUE: the revision the put got
   etcdctl "${TLS[@]}" --endpoints "$1" put "$2" "$3" -w json | sed -n 's/.*"revision":\([0-9]*\).*/\1/p'
 }
+
+# Members on loopback. The test declares the maps (declare -A CPORT PPORT MPORT GPORT PID),
+# sets E2D, and has the PKI that e2d pki init and gencerts write in the working directory.
+alloc_ports() {  # alloc_ports NAME...: client, peer, metrics and gossip ports for each
+  local n
+  for n in "$@"; do
+    CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
+  done
+}
+# run_member NAME FLAG...: `e2d run` of member NAME in the background, on its ports, with the
+# test PKI, a 500 ms election timeout and health checks every 500 ms, then FLAG...; its log
+# goes to NAME.log, its pid to PID[NAME] (and PIDS, killed at the end).
+run_member() {
+  local n="$1"; shift
+  "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 \
+    --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
+    --metrics-addr "127.0.0.1:${MPORT[$n]}" --gossip-addr "127.0.0.1:${GPORT[$n]}" \
+    --ca-cert ca.crt --ca-key ca.key --server-cert server.crt --server-key server.key \
+    --peer-cert peer.crt --peer-key peer.key --election-timeout 500ms \
+    --health-check-interval 500ms "$@" >>"$n.log" 2>&1 &
+  PID[$n]=$!
+  PIDS+=($!)
+}

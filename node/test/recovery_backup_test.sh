@@ -30,24 +30,13 @@ fail() { echo "FAIL: $*" >&2; for f in "$WORK"/*.log; do echo "== $f"; tail -30 
 TLS=(--cacert ca.crt --cert client.crt --key client.key)
 NAMES=(r1 r2 r3)
 declare -A CPORT PPORT MPORT GPORT PID
-for n in "${NAMES[@]}"; do
-  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
-done
+alloc_ports "${NAMES[@]}"
 SEEDS=""
 for n in "${NAMES[@]}"; do SEEDS="${SEEDS:+$SEEDS,}127.0.0.1:${GPORT[$n]}"; done
 # The health timeout is long enough that r3, down in step 2, is never removed meanwhile.
 start() {  # start NAME: the same command line for every member
-  local n="$1"
-  "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 -n 3 --bootstrap-addrs "$SEEDS" \
-    --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
-    --metrics-addr "127.0.0.1:${MPORT[$n]}" --gossip-addr "127.0.0.1:${GPORT[$n]}" \
-    --ca-cert ca.crt --ca-key ca.key --server-cert server.crt --server-key server.key \
-    --peer-cert peer.crt --peer-key peer.key --election-timeout 500ms \
-    --health-check-interval 500ms --health-check-timeout 20s \
-    --snapshot-backup-url "file://$WORK/backups" --snapshot-backup-interval 1h \
-    --snapshot-encryption >>"$n.log" 2>&1 &
-  PID[$n]=$!
-  PIDS+=($!)
+  run_member "$1" -n 3 --bootstrap-addrs "$SEEDS" --health-check-timeout 20s \
+    --snapshot-backup-url "file://$WORK/backups" --snapshot-backup-interval 1h --snapshot-encryption
 }
 holds() {  # holds NAME KEY VALUE: NAME's own store (a serializable read) has KEY=VALUE
   [[ "$(etcdctl "${TLS[@]}" --endpoints "$(ep "$1")" get "$2" --consistency=s --print-value-only)" == "$3" ]]
@@ -134,20 +123,13 @@ echo "== 7. a crash between recording the restore and setting the data aside: th
 mkdir data-r4
 cp -r data-r3/superseded-*/. data-r4/
 printf 'e2d-recovery-restore v1\nbackup=%s\nrecovers=%016x\n' "$BACKUP" "$OLD" >data-r4/recovery-restore
-C4=$(free_port); P4=$(free_port); M4=$(free_port); G4=$(free_port)
-"$E2D" run --name r4 --data-dir data-r4 --host 127.0.0.1 -n 1 --bootstrap-addrs "127.0.0.1:$G4" \
-  --client-addr "127.0.0.1:$C4" --peer-addr "127.0.0.1:$P4" --metrics-addr "127.0.0.1:$M4" \
-  --gossip-addr "127.0.0.1:$G4" --ca-cert ca.crt --ca-key ca.key --server-cert server.crt \
-  --server-key server.key --peer-cert peer.crt --peer-key peer.key --election-timeout 500ms \
-  --snapshot-backup-url "file://$WORK/backups" --snapshot-encryption >>r4.log 2>&1 &
-PIDS+=($!)
-r4_holds() {
-  [[ "$(etcdctl "${TLS[@]}" --endpoints "https://127.0.0.1:$C4" get k20 --print-value-only)" == v20 ]]
-}
-wait_for "r4 to serve the backup's data" 60 r4_holds
+alloc_ports r4
+run_member r4 -n 1 --bootstrap-addrs "127.0.0.1:${GPORT[r4]}" \
+  --snapshot-backup-url "file://$WORK/backups" --snapshot-encryption
+wait_for "r4 to serve the backup's data" 60 holds r4 k20 v20
 grep -q 'completing an interrupted restore' r4.log || fail "r4 did not say it completed the set-aside"
 compgen -G "data-r4/superseded-*/member" >/dev/null || fail "r4 did not set the old data aside"
 [[ -e data-r4/recovery-restore ]] && fail "r4's pending-restore record was not removed"
-R4=$(revision_of_put "https://127.0.0.1:$C4" after-r4 1)
+R4=$(revision_of_put "$(ep r4)" after-r4 1)
 [[ "$R4" == $((R + 1)) ]] || fail "r4's first write is at revision $R4, not $((R + 1))"
 echo "PASS"

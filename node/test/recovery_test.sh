@@ -30,21 +30,11 @@ fail() { echo "FAIL: $*" >&2; for f in "$WORK"/*.log; do echo "== $f"; tail -30 
 TLS=(--cacert ca.crt --cert client.crt --key client.key)
 NAMES=(r1 r2 r3 r4 r5)
 declare -A CPORT PPORT MPORT GPORT PID
-for n in "${NAMES[@]}"; do
-  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
-done
+alloc_ports "${NAMES[@]}"
 SEEDS=""
 for n in "${NAMES[@]}"; do SEEDS="${SEEDS:+$SEEDS,}127.0.0.1:${GPORT[$n]}"; done
 start() {  # start NAME: the same command line for every member
-  local n="$1"
-  "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 -n 5 --bootstrap-addrs "$SEEDS" \
-    --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
-    --metrics-addr "127.0.0.1:${MPORT[$n]}" --gossip-addr "127.0.0.1:${GPORT[$n]}" \
-    --ca-cert ca.crt --ca-key ca.key --server-cert server.crt --server-key server.key \
-    --peer-cert peer.crt --peer-key peer.key --election-timeout 500ms \
-    --health-check-interval 500ms --health-check-timeout 3s >>"$n.log" 2>&1 &
-  PID[$n]=$!
-  PIDS+=($!)
+  run_member "$1" -n 5 --bootstrap-addrs "$SEEDS" --health-check-timeout 3s
 }
 
 echo "== 1. five members bootstrap through gossip and take writes"

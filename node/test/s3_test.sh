@@ -58,7 +58,7 @@ declare -A CPORT PPORT MPORT GPORT PID
 # start NAME URL [more flags]: one member of its own cluster, backups to URL every second.
 start() {
   local n="$1" url="$2"; shift 2
-  CPORT[$n]=$(free_port); PPORT[$n]=$(free_port); MPORT[$n]=$(free_port); GPORT[$n]=$(free_port)
+  alloc_ports "$n"
   "$E2D" run --name "$n" --data-dir "data-$n" --host 127.0.0.1 \
     --client-addr "127.0.0.1:${CPORT[$n]}" --peer-addr "127.0.0.1:${PPORT[$n]}" \
     --metrics-addr "127.0.0.1:${MPORT[$n]}" --gossip-addr "127.0.0.1:${GPORT[$n]}" \
