@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "env/status_macros.h"
 #include "env/strings.h"
+#include "node/runtime/aws_credentials.h"
 #include "node/runtime/http_client.h"
 #include "node/runtime/s3_backup_store.h"
 
@@ -50,7 +51,8 @@ std::string DecodeEntities(absl::string_view s) {
 }
 
 struct AwsAccess {
-  std::string access_key, secret_key, session_token, region;
+  std::shared_ptr<AwsCredentialSource> credentials;
+  std::string region;
 };
 
 // One AWS query API (EC2 or Auto Scaling) at one endpoint.
@@ -70,6 +72,12 @@ class AwsApi {
                                    std::vector<std::pair<std::string, std::string>> params) {
     params.emplace_back("Action", action);
     params.emplace_back("Version", version_);
+    const std::string what = absl::StrCat("AWS ", action, " at ", endpoint_.HostHeader());
+    absl::StatusOr<AwsCredentials> credentials = access_.credentials->Get();
+    if (!credentials.ok()) {
+      return absl::Status(credentials.status().code(),
+                          absl::StrCat(what, ": ", credentials.status().message()));
+    }
     const absl::Time now = absl::Now();
     SigV4Request sig;
     sig.method = "GET";
@@ -79,22 +87,21 @@ class AwsApi {
     sig.headers = {{"host", endpoint_.HostHeader()},
                    {"x-amz-date", AmzDate(now)},
                    {"x-amz-content-sha256", sig.payload_sha256_hex}};
-    if (!access_.session_token.empty()) {
-      sig.headers.emplace_back("x-amz-security-token", access_.session_token);
+    if (!credentials->session_token.empty()) {
+      sig.headers.emplace_back("x-amz-security-token", credentials->session_token);
     }
     HttpRequestSpec request;
     request.path_and_query = absl::StrCat("/?", CanonicalQuery(params));
     for (const auto& [name, value] : sig.headers) {
       if (name != "host") request.headers.emplace_back(name, value);
     }
-    request.headers.emplace_back("Authorization",
-                                 SigV4Authorization(sig, access_.access_key, access_.secret_key,
-                                                    access_.region, now, service_));
+    request.headers.emplace_back(
+        "Authorization", SigV4Authorization(sig, credentials->access_key, credentials->secret_key,
+                                            access_.region, now, service_));
     HttpFetchOptions o;
     o.timeout = timeout_;
     o.total = timeout_;
     o.max_body = kEtcdDiscoveryReplyMax;
-    const std::string what = absl::StrCat("AWS ", action, " at ", endpoint_.HostHeader());
     absl::StatusOr<HttpReply> reply = HttpFetch(endpoint_, request, o);
     if (!reply.ok())
       return absl::UnavailableError(absl::StrCat(what, ": ", reply.status().message()));
@@ -443,9 +450,6 @@ absl::StatusOr<std::unique_ptr<PeerDiscovery>> NewAwsDiscovery(std::string_view 
     return bad("not an autoscaling group name");
   }
   AwsAccess access;
-  access.access_key = DiscoveryEnv(options, "AWS_ACCESS_KEY_ID");
-  access.secret_key = DiscoveryEnv(options, "AWS_SECRET_ACCESS_KEY");
-  access.session_token = DiscoveryEnv(options, "AWS_SESSION_TOKEN");
   access.region = DiscoveryEnv(options, "AWS_REGION");
   if (access.region.empty()) access.region = DiscoveryEnv(options, "AWS_DEFAULT_REGION");
   if (access.region.empty()) access.region = "us-east-1";
@@ -454,11 +458,10 @@ absl::StatusOr<std::unique_ptr<PeerDiscovery>> NewAwsDiscovery(std::string_view 
       return bad(absl::StrCat("AWS_REGION \"", access.region, "\" is not a region"));
     }
   }
-  if (access.access_key.empty() || access.secret_key.empty()) {
-    return bad(
-        "needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment (instance-profile "
-        "credentials are not read)");
-  }
+  absl::StatusOr<std::shared_ptr<AwsCredentialSource>> credentials = AwsCredentialsFromEnvironment(
+      [&options](const char* name) { return DiscoveryEnv(options, name); });
+  if (!credentials.ok()) return bad(credentials.status().message());
+  access.credentials = *std::move(credentials);
   absl::StatusOr<HttpTarget> ec2_endpoint =
       Endpoint(options, "AWS_ENDPOINT_URL_EC2", "ec2", access.region);
   if (!ec2_endpoint.ok()) return bad(ec2_endpoint.status().message());

@@ -139,7 +139,7 @@ TEST(AwsDiscoveryTest, SpecsAndCredentialsAreCheckedUpFront) {
               HasSubstr("AWS_ENDPOINT_URL \"ftp://x\""));
   environment.erase("AWS_SECRET_ACCESS_KEY");
   EXPECT_THAT(std::string(NewPeerDiscovery("ec2-tags:a=b", o).status().message()),
-              HasSubstr("needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"));
+              HasSubstr("AWS_ACCESS_KEY_ID is set without AWS_SECRET_ACCESS_KEY"));
 }
 
 // Nothing listens: the lookup fails within its bound, naming the action and the endpoint.

@@ -278,7 +278,8 @@ const std::vector<FlagSpec>& RunFlags() {
        "records), dns-srv:NAME (SRV records), etcd:URL (etcd's discovery protocol; each member "
        "registers its gossip address), do-tags:TAG (DigitalOcean droplets with that tag; "
        "DIGITALOCEAN_ACCESS_TOKEN), ec2-tags:KEY=VALUE[,...] (running EC2 instances) or "
-       "aws-autoscaling-group:NAME (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); "
+       "aws-autoscaling-group:NAME (AWS_REGION; AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+       "else the instance profile's); "
        "joined with --bootstrap-addrs"},
       {"discovery", "", "",
        "an etcd discovery URL (https://discovery.etcd.io/TOKEN, or a v2 keys directory of any "
@@ -307,7 +308,8 @@ const std::vector<FlagSpec>& RunFlags() {
       {"snapshot-backup-url", "", "",
        "where the leader writes backups of the store: file://DIR, s3://BUCKET[/PREFIX] or "
        "http(s)://HOST[:PORT]/BUCKET[/PREFIX] of an S3-compatible store (credentials from "
-       "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); off if empty"},
+       "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, else the EC2 instance profile's); off if "
+       "empty"},
       {"snapshot-backup-interval", "", "1m",
        "how often the leader writes a backup (skipped when nothing changed)"},
       {"snapshot-backup-keep", "", "10", "how many backups of this cluster to keep (newest)"},

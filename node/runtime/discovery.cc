@@ -23,7 +23,6 @@
 #include "env/check.h"
 #include "env/status_macros.h"
 #include "env/strings.h"
-#include "google/protobuf/util/json_util.h"
 #include "node/runtime/asio_env.h"
 #include "node/runtime/aws_discovery.h"
 #include "node/runtime/digitalocean.pb.h"
@@ -304,17 +303,6 @@ class DnsSrvDiscovery : public PeerDiscovery {
   const std::string name_;
   const DiscoveryOptions options_;
 };
-
-absl::Status JsonInto(std::string_view json, google::protobuf::Message* m) {
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = true;
-  const auto s = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(json.data(), json.size()), m, options);
-  if (s.ok()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "not JSON of the expected shape: ", std::string(s.message().data(), s.message().size()),
-      ": \"", std::string(json.substr(0, 80)), "\""));
-}
 
 absl::StatusOr<etcdv2::Response> ParseEtcdReply(std::string_view json) {
   etcdv2::Response r;

@@ -1,8 +1,8 @@
 // Copyright e2d authors.
 //
 // Fuzz target for what peer discovery reads from outside (node/runtime/discovery.h,
-// aws_discovery.h): peer files, etcd v2 replies, DigitalOcean's droplet lists, and EC2's and
-// Auto Scaling's XML. The first byte picks the parser, the rest is its input. Every parser must
+// aws_discovery.h): peer files, etcd v2 replies, DigitalOcean's droplet lists, EC2's and Auto
+// Scaling's XML, and the instance metadata service's credentials (aws_credentials.h). The first byte picks the parser, the rest is its input. Every parser must
 // refuse bad bytes with an error (never crash), and what it accepts must hold its bounds:
 // at most kDiscoveredMax addresses, each HOST:PORT with a port from 1.
 
@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "env/check.h"
+#include "node/runtime/aws_credentials.h"
 #include "node/runtime/aws_discovery.h"
 #include "node/runtime/discovery.h"
 #include "tools/fuzz/fuzz.h"
@@ -56,6 +57,8 @@ std::vector<std::string> Seeds() {
       "</DescribeAutoScalingGroupsResult></DescribeAutoScalingGroupsResponse>",
       "\x06<Response><Errors><Error><Code>AuthFailure</Code><Message>m &amp; n</Message></Error>"
       "</Errors></Response>",
+      "\x07{\"Code\":\"Success\",\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"S\",\"Token\":\"T\","
+      "\"Expiration\":\"2026-12-05T12:00:00Z\"}",
   };
 }
 
@@ -65,7 +68,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace e2d::node;  // NOLINT
   if (size == 0) return 0;
   const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 7) {
+  switch (data[0] % 8) {
     case 0: {
       absl::StatusOr<std::vector<std::string>> found = ParsePeerList(input, 7980, "fuzz");
       if (found.ok()) CheckAddresses(*found);
@@ -99,6 +102,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 6: {
       const std::string s = AwsErrorOf(input);
       E2D_CHECK(s.size() <= input.size() + 2, "an error longer than its reply");
+      break;
+    }
+    case 7: {
+      absl::StatusOr<ImdsCredentials> c = ParseImdsCredentials(input);
+      E2D_CHECK(!c.ok() || (!c->credentials.access_key.empty() &&
+                            !c->credentials.secret_key.empty()),
+                "accepted credentials without keys");
       break;
     }
   }

@@ -22,6 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "node/runtime/fake_http_api.h"
 
 namespace e2d::node {
 namespace {
@@ -171,60 +172,6 @@ TEST(EtcdDiscoveryTest, AnUnreachableUrlIsNamed) {
 
 // An HTTP/1.1 server on loopback for one request at a time: `handler` gets the request line and
 // headers (as received) and returns the whole reply. Runs on its own thread until destroyed.
-class FakeHttpApi {
- public:
-  explicit FakeHttpApi(std::function<std::string(const std::string& head)> handler)
-      : handler_(std::move(handler)) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(listen(fd_, 8), 0);
-    socklen_t len = sizeof addr;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this] { Serve(); });
-  }
-  ~FakeHttpApi() {
-    stop_ = true;
-    thread_.join();
-    close(fd_);
-  }
-  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_); }
-
-  static std::string Reply(int status, const std::string& body) {
-    return absl::StrCat("HTTP/1.1 ", status, " X\r\nContent-Type: application/json\r\n",
-                        "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
-  }
-
- private:
-  void Serve() {
-    while (!stop_) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 20) <= 0) continue;  // wakes to see stop_
-      const int conn = accept(fd_, nullptr, nullptr);
-      if (conn < 0) continue;
-      std::string head;
-      char buf[4096];
-      while (head.find("\r\n\r\n") == std::string::npos && head.size() < 65536) {
-        const ssize_t n = recv(conn, buf, sizeof buf, 0);
-        if (n <= 0) break;
-        head.append(buf, static_cast<size_t>(n));
-      }
-      const std::string reply = handler_(head);
-      send(conn, reply.data(), reply.size(), MSG_NOSIGNAL);
-      close(conn);
-    }
-  }
-
-  std::function<std::string(const std::string&)> handler_;
-  int fd_ = -1;
-  uint16_t port_ = 0;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-};
-
 std::string Droplet(int id, const std::string& status, const std::string& v4) {
   return absl::StrCat(R"({"id":)", id, R"(,"name":"d)", id, R"(","status":")", status,
                       R"(","networks":{"v4":[)", v4, R"(],"v6":[]},"tags":["e2d"]})");

@@ -26,6 +26,7 @@
 #include "absl/time/clock.h"
 #include "env/openssl_errors.h"
 #include "env/strings.h"
+#include "google/protobuf/util/json_util.h"
 
 namespace e2d::node {
 
@@ -432,6 +433,17 @@ std::string UriEncode(std::string_view s_in, bool encode_slash) {
     }
   }
   return out;
+}
+
+absl::Status JsonInto(std::string_view json, google::protobuf::Message* m) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  const auto s = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(json.data(), json.size()), m, options);
+  if (s.ok()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "not JSON of the expected shape: ", std::string(s.message().data(), s.message().size()),
+      ": \"", std::string(json.substr(0, 80)), "\""));
 }
 
 }  // namespace e2d::node

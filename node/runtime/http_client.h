@@ -27,6 +27,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
+namespace google::protobuf {
+class Message;
+}  // namespace google::protobuf
+
 namespace e2d::node {
 
 inline constexpr size_t kHttpReplyHeadMax = 64 << 10;
@@ -81,6 +85,10 @@ absl::StatusOr<HttpReply> HttpFetch(const HttpTarget& target, const HttpRequestS
 // Exposed for tests.
 absl::StatusOr<std::optional<HttpReply>> ParseHttpReply(std::string_view bytes, bool at_eof,
                                                         size_t max_body);
+
+// A JSON reply body into `m` (protobuf's JSON parser; unknown fields ignored). InvalidArgument,
+// quoting the start of the body, if it is not JSON of m's shape.
+absl::Status JsonInto(std::string_view json, google::protobuf::Message* m);
 
 }  // namespace e2d::node
 

@@ -210,15 +210,14 @@ absl::StatusOr<S3Config> ParseS3Url(const std::string& url,
     }
     if (absl::Status s = SplitBucketPath(rest.substr(slash + 1), url, &c); !s.ok()) return s;
   }
-  c.access_key = Getenv(getenv, "AWS_ACCESS_KEY_ID");
-  c.secret_key = Getenv(getenv, "AWS_SECRET_ACCESS_KEY");
-  c.session_token = Getenv(getenv, "AWS_SESSION_TOKEN");
   c.ca_file = Getenv(getenv, "AWS_CA_BUNDLE");
-  if (c.access_key.empty() || c.secret_key.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--snapshot-backup-url ", url,
-        ": S3 backups need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"));
+  absl::StatusOr<std::shared_ptr<AwsCredentialSource>> credentials =
+      AwsCredentialsFromEnvironment([&getenv](const char* name) { return Getenv(getenv, name); });
+  if (!credentials.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--snapshot-backup-url ", url, ": ", credentials.status().message()));
   }
+  c.credentials = *std::move(credentials);
   return c;
 }
 
@@ -343,6 +342,11 @@ absl::StatusOr<HttpReply> S3BackupStore::Send(
     size_t max_body) {
   std::string path = config_.virtual_host ? "" : absl::StrCat("/", config_.bucket);
   if (!key.empty() || config_.virtual_host) absl::StrAppend(&path, "/", UriEncode(key, false));
+  absl::StatusOr<AwsCredentials> credentials = config_.credentials->Get();
+  if (!credentials.ok()) {
+    return absl::Status(credentials.status().code(),
+                        absl::StrCat("backup ", config_.url, ": ", credentials.status().message()));
+  }
   const absl::Time now = now_();
   SigV4Request sig;
   sig.method = method;
@@ -352,8 +356,8 @@ absl::StatusOr<HttpReply> S3BackupStore::Send(
   sig.headers = {{"host", config_.endpoint.HostHeader()},
                  {"x-amz-content-sha256", sig.payload_sha256_hex},
                  {"x-amz-date", AmzDate(now)}};
-  if (!config_.session_token.empty()) {
-    sig.headers.emplace_back("x-amz-security-token", config_.session_token);
+  if (!credentials->session_token.empty()) {
+    sig.headers.emplace_back("x-amz-security-token", credentials->session_token);
   }
   HttpRequestSpec req;
   req.method = method;
@@ -361,7 +365,8 @@ absl::StatusOr<HttpReply> S3BackupStore::Send(
   for (size_t i = 1; i < sig.headers.size(); ++i) req.headers.push_back(sig.headers[i]);
   req.headers.emplace_back(
       "Authorization",
-      SigV4Authorization(sig, config_.access_key, config_.secret_key, config_.region, now));
+      SigV4Authorization(sig, credentials->access_key, credentials->secret_key, config_.region,
+                         now));
   if (method == "PUT") req.headers.emplace_back("Content-Type", "application/octet-stream");
   req.body = body;
   HttpFetchOptions options;

@@ -12,9 +12,10 @@
 //                                 a trusted network: the backups then travel unencrypted unless
 //                                 --snapshot-encryption is on)
 //
-// From the environment, as the AWS tools read them: AWS_ACCESS_KEY_ID and
-// AWS_SECRET_ACCESS_KEY (required), AWS_SESSION_TOKEN, AWS_REGION or AWS_DEFAULT_REGION
-// (default us-east-1), AWS_CA_BUNDLE (a PEM file of CAs to trust instead of the system's).
+// From the environment, as the AWS tools read them: the credentials (AWS_ACCESS_KEY_ID,
+// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, else the instance profile's: see
+// node/runtime/aws_credentials.h), AWS_REGION or AWS_DEFAULT_REGION (default us-east-1),
+// AWS_CA_BUNDLE (a PEM file of CAs to trust instead of the system's).
 //
 // Put is one PUT: S3 makes an object visible whole or not at all, so a half-written backup is
 // never listed. List pages through ListObjectsV2 under the prefix, keeping the names directly
@@ -39,6 +40,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "node/backup_store.h"
+#include "node/runtime/aws_credentials.h"
 #include "node/runtime/http_client.h"
 
 namespace e2d::node {
@@ -55,9 +57,7 @@ struct S3Config {
   std::string bucket;
   std::string prefix;  // "" or "dir/.../" (ends with '/')
   std::string region;
-  std::string access_key;
-  std::string secret_key;
-  std::string session_token;
+  std::shared_ptr<AwsCredentialSource> credentials;  // node/runtime/aws_credentials.h
   std::string ca_file;
 };
 

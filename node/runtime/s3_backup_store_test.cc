@@ -96,7 +96,8 @@ TEST(S3UrlTest, AwsVirtualHostPathStyleAndEndpoints) {
   EXPECT_EQ(c->endpoint.HostHeader(), "my-bucket.s3.us-east-1.amazonaws.com");
   EXPECT_EQ(c->bucket, "my-bucket");
   EXPECT_EQ(c->prefix, "e2d/prod/");
-  EXPECT_EQ(c->access_key, "AK");
+  ASSERT_NE(c->credentials, nullptr);
+  EXPECT_EQ(c->credentials->Get()->access_key, "AK");
 
   env.vars["AWS_REGION"] = "eu-west-3";
   c = ParseS3Url("s3://dotted.bucket", env.Fn());

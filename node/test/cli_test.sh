@@ -44,8 +44,11 @@ expect 2 "unknown provider \"consul\"" run -n 3 --peer-discovery consul:x
 expect 2 "peer-discovery \"dns:a b\": not NAME or NAME:PORT" run -n 3 --peer-discovery "dns:a b"
 expect 2 "no provider (expected file:PATH, dns:NAME\[:PORT\], dns-srv:NAME, etcd:URL" run --peer-discovery file
 expect 2 "not an http:// or https:// URL" run -n 3 --discovery discovery.etcd.io/abc
-AWS_ACCESS_KEY_ID="" AWS_SECRET_ACCESS_KEY="" \
-  expect 2 "needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" run -n 3 --peer-discovery ec2-tags:a=b
+AWS_ACCESS_KEY_ID="AK" AWS_SECRET_ACCESS_KEY="" \
+  expect 2 "AWS_ACCESS_KEY_ID is set without AWS_SECRET_ACCESS_KEY" run -n 3 --peer-discovery ec2-tags:a=b
+AWS_ACCESS_KEY_ID="" AWS_SECRET_ACCESS_KEY="" AWS_EC2_METADATA_SERVICE_ENDPOINT=https://169.254.169.254 \
+  expect 2 "AWS_EC2_METADATA_SERVICE_ENDPOINT \"https://169.254.169.254\" is not http://HOST\[:PORT\]" \
+  run -n 3 --peer-discovery ec2-tags:a=b
 expect 2 "\"cluster\" is not KEY=VALUE" run -n 3 --peer-discovery ec2-tags:cluster
 DIGITALOCEAN_ACCESS_TOKEN="" DIGITALOCEAN_TOKEN="" \
   expect 2 "needs DIGITALOCEAN_ACCESS_TOKEN in the environment" run -n 3 --peer-discovery do-tags:e2d
@@ -62,8 +65,9 @@ expect 2 "exclude each other" run --snapshot-compression --snapshot-encryption
 expect 2 "snapshot-backup-interval must be at least 1s" run --snapshot-backup-interval 10ms
 expect 2 "snapshot-backup-keep-daily must be a number from 0 to 100000" run --snapshot-backup-keep-daily -1
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
-expect 1 "S3 backups need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" "${RUN[@]}" \
-  --snapshot-backup-url s3://bucket/e2d
+# (Without keys e2d would use the instance profile's credentials: off here, so it stops at once.)
+AWS_EC2_METADATA_DISABLED=true expect 1 "need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" \
+  "${RUN[@]}" --snapshot-backup-url s3://bucket/e2d
 expect 1 "bad bucket name \"Bucket\"" "${RUN[@]}" --snapshot-backup-url s3://Bucket/e2d
 expect 1 "is not file://DIR, s3://BUCKET" "${RUN[@]}" --snapshot-backup-url ftp://host/b
 expect 1 "--snapshot-encryption needs --ca-key" "${RUN[@]}" --snapshot-encryption \

@@ -10,7 +10,9 @@
 #   2. a backup put by s3cmd under another prefix is found by --restore-backup latest, which
 #      restores it, and reports the revision it restored (client -> e2d);
 #   3. wrong credentials, a missing bucket and missing credentials are refused with S3's reason;
-#   4. over https (s3rver with a certificate of the test CA): AWS_CA_BUNDLE trusts it, and
+#   4. with no keys in the environment, the instance profile's temporary credentials come from
+#      the instance metadata service (node/test/fake_imds.py, IMDSv2 session tokens only);
+#   5. over https (s3rver with a certificate of the test CA): AWS_CA_BUNDLE trusts it, and
 #      without it the handshake is refused (the certificate is not the system's).
 set -euo pipefail
 
@@ -148,13 +150,40 @@ expect_refusal d1 "HTTP 403 SignatureDoesNotMatch" "s3://e2d-backups/handoff" \
   AWS_SECRET_ACCESS_KEY=wrong
 expect_refusal d2 "HTTP 403 InvalidAccessKeyId" "s3://e2d-backups/handoff" AWS_ACCESS_KEY_ID=nobody
 expect_refusal d3 "HTTP 404 NoSuchBucket" "s3://no-such-bucket/x"
-expect_refusal d4 "need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" "s3://e2d-backups/x" \
+expect_refusal d4 "AWS_SECRET_ACCESS_KEY is set without AWS_ACCESS_KEY_ID" "s3://e2d-backups/x" \
   -u AWS_ACCESS_KEY_ID
-for n in d1 d2 d3 d4; do
+expect_refusal d5 "need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" "s3://e2d-backups/x" \
+  -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY AWS_EC2_METADATA_DISABLED=true
+# No keys and no instance metadata service (nothing listens there): said, and nothing started.
+NO_IMDS=$(free_port)
+expect_refusal d6 "instance metadata service at 127.0.0.1:$NO_IMDS gave none" \
+  "s3://e2d-backups/x" -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY \
+  "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:$NO_IMDS"
+for n in d1 d2 d3 d4 d5 d6; do
   [[ ! -e "data-$n/identity" ]] || fail "$n recorded an identity although it refused to start"
 done
 
-echo "== 4. https: the endpoint's CA from AWS_CA_BUNDLE"
+echo "== 4. no keys: the instance profile's credentials from the instance metadata service"
+IMDS=$(free_port)
+/usr/bin/python3 "$RUNFILES_DIR_E2D/node/test/fake_imds.py" "$IMDS" S3RVER S3RVER imds-session \
+  >imds.log 2>&1 &
+PIDS+=($!)
+wait_for "the fake instance metadata service to serve" 30 grep -q listening imds.log
+AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY= AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:$IMDS" \
+  start i "s3://e2d-backups/imds"
+wait_for "i to serve" 30 etcdctl "${TLS[@]}" --endpoints "$(ep i)" endpoint health
+RI=$(revision_of_put "$(ep i)" from-the-profile 1)
+wait_for "i's backup of revision $RI in the bucket" 30 bash -c \
+  "s3cmd -c $WORK/s3cfg ls s3://e2d-backups/imds/ | grep -q -- '-$(printf '%020d' "$RI").bkp'"
+stop i
+grep -q "^PUT /latest/api/token 200" imds.log || fail "i never asked for an IMDSv2 session token"
+grep -q "^GET /latest/meta-data/iam/security-credentials/e2d-node 200" imds.log ||
+  fail "i never read the role's credentials"
+grep -q ' 401$' imds.log && fail "i sent a metadata request without the session token"
+# The proxy let the writes through: their signatures, session token header included, held.
+grep -q '"PUT /e2d-backups/imds/e2d-' proxy.log || fail "i's writes did not pass the proxy"
+
+echo "== 5. https: the endpoint's CA from AWS_CA_BUNDLE"
 S3TLS=$(free_port)
 "$S3RVER" -d "$WORK/s3tls" -a 127.0.0.1 -p "$S3TLS" --key server.key --cert server.crt \
   --configure-bucket tls-bucket >s3rver-tls.log 2>&1 &
