@@ -1199,13 +1199,15 @@ int Serve(RunConfig c, std::optional<RecoveryDecision>* restart) {
         StartPendingRestore(io, env, c, **pending, backup_store.get(), backup_keys);
     if (!r.ok()) return Fail("run", r.status());
     restore = *std::move(r);
-    if (!restore.has_value()) pending->reset();  // done by an earlier start
+    if (!restore.has_value()) {
+      // Done by an earlier start that stopped before it removed the record.
+      if (absl::Status s = RemovePendingRestore(c.data_dir); !s.ok()) return Fail("run", s);
+      pending->reset();
+    }
   }
   // A restore is decided before a gossip bootstrap (the backup is part of what the members
   // agree on), unless this member bootstrapped already (its record says which backup).
-  if (pending->has_value()) {
-    // (decided above)
-  } else if (!c.restore_backup.empty()) {
+  if (!pending->has_value() && !c.restore_backup.empty()) {
     absl::StatusOr<std::optional<Bootstrapper::Record>> record = Bootstrapper::Read(env.fs());
     if (!record.ok()) return Fail("run", record.status());
     if (!c.gossip_bootstrap || !record->has_value() || !(*record)->committed) {

@@ -12,7 +12,8 @@
 #      aside and starts the cluster again alone from the backup; r1 and r2 join it;
 #   5. every write reads back, including those r3 never had, and revisions go on from the
 #      backup's; r3's old data is kept in superseded-*/ and its pending-restore record is gone;
-#   6. r3 restarts from its own data in the restored cluster (no second restore);
+#   6. r3 restarts from its own data in the restored cluster (no second restore), also with
+#      the restore's record left behind (a crash right after the restore), which it removes;
 #   7. a machine left with the old data and the restore's record (a crash right after recording
 #      it) sets the old data aside and restores the backup when it starts.
 # Waits poll a condition with a deadline; nothing relies on a sleep being long enough.
@@ -109,6 +110,9 @@ echo "== 6. r3 restarts from its own data in the restored cluster"
 kill -TERM "${PID[r3]}"
 wait "${PID[r3]}" 2>/dev/null || true
 mv r3.log r3.before-restart.log
+# The restore's record as a crash right after the restored member was recorded leaves it: the
+# restore is done, so the start only removes the record.
+printf 'e2d-recovery-restore v1\nbackup=%s\nrecovers=%016x\n' "$BACKUP" "$OLD" >data-r3/recovery-restore
 start r3
 wait_for "r3 to serve again" 60 holds r3 after 1
 [[ "$(cluster_of "$(ep r3)")" == "$NEW" ]] || fail "r3 restarted in another cluster"
@@ -116,6 +120,7 @@ grep -q 'restarting in the cluster agreed before' r3.log || fail "r3 did not res
 grep -q 'restored the store from a backup\|starting the cluster again alone' r3.log &&
   fail "r3 restored again on a restart"
 [[ $(compgen -G "data-r3/superseded-*" | grep -c .) == 1 ]] || fail "r3 set its data aside again"
+[[ -e data-r3/recovery-restore ]] && fail "r3 kept the record of a restore that was done"
 
 echo "== 7. a crash between recording the restore and setting the data aside: the next start finishes it"
 # r4, a machine of its own (alone, -n 1), holds a copy of r3's data from before the restore and
