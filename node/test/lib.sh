@@ -3,7 +3,12 @@
 
 # Every process a test started (PIDS+=($!)) is killed when the test ends, however it ends.
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
+# The ports free_port handed out, one per line (a file: free_port runs in $(...) subshells).
+GIVEN_PORTS=$(mktemp)
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -f "$GIVEN_PORTS"
+}
 trap cleanup EXIT
 
 # wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND until it succeeds.
@@ -17,12 +22,19 @@ wait_for() {
 }
 
 # A free loopback port (nothing accepts on it now), below Linux's ephemeral range (32768-60999)
-# so that no outgoing connection on the machine holds it.
+# so that no outgoing connection on the machine holds it, and never one this test was given
+# before (ports are handed out before anything listens on them: twenty draws from 12000 ports
+# would repeat one in about 1.6% of runs).
 free_port() {
   local p
   while true; do
     p=$((20000 + RANDOM % 12000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+    grep -qx "$p" "$GIVEN_PORTS" && continue
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p" >>"$GIVEN_PORTS"
+      echo "$p"
+      return
+    fi
   done
 }
 
