@@ -27,9 +27,7 @@ WORK="${TEST_TMPDIR:-$(mktemp -d)}/discovery"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK"
 fail() { echo "FAIL: $*" >&2; for f in "$WORK"/*.log; do echo "== $f"; tail -30 "$f"; done >&2; exit 1; }
 
-"$E2D" pki init --ca-cert ca.crt --ca-key ca.key >/dev/null
-"$E2D" pki gencerts --ca-cert ca.crt --ca-key ca.key --output-dir . >/dev/null
-TLS=(--cacert ca.crt --cert client.crt --key client.key)
+make_pki
 NAMES=(d1 d2 d3)
 declare -A CPORT PPORT MPORT GPORT PID
 alloc_ports "${NAMES[@]}"

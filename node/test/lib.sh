@@ -82,3 +82,13 @@ run_member() {
   PID[$n]=$!
   PIDS+=($!)
 }
+
+# make_pki: the cluster CA and its server, peer and client certificates in the working
+# directory (what run_member and TLS use), and the etcdctl flags in TLS.
+make_pki() {
+  "$E2D" pki init --ca-cert ca.crt --ca-key ca.key >/dev/null
+  "$E2D" pki gencerts --ca-cert ca.crt --ca-key ca.key --output-dir . >/dev/null
+  TLS=(--cacert ca.crt --cert client.crt --key client.key)
+}
+# gossip_seeds NAME...: their gossip addresses, comma-separated (for --bootstrap-addrs).
+gossip_seeds() { local out="" n; for n in "$@"; do out="${out:+$out,}127.0.0.1:${GPORT[$n]}"; done; echo "$out"; }

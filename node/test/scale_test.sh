@@ -20,14 +20,11 @@ WORK="${TEST_TMPDIR:-$(mktemp -d)}/scale"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK"
 fail() { echo "FAIL: $*" >&2; for f in "$WORK"/*.log; do echo "== $f"; tail -30 "$f"; done >&2; exit 1; }
 
-"$E2D" pki init --ca-cert ca.crt --ca-key ca.key >/dev/null
-"$E2D" pki gencerts --ca-cert ca.crt --ca-key ca.key --output-dir . >/dev/null
-TLS=(--cacert ca.crt --cert client.crt --key client.key)
+make_pki
 NAMES=(s1 s2 s3 s4 s5)
 declare -A CPORT PPORT MPORT GPORT PID
 alloc_ports "${NAMES[@]}"
-SEEDS=""
-for n in "${NAMES[@]}"; do SEEDS="${SEEDS:+$SEEDS,}127.0.0.1:${GPORT[$n]}"; done
+SEEDS=$(gossip_seeds "${NAMES[@]}")
 start() {  # start NAME SIZE: the same command line on every machine, but for -n
   run_member "$1" -n "$2" --bootstrap-addrs "$SEEDS" --health-check-timeout 3s
 }
